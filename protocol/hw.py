@@ -1,0 +1,185 @@
+"""The processor: TLB, paging-structure cache, page walks and accesses (Intel SDM Vol. 3A ch. 4).
+
+What the hardware may do, and the model lets it do at any step:
+
+- fill the TLB (and the paging-structure cache) speculatively from any present PTE of the mm
+  in CR3, in any mode: user, kernel, inside an IRQ handler, while lazy (SDM 4.10.2.3);
+- evict any TLB or paging-structure-cache entry ("may invalidate any TLB entry at any time");
+- read through an existing entry without walking (a TLB hit);
+- write through a cached entry with D=1 without touching the PTE; a write through a cached entry
+  with D=0 walks "just like a TLB miss" and faults if the PTE is no longer present or writable
+  (Dave Hansen, 4e0ed5a5-0e5e-3481-e646-3f032f17ac60@intel.com);
+- set A on every walk that caches an entry and D on a write, never on INVLPG or eviction.
+
+Left out: global pages, PTI's user PCIDs, large pages, memory types, the store buffer (the model
+is sequentially consistent: the kernel's barriers are assumed to give SC where it relies on them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocol.state import (
+    FILE,
+    INIT_MM,
+    NO_PFN,
+    Cpu,
+    PwcEntry,
+    TlbEntry,
+    mm_name,
+)
+
+if TYPE_CHECKING:
+    from protocol.world import World
+
+
+def walk(w: World, cpu: int, va: int, write: bool, who: str) -> TlbEntry | None:
+    """A page walk for ``va`` in the mm and PCID of CR3; fills the TLB and paging-structure
+    cache on success, sets A (and D for a write). Returns None on a would-be fault.
+
+    A walk that starts from a cached PMD entry whose page-table page has been freed reads
+    whatever that page holds now: no_walk_of_freed_page_table, and no translation results.
+    """
+    c = w.cpus[cpu]
+    mm_id = c.cr3_mm
+    if mm_id <= INIT_MM:
+        return None
+    mm = w.mms[mm_id]
+    asid = c.cr3_asid
+    pwc = c.pwc.get(asid)
+    if pwc is not None:
+        frame = w.frames[pwc.pfn]
+        if frame.version != pwc.frame_version:
+            w.report(
+                "no_walk_of_freed_page_table",
+                f"cpu{cpu} {who} walks {va:#x} of mm {mm_name(mm_id)} through its "
+                f"paging-structure cache: PMD -> pfn {pwc.pfn} v{pwc.frame_version}, but that "
+                f"page-table page is now {frame.describe()}",
+            )
+            return None
+    else:
+        if mm.pgtable_pfn == NO_PFN:
+            return None
+        pt = w.frames[mm.pgtable_pfn]
+        c.pwc[asid] = PwcEntry(mm_id, mm.pgtable_pfn, pt.version)
+    pte = mm.ptes.get(va)
+    if pte is None or not pte.present:
+        return None
+    if write and not pte.writable:
+        return None
+    if not pte.accessed or (write and not pte.dirty):
+        pte = pte._replace(accessed=True, dirty=pte.dirty or write)
+        mm.ptes[va] = pte
+    entry = TlbEntry(pte.pfn, w.frames[pte.pfn].version, pte.writable, pte.dirty, pte.seq)
+    c.tlb[(asid, va)] = entry
+    return entry
+
+
+def tlb_fill(w: World, cpu: int, va: int) -> None:
+    """A speculative fill (or prefetch): a read walk whose result nobody uses yet."""
+    walk(w, cpu, va, write=False, who="speculative walk")
+
+
+def tlb_fill_enabled(w: World, c: Cpu, va: int) -> bool:
+    if c.cr3_mm <= INIT_MM or (c.cr3_asid, va) in c.tlb:
+        return False
+    pwc = c.pwc.get(c.cr3_asid)
+    if pwc is not None and w.frames[pwc.pfn].version != pwc.frame_version:
+        return True  # the walk reads a freed page-table page: worth exploring
+    mm = w.mms[c.cr3_mm]
+    if mm.pgtable_pfn == NO_PFN:
+        return False
+    pte = mm.ptes.get(va)
+    return pte is not None and pte.present
+
+
+def use_entry(w: World, cpu: int, va: int, e: TlbEntry, write: bool, who: str) -> None:
+    """An architectural access through translation ``e``."""
+    frame = w.frames[e.pfn]
+    if frame.version != e.frame_version:
+        c = w.cpus[cpu]
+        w.report(
+            "no_use_after_free",
+            f"cpu{cpu} {who} {'writes' if write else 'reads'} {va:#x} through a stale TLB entry "
+            f"-> pfn {e.pfn} v{e.frame_version}, but pfn {e.pfn} is now {frame.describe()} "
+            f"(cpu{cpu} loaded_mm={mm_name(c.loaded_mm)} "
+            f"async_func_in_progress={c.async_func_in_progress or 'NULL'})",
+        )
+        if who.startswith("NMI"):
+            w.report(
+                "nmi_uaccess_safety",
+                f"cpu{cpu} copy_from_user_nmi({va:#x}) passed nmi_uaccess_okay() but used a "
+                f"stale TLB entry -> pfn {e.pfn} v{e.frame_version}; pfn {e.pfn} is now "
+                f"{frame.describe()}",
+            )
+        return
+    if write and frame.kind == FILE:
+        w.frames[e.pfn] = frame._replace(modified=True)
+
+
+def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
+    """A load or store to user address ``va`` in CR3's address space, by user code or by a
+    kernel uaccess. Returns what happened, for the trace."""
+    c = w.cpus[cpu]
+    if c.cr3_mm <= INIT_MM:
+        return "fault (no user mapping in CR3)"
+    key = (c.cr3_asid, va)
+    e = c.tlb.get(key)
+    if e is not None:
+        if not write:
+            use_entry(w, cpu, va, e, write, who)
+            return f"TLB hit pfn {e.pfn}"
+        if e.writable and e.dirty:
+            mm = w.mms[c.cr3_mm]
+            if va in mm.write_protected:
+                w.report(
+                    "no_write_after_write_protect",
+                    f"cpu{cpu} {who} writes {va:#x} of mm {mm_name(c.cr3_mm)} through a cached "
+                    f"writable entry (pfn {e.pfn}) after mprotect(PROT_READ)'s flush returned",
+                )
+            use_entry(w, cpu, va, e, write, who)
+            return f"TLB hit W=1 D=1 pfn {e.pfn}: no walk"
+        # W=0: #PF, which invalidates the entry; W=1 D=0: walk like a TLB miss.
+        del c.tlb[key]
+    e = walk(w, cpu, va, write, who)
+    if e is not None:
+        use_entry(w, cpu, va, e, write, who)
+        return f"walk, fill pfn {e.pfn}{' D=1' if write else ''}"
+    if write and who == "user" and do_wp_page(w, cpu, va):
+        e = walk(w, cpu, va, write, who)
+        assert e is not None
+        use_entry(w, cpu, va, e, write, who)
+        return f"#PF wp: page made writable and dirty, fill pfn {e.pfn}"
+    return "fault"
+
+
+def do_wp_page(w: World, cpu: int, va: int) -> bool:
+    """A write fault on a present read-only PTE of a writable shared file mapping: mark the
+    page dirty and make the PTE writable (``wp_page_shared``/``page_mkwrite``, under the PTL).
+    A permission upgrade needs no flush. Returns False for a SIGSEGV."""
+    c = w.cpus[cpu]
+    mm = w.mms[c.cr3_mm]
+    pte = mm.ptes.get(va)
+    if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):
+        return False
+    frame = w.frames[pte.pfn]
+    if frame.kind == FILE:
+        w.frames[pte.pfn] = frame._replace(page_dirty=True)
+    mm.ptes[va] = pte._replace(writable=True, dirty=True, accessed=True, seq=pte.seq + 1)
+    return True
+
+
+def flush_tlb_one_user(c: Cpu, va: int) -> None:
+    """INVLPG: the entry for ``va`` in the current PCID and all paging-structure-cache entries
+    of the current PCID (SDM 4.10.4.1)."""
+    c.tlb.pop((c.cr3_asid, va), None)
+    c.pwc.pop(c.cr3_asid, None)
+
+
+def flush_tlb_local(c: Cpu) -> None:
+    """MOV to CR3 without NOFLUSH: every entry of the current PCID, and its paging-structure
+    caches."""
+    asid = c.cr3_asid
+    for key in [k for k in c.tlb if k[0] == asid]:
+        del c.tlb[key]
+    c.pwc.pop(asid, None)

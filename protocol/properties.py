@@ -1,0 +1,138 @@
+"""Safety properties (domain brief, section 5). Each names the condition that must hold.
+
+Two kinds. Event properties are checked by the action that could break them (an access through
+a stale entry, a walk, a free) and recorded on the world as it happens. State properties are
+predicates over the whole state, checked by ``World.violations()``.
+
+``no_stale_entry_at_free`` is strict: it also forbids *speculative* use of a stale leaf entry
+(Peter Zijlstra's point in the review), which no Linux release promises for lazy CPUs, and so
+it is not in the default set. It exempts lazy CPUs, like upstream does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from protocol.state import FILE, Violation, mm_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from protocol.world import World
+
+
+@attrs.frozen
+class Property:
+    name: str
+    summary: str
+    default: bool = True
+    check: Callable[[World], Violation | None] | None = None
+    """For state properties: a predicate over the state. None: checked at events."""
+
+
+def tlb_gen_soundness(w: World) -> Violation | None:
+    """For every CPU and ASID slot holding mm's ctx_id at ``tlb_gen = k``: no TLB entry of that
+    slot predates a PTE change whose flush request had ``new_tlb_gen <= k``. This is the
+    invariant flush_tlb_func() states: "we've always done all needed flushes to catch up to
+    local_tlb_gen"."""
+    for cpu, c in enumerate(w.cpus):
+        for (asid, va), e in c.tlb.items():
+            ctx_id, local_tlb_gen = c.ctxs[asid]
+            if ctx_id <= 0:
+                continue
+            for new_tlb_gen, fva, seq in w.mms[ctx_id].flush_log:
+                if fva == va and new_tlb_gen <= local_tlb_gen and e.pte_seq < seq:
+                    return Violation(
+                        "tlb_gen_soundness",
+                        f"cpu{cpu} ASID {asid} claims mm {mm_name(ctx_id)} tlb_gen "
+                        f"{local_tlb_gen} but still caches {va:#x} -> pfn {e.pfn} from before "
+                        f"the PTE change flushed at tlb_gen {new_tlb_gen}",
+                    )
+    return None
+
+
+def no_lost_write(w: World) -> Violation | None:
+    """A file page whose memory differs from what writeback saved is dirty somewhere: its
+    PG_dirty, or the dirty bit of the PTE that maps it. Otherwise the write is lost (Andy
+    Lutomirski: "any code doing dirty tracking needs the flush to happen for real before it
+    reads the dirty bit")."""
+    for pfn, f in enumerate(w.frames):
+        if f.kind != FILE or not f.modified or f.page_dirty:
+            continue
+        pte = w.mms[f.mm].ptes.get(f.va)
+        if pte is not None and pte.present and pte.pfn == pfn and pte.dirty:
+            continue
+        return Violation(
+            "no_lost_write",
+            f"file page pfn {pfn} ({mm_name(f.mm)} {f.va:#x}) was written after writeback "
+            f"saved it, yet it is clean: PG_dirty=0 and its PTE is clean; the write is lost",
+        )
+    return None
+
+
+def no_deadlock(w: World) -> Violation | None:
+    """Some CPU spins in csd_lock()/csd_lock_wait() and no CPU can make kernel progress."""
+    if not any(w.is_blocked(cpu) for cpu in range(len(w.cpus))):
+        return None
+    if w.progress_possible():
+        return None
+    stuck = [f"cpu{c}" for c in range(len(w.cpus)) if w.is_blocked(c)]
+    return Violation(
+        "no_deadlock",
+        f"{', '.join(stuck)} spin waiting for csds that no CPU can ever unlock",
+    )
+
+
+PROPERTIES: Final[dict[str, Property]] = {
+    p.name: p
+    for p in (
+        Property(
+            "no_use_after_free",
+            "no access (user, uaccess, NMI, IPI callback) goes through a TLB entry to a frame "
+            "that has been freed or reused since the entry was filled",
+        ),
+        Property(
+            "no_walk_of_freed_page_table",
+            "a page-table page is freed only when no CPU that can walk its mm caches a pointer "
+            "to it, and no walk ever reads a freed one",
+        ),
+        Property(
+            "no_write_after_write_protect",
+            "once mprotect(PROT_READ)'s flush has returned, no write uses a writable entry",
+        ),
+        Property(
+            "no_lost_write",
+            "a file page written after writeback saved it is still dirty (PG_dirty or PTE D)",
+            check=no_lost_write,
+        ),
+        Property(
+            "nmi_uaccess_safety",
+            "an NMI uaccess that nmi_uaccess_okay() allows uses current->mm's page tables and "
+            "no stale translation",
+        ),
+        Property(
+            "tlb_gen_soundness",
+            "a CPU whose ASID slot claims tlb_gen k holds no entry that a flush at <= k retired",
+            check=tlb_gen_soundness,
+        ),
+        Property(
+            "request_integrity",
+            "a remote flush_tlb_func() acts on exactly the flush_tlb_info it was sent",
+        ),
+        Property(
+            "no_deadlock",
+            "no CPU spins forever in csd_lock()/csd_lock_wait()",
+            check=no_deadlock,
+        ),
+        Property(
+            "no_stale_entry_at_free",
+            "strict: when a user page is freed, no running (non-lazy) CPU still caches a "
+            "translation to it, so not even speculation can touch it",
+            default=False,
+        ),
+    )
+}
+
+DEFAULT_PROPERTIES: Final = tuple(n for n, p in PROPERTIES.items() if p.default)

@@ -1,0 +1,335 @@
+"""The model's state: explicit data that mirrors the kernel structures it abstracts.
+
+Hot, frequently replaced records (``Pte``, ``TlbEntry``, ``Frame``, ``Csd``...) are
+``NamedTuple``s: they are immutable, hashable and about twice as cheap to build as frozen attrs
+classes (``bench/bench_model.py`` is what decided it). Containers that change in place (``Cpu``,
+``Mm``) are slotted ``attrs`` classes with an explicit ``copy()`` and ``snapshot()``; every field
+is in the snapshot, because a field left out would make the explorer's visited set unsound.
+
+Identifiers are plain ints, as in the kernel: CPU numbers, mm ids (``1`` is mm A, ``2`` is mm B),
+ASID slots, page frame numbers (pfn) and virtual addresses (page aligned, ``0x1000`` upwards).
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+import attrs
+
+# --- sentinels (kernel names) -------------------------------------------------------------
+INIT_MM: Final = 0
+"""``&init_mm``: the kernel's own page tables; no user address is mapped through it."""
+LOADED_MM_SWITCHING: Final = -1
+"""``cpu_tlbstate.loaded_mm`` while ``switch_mm_irqs_off()`` is changing CR3."""
+KTHREAD: Final = 0
+"""``current->mm == NULL``: a kernel thread (it borrows the previous mm lazily)."""
+TLB_FLUSH_ALL: Final = -1
+"""``flush_tlb_info.end`` for a full flush."""
+NO_PFN: Final = -1
+
+PAGE_SIZE: Final = 0x1000
+
+MM_NAMES: Final = {INIT_MM: "init_mm", LOADED_MM_SWITCHING: "LOADED_MM_SWITCHING"}
+
+
+def mm_name(mm: int) -> str:
+    """``1`` -> ``A``, ``2`` -> ``B``; sentinels by their kernel names."""
+    return MM_NAMES.get(mm) or chr(ord("A") + mm - 1)
+
+
+# --- frame ownership ----------------------------------------------------------------------
+FREE: Final = 0
+ANON: Final = 1  # an anonymous user page of (mm, va): freed when unmapped
+FILE: Final = 2  # a page-cache page mapped at (mm, va): survives unmap, written back
+PGTABLE: Final = 3  # the page-table (PTE) page of mm, pointed to by its PMD entry
+DEVICE: Final = 4  # reassigned to a device (memory hotplug): Jann Horn's #MC case
+REUSED: Final = 5  # reallocated to another mm
+
+FRAME_KINDS: Final = {
+    FREE: "free",
+    ANON: "anon",
+    FILE: "file",
+    PGTABLE: "pgtable",
+    DEVICE: "device",
+    REUSED: "reused",
+}
+
+
+class Frame(NamedTuple):
+    """A physical page. ``version`` is bumped on every free and every reallocation."""
+
+    kind: int
+    mm: int
+    va: int
+    version: int
+    modified: bool = False
+    """Written since writeback last saved it (file pages): memory differs from disk."""
+    page_dirty: bool = False
+    """``PG_dirty`` of the page-cache page (file pages)."""
+
+    def describe(self) -> str:
+        where = f" of mm {mm_name(self.mm)}" if self.kind in (ANON, FILE, PGTABLE, REUSED) else ""
+        at = f" at {self.va:#x}" if self.kind in (ANON, FILE) else ""
+        return f"{FRAME_KINDS[self.kind]}{where}{at} v{self.version}"
+
+
+class Pte(NamedTuple):
+    """A page-table entry. ``seq`` counts software changes (not the hardware's A/D updates)."""
+
+    present: bool
+    writable: bool
+    accessed: bool
+    dirty: bool
+    pfn: int
+    seq: int
+
+
+class TlbEntry(NamedTuple):
+    """What the TLB caches for one (ASID, va): SDM 4.10.2.2 (frame, R/W, dirty)."""
+
+    pfn: int
+    frame_version: int
+    writable: bool
+    dirty: bool
+    pte_seq: int
+
+
+class PwcEntry(NamedTuple):
+    """A paging-structure-cache entry: the PMD entry pointing at mm's page-table page."""
+
+    mm: int
+    pfn: int
+    frame_version: int
+
+
+@attrs.frozen
+class FlushTlbInfo:
+    """``struct flush_tlb_info`` (arch/x86/include/asm/tlbflush.h)."""
+
+    mm: int
+    start: int
+    end: int  # exclusive; TLB_FLUSH_ALL for a full flush
+    new_tlb_gen: int
+    freed_tables: bool
+    initiating_cpu: int
+
+    def describe(self) -> str:
+        rng = "ALL" if self.end == TLB_FLUSH_ALL else f"{self.start:#x}-{self.end:#x}"
+        ft = " freed_tables" if self.freed_tables else ""
+        return f"mm={mm_name(self.mm)} {rng} new_tlb_gen={self.new_tlb_gen}{ft}"
+
+
+# csd functions
+FLUSH_TLB_FUNC: Final = "flush_tlb_func"
+READ_USER_FUNC: Final = "read_user_func"
+"""The review's "other smp_call_function IPI that is doing user-access" (Peter's P-c)."""
+
+# csd kinds: which per-CPU csd a sender uses (cfd_data for many, csd_data for single)
+CSD_MANY: Final = 0
+CSD_SINGLE: Final = 1
+
+
+class CsdKey(NamedTuple):
+    sender: int
+    target: int
+    kind: int
+
+
+class Csd(NamedTuple):
+    """``struct __call_single_data`` as queued on a target's ``call_single_queue``.
+
+    ``info`` is the inline copy (RFC patch 10) or ``None`` when only a pointer to the sender's
+    per-CPU ``flush_tlb_info`` is passed. ``asked`` is ghost state, not kernel state: the request
+    as the sender made it, so request_integrity can compare it with what the receiver used.
+    """
+
+    locked: bool
+    func: str
+    sync: bool
+    asked: FlushTlbInfo | None = None
+    info: FlushTlbInfo | None = None
+    va: int = 0
+
+
+class IrqItem(NamedTuple):
+    """One csd taken off the queue by ``flush_smp_call_function_queue()``."""
+
+    key: CsdKey
+    func: str
+    sync: bool
+    asked: FlushTlbInfo | None
+    info: FlushTlbInfo | None  # the inline copy, taken to the handler's stack at dequeue
+    va: int
+    unlocked: bool
+
+
+class Locals(NamedTuple):
+    """The locals of the kernel path a CPU is executing (its "stack frame")."""
+
+    mm: int = 0
+    va: int = 0
+    end: int = 0
+    freed_tables: bool = False
+    targets: int = 0  # cpumask of CPUs the flush was sent to
+    sync: bool = True
+    pfns: tuple[int, ...] = ()
+    next_task: int = 0
+    next_tlb_gen: int = 0
+    new_asid: int = 0
+    need_flush: bool = False
+    target: int = 0
+
+
+def cpumask_test_cpu(cpu: int, mask: int) -> bool:
+    return bool(mask >> cpu & 1)
+
+
+def for_each_cpu(mask: int) -> list[int]:
+    out = []
+    cpu = 0
+    while mask:
+        if mask & 1:
+            out.append(cpu)
+        mask >>= 1
+        cpu += 1
+    return out
+
+
+def cpumask_str(mask: int) -> str:
+    return "{" + ",".join(f"cpu{c}" for c in for_each_cpu(mask)) + "}"
+
+
+@attrs.define(slots=True)
+class Mm:
+    """``struct mm_struct`` with ``mm->context`` and a one-PMD page table."""
+
+    ctx_id: int
+    tlb_gen: int
+    cpumask: int
+    pgtable_pfn: int  # what the PMD entry points at; NO_PFN once free_pgtables() cleared it
+    ptes: dict[int, Pte]
+    vma_writable: dict[int, bool]  # va -> VM_WRITE; a va with no vma is absent
+    write_protected: frozenset[int]  # vas whose mprotect(PROT_READ) flush has returned
+    flush_log: tuple[tuple[int, int, int], ...]
+    """(new_tlb_gen, va, pte seq) per PTE change a flush request covered: tlb_gen_soundness."""
+
+    def copy(self) -> Mm:
+        return Mm(
+            self.ctx_id,
+            self.tlb_gen,
+            self.cpumask,
+            self.pgtable_pfn,
+            dict(self.ptes),
+            dict(self.vma_writable),
+            self.write_protected,
+            self.flush_log,
+        )
+
+    def snapshot(self) -> tuple[object, ...]:
+        return (
+            self.ctx_id,
+            self.tlb_gen,
+            self.cpumask,
+            self.pgtable_pfn,
+            tuple(sorted(self.ptes.items())),
+            tuple(sorted(self.vma_writable.items())),
+            tuple(sorted(self.write_protected)),
+            self.flush_log,
+        )
+
+
+@attrs.define(slots=True)
+class Cpu:
+    """One CPU: ``current``, ``cpu_tlbstate``, CR3, TLB, paging-structure cache, csd queue and
+    the kernel path (program counter and locals) it is executing."""
+
+    task: int  # current->mm: an mm id, or KTHREAD
+    loaded_mm: int
+    loaded_mm_asid: int
+    is_lazy: bool
+    ctxs: tuple[tuple[int, int], ...]  # per ASID slot: (ctx_id, tlb_gen)
+    next_asid: int
+    cr3_mm: int
+    cr3_asid: int
+    irqs_on: bool
+    tlb: dict[tuple[int, int], TlbEntry]  # (asid, va) -> entry
+    pwc: dict[int, PwcEntry]  # asid -> cached PMD entry
+    queue: tuple[CsdKey, ...]  # call_single_queue, oldest first
+    ipi_pending: bool
+    async_func_in_progress: str
+    flush_tlb_info: FlushTlbInfo | None  # the per-CPU info (5.2 and today pass a pointer)
+    path: str  # kernel path in progress ("" in user mode or idle)
+    pc: int
+    locals: Locals
+    irq: tuple[IrqItem, ...] | None  # the batch of flush_smp_call_function_queue(), if in it
+    budget: tuple[int, ...]
+
+    def copy(self) -> Cpu:
+        return Cpu(
+            self.task,
+            self.loaded_mm,
+            self.loaded_mm_asid,
+            self.is_lazy,
+            self.ctxs,
+            self.next_asid,
+            self.cr3_mm,
+            self.cr3_asid,
+            self.irqs_on,
+            dict(self.tlb),
+            dict(self.pwc),
+            self.queue,
+            self.ipi_pending,
+            self.async_func_in_progress,
+            self.flush_tlb_info,
+            self.path,
+            self.pc,
+            self.locals,
+            self.irq,
+            self.budget,
+        )
+
+    def snapshot(self) -> tuple[object, ...]:
+        return (
+            self.task,
+            self.loaded_mm,
+            self.loaded_mm_asid,
+            self.is_lazy,
+            self.ctxs,
+            self.next_asid,
+            self.cr3_mm,
+            self.cr3_asid,
+            self.irqs_on,
+            tuple(sorted(self.tlb.items())),
+            tuple(sorted(self.pwc.items())),
+            self.queue,
+            self.ipi_pending,
+            self.async_func_in_progress,
+            self.flush_tlb_info,
+            self.path,
+            self.pc,
+            self.locals,
+            self.irq,
+            self.budget,
+        )
+
+    @property
+    def user_mode(self) -> bool:
+        return not self.path and self.irq is None and self.task != KTHREAD
+
+    @property
+    def mode(self) -> str:
+        if self.irq is not None:
+            return "irq"
+        if self.path:
+            return "kernel"
+        return "user" if self.task != KTHREAD else "kthread"
+
+
+class Violation(NamedTuple):
+    """A broken property: which one, and why, in kernel words with the values involved."""
+
+    prop: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.prop}: {self.message}"

@@ -1,0 +1,258 @@
+"""Protocol variants: the kernels and patches the model can run, as named switches.
+
+A variant is a frozen record of switches, one per kernel decision point, plus the methods that
+make each decision. The model calls the methods at the spot where the kernel makes that decision
+(``should_flush_tlb()`` in ``native_flush_tlb_multi()``, ``nmi_uaccess_okay()`` in
+``copy_from_user_nmi()``...), so a user can model a patch of their own by changing switches with
+``attrs.evolve`` or by subclassing and overriding the one method their patch changes; see
+``examples/my_variant.py``. Nothing in ``protocol/`` needs editing for that.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from protocol.state import FLUSH_TLB_FUNC, LOADED_MM_SWITCHING, FlushTlbInfo, IrqItem
+
+if TYPE_CHECKING:
+    from protocol.world import World
+
+# The steps of flush_tlb_mm_range() in the two orders the kernel has had.
+FLUSH_STEPS_LOCAL_FIRST: Final = (
+    "flush_tlb_mm_range__inc_mm_tlb_gen",
+    "flush_tlb_mm_range__flush_tlb_func_local",
+    "native_flush_tlb_others__send_ipis",
+    "smp_call_function_many__csd_lock_wait",
+)
+"""5.2: ``inc_mm_tlb_gen()``, local flush with IRQs off, then ``flush_tlb_others()``."""
+
+FLUSH_STEPS_CONCURRENT: Final = (
+    "flush_tlb_mm_range__inc_mm_tlb_gen",
+    "native_flush_tlb_multi__send_ipis",
+    "flush_tlb_mm_range__flush_tlb_func_local",
+    "smp_call_function_many__csd_lock_wait",
+)
+"""Since 2021 (4ce94eabac16): queue csds and send IPIs, flush locally while remotes run, wait."""
+
+SWITCH_STEPS_5_2: Final = (
+    "switch_mm_irqs_off__cpumask_set_cpu",
+    "switch_mm_irqs_off__choose_new_asid",
+    "switch_mm_irqs_off__load_new_mm_cr3",
+    "finish_task_switch",
+)
+"""4.19-5.x order: clear prev's cpumask bit, set next's, read tlb_gen, LOADED_MM_SWITCHING, CR3."""
+
+SWITCH_STEPS_CURRENT: Final = (
+    "switch_mm_irqs_off__loaded_mm_switching",
+    "switch_mm_irqs_off__cpumask_set_cpu",
+    "switch_mm_irqs_off__choose_new_asid",
+    "switch_mm_irqs_off__load_new_mm_cr3",
+    "finish_task_switch",
+)
+"""Today: LOADED_MM_SWITCHING first, set next's cpumask bit (prev's is trimmed lazily), read
+tlb_gen, CR3."""
+
+
+@attrs.frozen
+class Variant:
+    """A TLB-shootdown protocol. Each switch names the kernel decision point it changes."""
+
+    name: str
+    summary: str
+    kernel_ref: str
+    """Which kernel version or patch this models."""
+
+    concurrent_flush: bool = False
+    """flush_tlb_mm_range(): send IPIs before the local flush (``native_flush_tlb_multi``, 2021)."""
+    async_flush: bool = False
+    """RFC v2 11/12: user-mapping flushes queue ASYNC csds (``wait = 0``)."""
+    async_freed_tables: bool = False
+    """...also when page tables are freed (the RFC kept those synchronous)."""
+    wait_for_csd_unlock: bool = True
+    """An async flush still waits until each target has unlocked its csd (the RFC as its author
+    described it); ``False`` is the RFC as posted: return right after sending the IPIs."""
+    inline_info: bool = False
+    """RFC v2 10/12: the csd carries a copy of flush_tlb_info; otherwise a pointer to the
+    initiator's per-CPU flush_tlb_info (5.2 and today)."""
+    nmi_checks_async_flush: bool = False
+    """RFC v2 11/12: nmi_uaccess_okay() is false while flush_tlb_func runs asynchronously."""
+    batch_ack: bool = False
+    """The receiver unlocks every ASYNC csd of its batch before running any of them."""
+    sync_csds_first: bool = False
+    """__flush_smp_call_function_queue() runs SYNC csds before ASYNC ones (2020, 52103be07d8b)."""
+    ipi_lazy_if_freed_tables: bool = True
+    """native_flush_tlb_others(): freed_tables IPIs lazy CPUs too (Rik van Riel, 2018)."""
+    should_flush_loaded_mm_only: bool = False
+    """Today's should_flush_tlb(): skip CPUs whose loaded_mm is another mm (lazy mm_cpumask)."""
+    clear_cpumask_on_switch: bool = True
+    """5.2 switch_mm_irqs_off() clears prev's mm_cpumask bit; today flush_tlb_func() trims it."""
+    skip_caught_up_flush: bool = False
+    """Today's flush_tlb_func(): ``if (f->new_tlb_gen <= local_tlb_gen) return;``."""
+    partial_flush_needs_next_gen: bool = True
+    """flush_tlb_func(): a partial flush only if ``new_tlb_gen == local_tlb_gen + 1``."""
+
+    # ---- decision points ---------------------------------------------------------------
+    def flush_steps(self) -> tuple[str, ...]:
+        """The steps of flush_tlb_mm_range() for this variant."""
+        return FLUSH_STEPS_CONCURRENT if self.concurrent_flush else FLUSH_STEPS_LOCAL_FIRST
+
+    def switch_steps(self) -> tuple[str, ...]:
+        """The steps of switch_mm_irqs_off() (prev != next) and finish_task_switch()."""
+        return SWITCH_STEPS_5_2 if self.clear_cpumask_on_switch else SWITCH_STEPS_CURRENT
+
+    def flush_is_sync(self, info: FlushTlbInfo) -> bool:
+        """native_flush_tlb_multi(): ``wait`` argument of the csd (SYNC or ASYNC)."""
+        if not self.async_flush:
+            return True
+        return info.freed_tables and not self.async_freed_tables
+
+    def initiator_waits(self, sync: bool) -> bool:
+        """smp_call_function_many(): whether the initiator spins in csd_lock_wait()."""
+        return sync or self.wait_for_csd_unlock
+
+    def should_flush_tlb(self, w: World, cpu: int, info: FlushTlbInfo) -> bool:
+        """Whether the initiator IPIs ``cpu``, read racily from the remote's cpu_tlbstate.
+
+        5.2: ``if (info->freed_tables) smp_call_function_many(...); else
+        on_each_cpu_cond_mask(tlb_is_not_lazy, ...)``. Today's should_flush_tlb() also
+        skips CPUs that have another mm loaded (they left mm_cpumask lazily).
+        """
+        c = w.cpus[cpu]
+        if info.freed_tables and self.ipi_lazy_if_freed_tables:
+            return True
+        if c.is_lazy:
+            return False
+        if not self.should_flush_loaded_mm_only:
+            return True
+        return c.loaded_mm in (LOADED_MM_SWITCHING, info.mm)
+
+    def nmi_uaccess_okay(self, w: World, cpu: int) -> bool:
+        """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no
+        asynchronous flush_tlb_func() dequeued but not yet finished on this CPU."""
+        c = w.cpus[cpu]
+        if c.loaded_mm != c.task:
+            return False
+        return not (self.nmi_checks_async_flush and c.async_func_in_progress == FLUSH_TLB_FUNC)
+
+    def batch_order(self, items: tuple[IrqItem, ...]) -> tuple[IrqItem, ...]:
+        """The order in which flush_smp_call_function_queue() handles a dequeued batch."""
+        if self.sync_csds_first:
+            return tuple(i for i in items if i.sync) + tuple(i for i in items if not i.sync)
+        return items
+
+
+LINUX_5_2: Final = Variant(
+    name="linux-5.2",
+    summary="local flush, then IPIs to non-lazy CPUs (all CPUs if tables are freed), wait for all",
+    kernel_ref="Linux 5.2 arch/x86/mm/tlb.c, kernel/smp.c",
+)
+
+LINUX_CONCURRENT: Final = attrs.evolve(
+    LINUX_5_2,
+    name="linux-concurrent",
+    summary="IPIs first, local flush while remotes run, then wait for all",
+    kernel_ref="Linux 5.13 (4ce94eabac16 'x86/mm/tlb: Flush remote and local TLBs concurrently')",
+    concurrent_flush=True,
+    sync_csds_first=True,
+)
+
+LINUX_CURRENT: Final = attrs.evolve(
+    LINUX_CONCURRENT,
+    name="linux-current",
+    summary="native_flush_tlb_multi with should_flush_tlb(), lazy mm_cpumask, caught-up check",
+    kernel_ref="Linux 6.15+ arch/x86/mm/tlb.c without INVLPGB (native_flush_tlb_multi)",
+    should_flush_loaded_mm_only=True,
+    clear_cpumask_on_switch=False,
+    skip_caught_up_flush=True,
+)
+
+RFC_ASYNC_POSTED: Final = attrs.evolve(
+    LINUX_CONCURRENT,
+    name="rfc-async-posted",
+    summary="RFC v2 11/12 as posted: async inline flush, initiator does not wait at all",
+    kernel_ref="[RFC PATCH v2 11/12] x86/mm/tlb: Use async and inline messages for flushing "
+    "(20190531063645.4697-12-namit@vmware.com), code as posted",
+    sync_csds_first=False,
+    async_flush=True,
+    wait_for_csd_unlock=False,
+    inline_info=True,
+    nmi_checks_async_flush=True,
+)
+
+RFC_ASYNC: Final = attrs.evolve(
+    RFC_ASYNC_POSTED,
+    name="rfc-async",
+    summary="RFC v2 11/12 as intended: wait for csd unlock; sync for freed tables; NMI check",
+    kernel_ref="RFC v2 11/12 as described by its author "
+    "(5F153080-D7A7-4054-AB4A-AEDD5F82E0B9@vmware.com)",
+    wait_for_csd_unlock=True,
+)
+
+RFC_ASYNC_NO_NMI_CHECK: Final = attrs.evolve(
+    RFC_ASYNC,
+    name="rfc-async-no-nmi-check",
+    summary="rfc-async without the nmi_uaccess_okay() change",
+    kernel_ref="RFC v2 11/12 minus its nmi_uaccess_okay() hunk",
+    nmi_checks_async_flush=False,
+)
+
+RFC_ASYNC_BATCH_ACK: Final = attrs.evolve(
+    RFC_ASYNC,
+    name="rfc-async-batch-ack",
+    summary="rfc-async whose receiver unlocks all async csds of a batch before running any",
+    kernel_ref="hypothetical receiver for Peter Zijlstra's question "
+    "(20190531105758.GO2623@hirez.programming.kicks-ass.net)",
+    batch_ack=True,
+)
+
+RFC_ASYNC_FREED_TABLES: Final = attrs.evolve(
+    RFC_ASYNC,
+    name="rfc-async-freed-tables",
+    summary="rfc-async that is async also when page tables are freed",
+    kernel_ref="RFC v2 11/12 without its freed_tables exception",
+    async_freed_tables=True,
+)
+
+RFC_ASYNC_POINTER_INFO: Final = attrs.evolve(
+    RFC_ASYNC,
+    name="rfc-async-pointer-info",
+    summary="rfc-async passing a pointer to the per-CPU flush_tlb_info instead of a copy",
+    kernel_ref="RFC v2 11/12 without patch 10's inlined csd data",
+    inline_info=False,
+)
+
+LAZY_SKIP_FREED_TABLES: Final = attrs.evolve(
+    LINUX_5_2,
+    name="lazy-skip-freed-tables",
+    summary="linux-5.2 that skips lazy CPUs even when page tables are freed",
+    kernel_ref="before 'x86/mm/tlb: Leave lazy TLB mode at page table free time' "
+    "(20180716190337.26133-3-riel@surriel.com)",
+    ipi_lazy_if_freed_tables=False,
+)
+
+FLUSH_NO_GEN_CHECK: Final = attrs.evolve(
+    LINUX_5_2,
+    name="flush-no-gen-check",
+    summary="linux-5.2 whose flush_tlb_func() does a partial flush without the +1 check",
+    kernel_ref="buggy: flush_tlb_func() without 'f->new_tlb_gen == local_tlb_gen + 1'",
+    partial_flush_needs_next_gen=False,
+)
+
+VARIANTS: Final[dict[str, Variant]] = {
+    v.name: v
+    for v in (
+        LINUX_5_2,
+        LINUX_CONCURRENT,
+        LINUX_CURRENT,
+        RFC_ASYNC_POSTED,
+        RFC_ASYNC,
+        RFC_ASYNC_NO_NMI_CHECK,
+        RFC_ASYNC_BATCH_ACK,
+        RFC_ASYNC_FREED_TABLES,
+        RFC_ASYNC_POINTER_INFO,
+        LAZY_SKIP_FREED_TABLES,
+        FLUSH_NO_GEN_CHECK,
+    )
+}

@@ -1,0 +1,296 @@
+"""The review's concerns as plain schedules (lists of actions), shared by tests and the corpus.
+
+Each concern has the schedule that breaks the variant that has the problem, and the variant that
+answers it. Where the answering variant does not even allow the racy step (the initiator is still
+spinning in csd_lock_wait()), ``blocked_at`` says which step of the schedule it refuses.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from protocol import Config
+
+
+@attrs.frozen
+class Concern:
+    key: str
+    question: str
+    variant: str
+    prop: str
+    schedule: tuple[str, ...]
+    holds_on: str
+    config: Config = attrs.field(factory=Config)
+    blocked_at: int | None = None
+    """Index of the step the answering variant refuses (None: it runs the whole schedule)."""
+    holds_schedule: tuple[str, ...] = ()
+    """The same race as the answering variant lets it happen (if it differs)."""
+
+
+MADVISE_5_2 = (
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 native_flush_tlb_others__send_ipis",
+)
+MADVISE_CONCURRENT = (
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+)
+
+CONCERNS: tuple[Concern, ...] = (
+    Concern(
+        key="1-free-before-remote-flush",
+        question="what stops us freeing a page before the remote CPU is done with it?",
+        variant="rfc-async-posted",
+        prop="no_use_after_free",
+        schedule=(
+            "cpu1 user_read va=0x1000",
+            *MADVISE_CONCURRENT,
+            "cpu0 tlb_finish_mmu",
+            "cpu1 user_read va=0x1000",
+        ),
+        holds_on="linux-5.2",
+        holds_schedule=(
+            "cpu1 user_read va=0x1000",
+            *MADVISE_5_2,
+            "cpu1 user_read va=0x1000",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+    ),
+    Concern(
+        key="1b-free-before-remote-flush-irqs-off",
+        question="what if IRQs are off on the remote CPU? (Andy Lutomirski)",
+        variant="rfc-async-posted",
+        prop="no_use_after_free",
+        schedule=(
+            "cpu1 user_read va=0x1000",
+            "cpu1 local_irq_disable va=0x1000",
+            *MADVISE_CONCURRENT,
+            "cpu0 tlb_finish_mmu",
+            "cpu1 copy_from_user",
+        ),
+        holds_on="linux-5.2",
+        holds_schedule=(
+            "cpu1 user_read va=0x1000",
+            "cpu1 local_irq_disable va=0x1000",
+            *MADVISE_5_2,
+            "cpu1 copy_from_user",
+            "cpu1 local_irq_enable",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+    ),
+    Concern(
+        key="2-speculation-in-handler-before-invlpg",
+        question="speculation restarts inside the handler before INVLPG, after the page is "
+        "freed and reused (Peter Zijlstra)",
+        variant="rfc-async",
+        prop="no_stale_entry_at_free",
+        schedule=(
+            "cpu1 user_read va=0x1000",
+            *MADVISE_CONCURRENT,
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 csd_unlock",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+        holds_on="linux-5.2",
+        holds_schedule=(
+            "cpu1 user_read va=0x1000",
+            *MADVISE_5_2,
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+    ),
+    Concern(
+        key="3-nmi-in-the-window",
+        question="an NMI that reads user memory between csd_unlock and the flush",
+        variant="rfc-async-no-nmi-check",
+        prop="nmi_uaccess_safety",
+        schedule=(
+            "cpu1 user_read va=0x1000",
+            *MADVISE_CONCURRENT,
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 csd_unlock",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+            "cpu1 nmi va=0x1000",
+        ),
+        holds_on="rfc-async",
+    ),
+    Concern(
+        key="4-flush-queued-behind-uaccess-ipi",
+        question="the flush IPI stuck behind another smp_call_function that does user access",
+        variant="rfc-async-batch-ack",
+        prop="no_use_after_free",
+        schedule=(
+            "cpu1 user_read va=0x1000",
+            "cpu0 smp_call_function_single target=cpu1 va=0x1000",
+            *MADVISE_CONCURRENT,
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 csd_unlock",
+            "cpu1 csd_unlock",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+            "cpu1 read_user_func",
+        ),
+        holds_on="rfc-async",
+        blocked_at=8,
+        holds_schedule=(
+            "cpu1 user_read va=0x1000",
+            "cpu0 smp_call_function_single target=cpu1 va=0x1000",
+            *MADVISE_CONCURRENT,
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 csd_unlock",
+            "cpu1 read_user_func",
+            "cpu1 csd_unlock",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+            "cpu1 flush_tlb_func",
+        ),
+    ),
+    Concern(
+        key="5-dirty-bit-read-before-flush",
+        question="dirty tracking needs the flush to happen for real before the dirty bit is "
+        "read (Andy Lutomirski)",
+        variant="rfc-async-posted",
+        prop="no_lost_write",
+        schedule=(
+            "cpu1 user_write va=0x2000",
+            "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 page_mkclean_one__set_pte_at",
+            "cpu0 writepage",
+            "cpu1 user_write va=0x2000",
+        ),
+        holds_on="linux-5.2",
+        holds_schedule=(
+            "cpu1 user_write va=0x2000",
+            "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu1 user_write va=0x2000",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 page_mkclean_one__set_pte_at",
+            "cpu0 writepage",
+            "cpu1 user_write va=0x2000",
+        ),
+    ),
+    Concern(
+        key="6-page-table-freed-async",
+        question="page tables freed while a remote CPU can still walk them speculatively",
+        variant="rfc-async-freed-tables",
+        prop="no_walk_of_freed_page_table",
+        schedule=(
+            "cpu1 tlb_fill va=0x1000",
+            "cpu0 munmap",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 csd_unlock",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+        holds_on="rfc-async",
+        blocked_at=6,
+        holds_schedule=(
+            "cpu1 tlb_fill va=0x1000",
+            "cpu0 munmap",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+    ),
+    Concern(
+        key="6b-page-table-freed-lazy-cpu",
+        question="page tables freed while a lazy CPU still has the mm in CR3 (Rik van Riel 2018)",
+        variant="lazy-skip-freed-tables",
+        prop="no_walk_of_freed_page_table",
+        schedule=(
+            "cpu1 tlb_fill va=0x1000",
+            "cpu1 enter_lazy_tlb next=kthread",
+            "cpu0 munmap",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu0 tlb_finish_mmu",
+        ),
+        holds_on="linux-5.2",
+        blocked_at=6,
+        holds_schedule=(
+            "cpu1 tlb_fill va=0x1000",
+            "cpu1 enter_lazy_tlb next=kthread",
+            "cpu0 munmap",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+    ),
+    Concern(
+        key="7-flush-info-reused-before-remote-reads-it",
+        question="the remote CPU reads flush_tlb_info after the initiator reused it",
+        variant="rfc-async-pointer-info",
+        prop="request_integrity",
+        schedule=(
+            *MADVISE_CONCURRENT,
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 csd_unlock",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+            "cpu0 mprotect va=0x2000",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu1 flush_tlb_func",
+        ),
+        holds_on="rfc-async",
+    ),
+)
+
+TLB_GEN_REVERSE_ORDER = Concern(
+    key="tlb-gen-two-flushes-processed-in-reverse-order",
+    question="flush_tlb_func()'s comment: a full flush 1->2 and a partial flush 2->3 "
+    "processed in reverse order",
+    variant="flush-no-gen-check",
+    prop="tlb_gen_soundness",
+    schedule=(
+        "cpu1 user_read va=0x1000",
+        "cpu1 user_read va=0x2000",
+        "cpu2 mprotect va=0x2000",
+        "cpu0 munmap",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu2 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu2 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu2 native_flush_tlb_others__send_ipis",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu0 native_flush_tlb_others__send_ipis",
+        "cpu1 flush_smp_call_function_queue",
+        "cpu1 flush_tlb_func",
+    ),
+    holds_on="linux-5.2",
+    config=Config(cpus=3, tlb_single_page_flush_ceiling=1),
+)
+
+ALL_SCHEDULES: tuple[Concern, ...] = (*CONCERNS, TLB_GEN_REVERSE_ORDER)

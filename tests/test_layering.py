@@ -1,0 +1,57 @@
+"""protocol/ is pure and deterministic: it imports no hypothesis, random, time or I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+FORBIDDEN = {
+    "hypothesis",
+    "random",
+    "time",
+    "os",
+    "io",
+    "pathlib",
+    "json",
+    "subprocess",
+    "sys",
+    "socket",
+    "datetime",
+    "secrets",
+    "threading",
+    "fuzz",
+}
+PROTOCOL = Path(__file__).resolve().parent.parent / "protocol"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(PROTOCOL.glob("*.py")), ids=lambda p: p.name)
+def test_protocol_module_imports_nothing_impure(path: Path) -> None:
+    bad = imported_modules(path) & FORBIDDEN
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_the_scan_sees_imports() -> None:
+    """The check above must be able to fail: it finds an import in a sample."""
+    sample = PROTOCOL.parent / "tests" / "test_layering.py"
+    assert "ast" in imported_modules(sample)
+    assert "pathlib" in imported_modules(sample)
+
+
+def test_no_open_or_print_calls_in_protocol() -> None:
+    for path in PROTOCOL.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in {"open", "print", "input", "exec", "eval"}, path.name

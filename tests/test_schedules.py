@@ -1,0 +1,95 @@
+"""Each question of the 2019 review as a hand-written schedule: it breaks the variant that has
+the problem and holds on the variant that answers it (no fuzzing here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol import VARIANTS, Config, World, parse
+from tests.schedules import ALL_SCHEDULES, CONCERNS, Concern
+
+
+def run(variant: str, schedule: tuple[str, ...], config: Config) -> World:
+    w = World.initial(VARIANTS[variant], config)
+    for i, line in enumerate(schedule):
+        a = parse(line)
+        assert w.is_enabled(a), f"step {i} {line!r} is not enabled on {variant}"
+        w.apply(a)
+    return w
+
+
+def props(w: World) -> set[str]:
+    return {v.prop for v in w.violations()}
+
+
+@pytest.mark.parametrize("c", ALL_SCHEDULES, ids=lambda c: c.key)
+def test_concern_breaks_the_variant_that_has_it(c: Concern) -> None:
+    w = run(c.variant, c.schedule, c.config)
+    assert c.prop in props(w), [str(v) for v in w.violations()]
+
+
+@pytest.mark.parametrize("c", ALL_SCHEDULES, ids=lambda c: c.key)
+def test_concern_prefix_is_clean(c: Concern) -> None:
+    """The violation appears at the last step, not before: every step is needed."""
+    w = run(c.variant, c.schedule[:-1], c.config)
+    assert c.prop not in props(w)
+
+
+@pytest.mark.parametrize("c", ALL_SCHEDULES, ids=lambda c: c.key)
+def test_concern_holds_on_the_answering_variant(c: Concern) -> None:
+    w = run(c.holds_on, c.holds_schedule or c.schedule, c.config)
+    assert c.prop not in props(w), [str(v) for v in w.violations()]
+
+
+@pytest.mark.parametrize(
+    "c", [c for c in CONCERNS if c.blocked_at is not None], ids=lambda c: c.key
+)
+def test_answering_variant_refuses_the_racy_step(c: Concern) -> None:
+    """The answering variant does not allow the racy step: its initiator still spins in
+    csd_lock_wait(), or its receiver runs the flush synchronously."""
+    assert c.blocked_at is not None
+    w = run(c.holds_on, c.schedule[: c.blocked_at], c.config)
+    assert not w.is_enabled(parse(c.schedule[c.blocked_at]))
+
+
+def test_flush_tlb_func_two_flushes_processed_in_reverse_order() -> None:
+    """tlb.c's example: CPU1 handles the partial flush (new_tlb_gen 2) before the full one
+    (new_tlb_gen 1). With the ``+ 1`` check it does a full flush; without, X stays stale."""
+    c = ALL_SCHEDULES[-1]
+    good = run("linux-5.2", c.schedule, c.config)
+    assert "tlb_gen_soundness" not in props(good)
+    assert (0, 0x1000) not in good.cpus[1].tlb  # the full flush removed X
+    bad = run("flush-no-gen-check", c.schedule, c.config)
+    assert (0, 0x1000) in bad.cpus[1].tlb  # only Y was flushed
+    assert "tlb_gen_soundness" in props(bad)
+
+
+def test_nmi_refused_in_window_on_rfc_async() -> None:
+    """nmi_uaccess_okay() is false while flush_tlb_func() is pending after csd_unlock."""
+    c = next(c for c in CONCERNS if c.key.startswith("3-"))
+    w = run("rfc-async", c.schedule[:-1], c.config)
+    assert w.cpus[1].async_func_in_progress == "flush_tlb_func"
+    assert not w.variant.nmi_uaccess_okay(w, 1)
+    assert VARIANTS["rfc-async-no-nmi-check"].nmi_uaccess_okay(w, 1)
+
+
+def test_no_stale_entry_at_free_exempts_lazy_cpus() -> None:
+    """Upstream leaves stale leaf entries on lazy CPUs (no IPI without freed_tables): the strict
+    property must not call that a violation, or it would be misread as an upstream promise."""
+    w = run(
+        "linux-5.2",
+        (
+            "cpu1 user_read va=0x1000",
+            "cpu1 enter_lazy_tlb next=kthread",
+            *(
+                "cpu0 madvise_dontneed va=0x1000",
+                "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+                "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+                "cpu0 native_flush_tlb_others__send_ipis",
+            ),
+            "cpu0 tlb_finish_mmu",
+        ),
+        Config(),
+    )
+    assert (0, 0x1000) in w.cpus[1].tlb
+    assert props(w) == set()
