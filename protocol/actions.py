@@ -16,7 +16,7 @@ says where it is). Hardware events and NMIs are single actions.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 
@@ -24,6 +24,10 @@ from protocol.state import KTHREAD, mm_name
 
 GLOBAL: Final = -1
 """The ``cpu`` of an action no CPU performs (the page allocator's reuse of a free frame)."""
+
+
+class _Printer(Protocol):
+    def text(self, s: str) -> None: ...
 
 
 class ParseError(ValueError):
@@ -65,7 +69,7 @@ def _parse_value(name: str, text: str) -> int:
         raise ParseError(f"bad value {text!r} for {name}") from None
 
 
-@attrs.frozen(cache_hash=True)
+@attrs.frozen(cache_hash=True, repr=False)
 class Action:
     """One step: which CPU (or GLOBAL), which operation, and its arguments."""
 
@@ -78,6 +82,14 @@ class Action:
             if k == name:
                 return v
         raise KeyError(f"{self} has no argument {name!r}")
+
+    def __repr__(self) -> str:
+        # Executable, so that Hypothesis prints a failing run as code one can paste.
+        return f"parse({str(self)!r})"
+
+    def _repr_pretty_(self, p: _Printer, cycle: bool) -> None:
+        """The hook of the IPython-style pretty printer Hypothesis uses for its reports."""
+        p.text(repr(self))
 
     def __str__(self) -> str:
         head = f"cpu{self.cpu} {self.op}" if self.cpu != GLOBAL else self.op

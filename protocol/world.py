@@ -104,7 +104,6 @@ START_BUDGET: Final = {
     "switch_mm_irqs_off__loaded_mm_switching": BUDGET_OF["switch"],
     "switch_mm_irqs_off__cpumask_set_cpu": BUDGET_OF["switch"],
 }
-NMI_BUDGET: Final = BUDGET_OF["nmi"]
 
 ARG_TO_LOCAL: Final = {"va": "va", "mm": "mm", "target": "target", "next": "next_task"}
 
@@ -151,6 +150,9 @@ class World:
     found: tuple[Violation, ...] = ()
     paths: dict[str, tuple[str, ...]] = attrs.field(factory=dict, eq=False, repr=False)
     _enabled: list[Action] | None = attrs.field(default=None, eq=False, repr=False)
+    _by_lane: list[tuple[list[Action], ...]] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
     _enabled_set: frozenset[Action] | None = attrs.field(default=None, eq=False, repr=False)
 
     # --- construction ---------------------------------------------------------------------
@@ -284,56 +286,68 @@ class World:
     def enabled_actions(self) -> list[Action]:
         """Every action allowed now, in canonical order (see the module docstring)."""
         if self._enabled is None:
-            self._enabled = self._compute_enabled()
+            self._enabled = [a for lane in self.enabled_by_lane() for cat in lane for a in cat]
             self._enabled_set = None
         return self._enabled
 
-    def _compute_enabled(self) -> list[Action]:
-        out: list[Action] = []
+    def enabled_by_lane(self) -> list[tuple[list[Action], ...]]:
+        """The enabled actions grouped per lane (each CPU, then the page allocator) and per
+        category: (kernel progress, hardware, NMI, new kernel path) for a CPU, and
+        (frame reuse,) for the allocator. Concatenated, this is ``enabled_actions()``."""
+        if self._by_lane is None:
+            self._by_lane = self._compute_enabled()
+        return self._by_lane
+
+    def _compute_enabled(self) -> list[tuple[list[Action], ...]]:
+        lanes: list[tuple[list[Action], ...]] = []
         config = self.config
         vas = config.vas()
         for cpu, c in enumerate(self.cpus):
-            # 1. the kernel code this CPU runs
+            # 1. the kernel code this CPU runs, or an interrupt
+            progress: list[Action] = []
             if c.irq is not None:
-                out.append(Action(cpu, smp.next_irq_op(self, cpu)[0]))
+                progress.append(Action(cpu, smp.next_irq_op(self, cpu)[0]))
             else:
                 if c.path:
                     op = self.paths[c.path][c.pc]
                     guard = GUARDS.get(op)
                     if guard is None or guard(self, cpu):
-                        out.append(Action(cpu, op))
+                        progress.append(Action(cpu, op))
                 if c.ipi_pending and c.irqs_on:
-                    out.append(Action(cpu, "flush_smp_call_function_queue"))
+                    progress.append(Action(cpu, "flush_smp_call_function_queue"))
             # 2. hardware
-            for asid, va in sorted(c.tlb):
-                out.append(Action(cpu, "tlb_evict", (("asid", asid), ("va", va))))
-            for asid in sorted(c.pwc):
-                out.append(Action(cpu, "pwc_evict", (("asid", asid),)))
-            for va in vas:
-                if hw.tlb_fill_enabled(self, c, va):
-                    out.append(Action(cpu, "tlb_fill", (("va", va),)))
+            hardware = [
+                Action(cpu, "tlb_evict", (("asid", asid), ("va", va))) for asid, va in sorted(c.tlb)
+            ]
+            hardware.extend(Action(cpu, "pwc_evict", (("asid", asid),)) for asid in sorted(c.pwc))
+            hardware.extend(
+                Action(cpu, "tlb_fill", (("va", va),))
+                for va in vas
+                if hw.tlb_fill_enabled(self, c, va)
+            )
             if c.user_mode:
                 mm_ = self.mms[c.task]
                 for va in vas:
                     pte = mm_.ptes.get(va)
                     if (c.cr3_asid, va) in c.tlb or (pte is not None and pte.present):
-                        out.append(Action(cpu, "user_read", (("va", va),)))
-                        out.append(Action(cpu, "user_write", (("va", va),)))
+                        hardware.append(Action(cpu, "user_read", (("va", va),)))
+                        hardware.append(Action(cpu, "user_write", (("va", va),)))
             # 3. NMI
-            if c.budget[NMI_BUDGET] > 0:
-                for va in vas:
-                    out.append(Action(cpu, "nmi", (("va", va),)))
+            nmis = [Action(cpu, "nmi", (("va", va),)) for va in vas]
             # 4. new kernel paths
-            if not c.path and c.irq is None:
-                out.extend(self._starts(cpu, c))
+            starts = self._starts(cpu, c) if not c.path and c.irq is None else []
+            lanes.append((progress, hardware, nmis, starts))
         # 5. the page allocator
+        reuse: list[Action] = []
         if config.reuse:
             for pfn, f in enumerate(self.frames):
                 if f.kind == FREE:
-                    out.append(Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", 0))))
-                    for to in range(1, config.mms + 1):
-                        out.append(Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to))))
-        return out
+                    reuse.extend(
+                        Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to)))
+                        for to in range(config.mms + 1)
+                    )
+        lanes.append((reuse,))
+        return lanes
 
     def _starts(self, cpu: int, c: Cpu) -> list[Action]:
         out: list[Action] = []
@@ -389,6 +403,51 @@ class World:
                     out.append(Action(cpu, switch, (("next", nxt),)))
         return out
 
+    def action_universe(self) -> list[Action]:
+        """Every action this variant and configuration can ever enable, in canonical order
+        (per CPU: kernel steps, hardware, NMIs, path starts; then the allocator). Fuzzers use
+        it as a stable alphabet: an index into it keeps its meaning when other steps change."""
+        config = self.config
+        vas = config.vas()
+        steps: list[str] = []
+        for path in self.paths.values():
+            steps.extend(op for op in path[1:] if op not in steps)
+        steps += ["flush_smp_call_function_queue", "csd_unlock", "flush_tlb_func", "read_user_func"]
+        out: list[Action] = []
+        for cpu in range(config.cpus):
+            out.extend(Action(cpu, op) for op in steps)
+            out.extend(
+                Action(cpu, "tlb_evict", (("asid", asid), ("va", va)))
+                for asid in range(config.asids)
+                for va in vas
+            )
+            out.extend(Action(cpu, "pwc_evict", (("asid", asid),)) for asid in range(config.asids))
+            for op in ("tlb_fill", "user_read", "user_write", "nmi"):
+                out.extend(Action(cpu, op, (("va", va),)) for va in vas)
+            out.append(Action(cpu, "munmap"))
+            for op in ("madvise_dontneed", "mprotect", "local_irq_disable"):
+                out.extend(Action(cpu, op, (("va", va),)) for va in vas)
+            out.extend(
+                Action(cpu, "clear_page_dirty_for_io", (("mm", m), ("va", va)))
+                for m in range(1, config.mms + 1)
+                for va in vas
+            )
+            out.extend(
+                Action(cpu, "smp_call_function_single", (("target", t), ("va", va)))
+                for t in range(config.cpus)
+                if t != cpu
+                for va in vas
+            )
+            out.append(Action(cpu, "enter_lazy_tlb", (("next", KTHREAD),)))
+            for op in (self.variant.switch_steps()[0], "switch_mm_irqs_off__leave_lazy"):
+                out.extend(Action(cpu, op, (("next", m),)) for m in range(1, config.mms + 1))
+        out.extend(
+            Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to)))
+            for pfn in range(len(self.frames))
+            for to in range(config.mms + 1)
+        )
+        return out
+
     # --- doing it -------------------------------------------------------------------------
     def is_enabled(self, action: Action) -> bool:
         if self._enabled_set is None:
@@ -401,6 +460,7 @@ class World:
             raise ActionNotEnabled(f"{action} is not enabled")
         self._enabled = None
         self._enabled_set = None
+        self._by_lane = None
         op, cpu = action.op, action.cpu
         if cpu == GLOBAL:
             mm.alloc_page(self, action.arg("pfn"), action.arg("to"))
@@ -416,7 +476,6 @@ class World:
         elif op in HW_OPS:
             self._hardware(cpu, action)
         elif op == "nmi":
-            c.budget = _spend(c.budget, NMI_BUDGET)
             mm.nmi(self, cpu, action.arg("va"))
         elif c.path:
             self._run_step(cpu, op)

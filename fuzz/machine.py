@@ -1,0 +1,246 @@
+"""Hypothesis rule machines that drive ``protocol.World`` through its enabled actions.
+
+``setup`` draws the configuration and a *focus* for the run (swarm testing, by hand): for each
+CPU a small set of action kinds it may start (kernel paths, hardware events, NMIs), the user
+addresses the run touches, and how eagerly pending IPIs are delivered. One rule, ``step``, then
+draws a CPU lane and an action among that lane's enabled, in-focus actions; the next step of
+kernel code a CPU runs is always in focus. Everything shrinks: the focus towards fewer kinds,
+the steps towards the first lane's first action (finishing what was started).
+
+Why this design (measured with ``bench/bench_fuzz.py``; figures in the README): one flat
+``sampled_from(enabled_actions())`` spreads each step over ~30 actions, mostly hardware noise,
+and one rule per kind (Hypothesis's own swarm) spreads it over ~17 rules; both found few of the
+review's races. A race needs a handful of ordered steps on two CPUs, and a per-CPU focus makes
+each of them one of two or three choices. IPI delivery has its own weight because the review's
+windows are exactly those where the IPI arrives late.
+
+The printed program reads ``state.step(action=parse('cpu0 madvise_dontneed va=0x1000'))``.
+``machine_for(variant, props)`` makes one named subclass per variant and property set, so that
+the printed program (``state = TlbMachine_rfc_async_posted()``) and the database keys differ.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Final
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from protocol import PROPERTIES, Action, Budget, Config, World, parse
+
+if TYPE_CHECKING:
+    from protocol import Variant, Violation
+
+SWITCH_STARTS: Final = frozenset(
+    {
+        "switch_mm_irqs_off__cpumask_set_cpu",
+        "switch_mm_irqs_off__loaded_mm_switching",
+        "switch_mm_irqs_off__leave_lazy",
+    }
+)
+
+KINDS: Final = (
+    "progress",
+    "interrupt",
+    "tlb_fill",
+    "user_read",
+    "user_write",
+    "nmi",
+    "tlb_evict",
+    "pwc_evict",
+    "munmap",
+    "madvise_dontneed",
+    "mprotect",
+    "clear_page_dirty_for_io",
+    "local_irq_disable",
+    "smp_call_function_single",
+    "enter_lazy_tlb",
+    "context_switch",
+    "alloc_page",
+)
+"""The rules, one per kind of action; progress first, so that it is rule 0 when shrinking."""
+
+
+def kind_of(a: Action) -> str:
+    """Which rule draws ``a``. A continuing kernel step has no arguments (the CPU's program
+    counter says which step it is); every event and every path start but munmap has some."""
+    if not a.args and a.op != "munmap":
+        return "interrupt" if a.op == "flush_smp_call_function_queue" else "progress"
+    if a.op in SWITCH_STARTS:
+        return "context_switch"
+    return a.op
+
+
+class PropertyViolated(AssertionError):
+    """A property broke: carries everything needed to print, save and replay the schedule."""
+
+    def __init__(
+        self, variant: Variant, config: Config, violation: Violation, schedule: list[Action]
+    ) -> None:
+        super().__init__(f"{violation} (after {len(schedule)} steps)")
+        self.variant = variant
+        self.config = config
+        self.violation = violation
+        self.schedule = list(schedule)
+
+
+def configs(cpus: tuple[int, ...] = (2, 3)) -> st.SearchStrategy[Config]:
+    """Model sizes: CPU count and per-CPU budgets of kernel paths, drawn so they shrink too."""
+    small = st.integers(1, 2)
+    budgets = st.builds(
+        Budget,
+        munmap=small,
+        madvise=small,
+        mprotect=small,
+        writeback=small,
+        switch=st.integers(1, 3),
+        ipi=small,
+        irqs_off=small,
+    )
+    return st.builds(Config, cpus=st.sampled_from(cpus), budget=budgets)
+
+
+@attrs.frozen
+class Focus:
+    """What one run concentrates on (drawn by ``setup``, shrinks like everything else)."""
+
+    kinds: tuple[frozenset[str], ...]  # per CPU: the kinds of events and paths it may start
+    vas: frozenset[int]
+    ipi_weight: int  # out of 4: how often a CPU with a pending IPI takes it when picked
+
+
+PATH_KINDS: Final = (
+    "munmap",
+    "madvise_dontneed",
+    "mprotect",
+    "clear_page_dirty_for_io",
+    "local_irq_disable",
+    "smp_call_function_single",
+    "enter_lazy_tlb",
+    "context_switch",
+)
+EVENT_KINDS: Final = ("tlb_fill", "user_read", "user_write", "nmi", "tlb_evict", "pwc_evict")
+
+
+def focus(config: Config) -> st.SearchStrategy[Focus]:
+    per_cpu = st.builds(
+        lambda p, e: frozenset(p) | frozenset(e),
+        st.lists(st.sampled_from(PATH_KINDS), max_size=2, unique=True),
+        st.lists(st.sampled_from(EVENT_KINDS), min_size=1, max_size=2, unique=True),
+    )
+    vas = config.vas()
+    return st.builds(
+        Focus,
+        kinds=st.tuples(*[per_cpu] * config.cpus),
+        vas=st.one_of(st.sampled_from([frozenset({va}) for va in vas]), st.just(frozenset(vas))),
+        ipi_weight=st.sampled_from([4, 1, 2]),
+    )
+
+
+class TlbMachine(RuleBasedStateMachine):
+    """Drive one variant; check ``properties`` after every step."""
+
+    variant: ClassVar[Variant]
+    properties: ClassVar[tuple[str, ...]]
+    # Statistics, for the CLI's "held after N examples, M steps".
+    examples: ClassVar[int] = 0
+    steps: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world: World | None = None
+        self.focus: Focus | None = None
+        self.schedule: list[Action] = []
+        type(self).examples += 1
+
+    def in_focus(self, a: Action) -> bool:
+        assert self.focus is not None
+        k = kind_of(a)
+        if k == "progress" or k == "interrupt":
+            return True
+        if a.cpu < 0:
+            return False  # frame reuse never makes a violation: versions change at free time
+        va = dict(a.args).get("va")
+        return k in self.focus.kinds[a.cpu] and (va is None or va in self.focus.vas)
+
+    def lanes(self) -> list[list[Action]]:
+        """Per CPU with something to do: its in-focus enabled actions, interrupt first."""
+        assert self.world is not None and self.focus is not None
+        out = []
+        for lane in self.world.enabled_by_lane():
+            acts = [a for cat in lane for a in cat if self.in_focus(a)]
+            if acts and acts[0].op == "flush_smp_call_function_queue" and len(acts) > 1:
+                # weight IPI delivery: ipi_weight in 4 of the draws land on it
+                acts = [acts[0]] * self.focus.ipi_weight * (len(acts) - 1) + acts[1:] * 4
+            if acts:
+                out.append(acts)
+        return out
+
+    def pick(self, choice: tuple[int, int]) -> Action:
+        lanes = self.lanes()
+        if not lanes:  # nothing in focus is enabled: anything enabled
+            assert self.world is not None
+            acts = self.world.enabled_actions()
+            return acts[(choice[0] + choice[1]) % len(acts)]
+        lane = lanes[choice[0] % len(lanes)]
+        return lane[choice[1] % len(lane)]
+
+    def terminal(self) -> bool:
+        return self.world is not None and not self.world.enabled_actions()
+
+    @precondition(lambda self: self.world is not None and not self.terminal())
+    @rule(action=st.runner().flatmap(lambda m: CHOICE.map(m.pick)))
+    def step(self, action: Action) -> None:
+        assert self.world is not None
+        self.world.apply(action)
+        self.schedule.append(action)
+        type(self).steps += 1
+
+    @precondition(lambda self: self.terminal())
+    @rule()
+    def nothing_left(self) -> None:
+        """A terminal state (every budget spent, nothing mapped): Hypothesis needs a rule."""
+
+    @invariant()
+    def properties_hold(self) -> None:
+        if self.world is None:
+            return
+        found = self.world.violations(self.properties)
+        if found:
+            raise PropertyViolated(self.variant, self.world.config, found[0], self.schedule)
+
+
+CHOICE: Final = st.tuples(st.integers(0, 11), st.integers(0, 59))
+"""(lane, action): 12 is a multiple of every lane count, 60 of most lane lengths."""
+
+
+def _setup(self: TlbMachine, config: Config, data: st.DataObject) -> None:
+    self.world = World.initial(self.variant, config)
+    self.focus = data.draw(focus(config), label="focus")
+
+
+def machine_for(
+    variant: Variant,
+    props: tuple[str, ...],
+    config_strategy: st.SearchStrategy[Config] | None = None,
+) -> type[TlbMachine]:
+    """A TlbMachine subclass named after the variant (and the property, if only one)."""
+    unknown = [p for p in props if p not in PROPERTIES]
+    if unknown:
+        raise KeyError(f"unknown property {unknown[0]!r}")
+    name = "TlbMachine_" + variant.name.replace("-", "_").replace(".", "_")
+    if len(props) == 1:
+        name += "__" + props[0]
+    body: dict[str, object] = {
+        "variant": variant,
+        "properties": props,
+        "examples": 0,
+        "steps": 0,
+        "__module__": __name__,
+        "setup": initialize(config=config_strategy or configs(), data=st.data())(_setup),
+    }
+    return type(name, (TlbMachine,), body)
+
+
+__all__ = ["KINDS", "PropertyViolated", "TlbMachine", "configs", "kind_of", "machine_for", "parse"]

@@ -1,0 +1,127 @@
+"""Run the Hypothesis machines for one variant and collect findings, minimised."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as Settings
+from hypothesis.errors import HypothesisException
+from hypothesis.reporting import with_reporter
+from hypothesis.stateful import run_state_machine_as_test
+
+from fuzz.machine import PropertyViolated, machine_for
+from fuzz.profiles import PROFILES
+from protocol import World
+from protocol.search import first_violation, minimise
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from protocol import Action, Config, Variant, Violation
+
+
+@attrs.frozen
+class Finding:
+    """A property broken by a schedule, minimised, with how it was found."""
+
+    variant: Variant
+    config: Config
+    prop: str
+    violation: Violation
+    schedule: list[Action]
+    found_length: int  # as Hypothesis found it, before minimisation
+    examples: int
+    seconds: float
+
+
+@attrs.frozen
+class Held:
+    """No schedule broke the property within the profile's budget."""
+
+    variant: Variant
+    prop: str
+    examples: int
+    steps: int
+    seconds: float
+
+
+Outcome = Finding | Held
+
+
+def run_machine(
+    variant: Variant,
+    props: tuple[str, ...],
+    settings: Settings,
+    seed: int | None = None,
+) -> tuple[PropertyViolated | None, int, int]:
+    """One Hypothesis run; returns (the violation raised, examples, steps)."""
+    machine = machine_for(variant, props)
+    if seed is not None:
+        machine = hypothesis_seed(seed)(machine)
+    try:
+        with with_reporter(lambda _msg: None):
+            run_state_machine_as_test(machine, settings=settings)
+    except PropertyViolated as e:
+        return e, machine.examples, machine.steps
+    except BaseExceptionGroup as group:  # several distinct failures: take a property one
+        match, rest = group.split(PropertyViolated)
+        if match is None:
+            raise
+        first = match.exceptions[0]
+        assert isinstance(first, PropertyViolated)
+        del rest
+        return first, machine.examples, machine.steps
+    except HypothesisException:
+        raise
+    return None, machine.examples, machine.steps
+
+
+def fuzz_variant(
+    variant: Variant,
+    props: Sequence[str],
+    profile: str = "dev",
+    seed: int | None = None,
+    max_examples: int | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
+    until a run holds them all. Each finding is minimised and checked again by replay."""
+    settings = PROFILES[profile]
+    if max_examples is not None:
+        settings = Settings(settings, max_examples=max_examples)
+    remaining = list(props)
+    outcomes: list[Outcome] = []
+    while remaining:
+        t0 = time.perf_counter()
+        err, examples, steps = run_machine(variant, tuple(remaining), settings, seed)
+        seconds = time.perf_counter() - t0
+        if err is None:
+            for p in remaining:
+                o: Outcome = Held(variant, p, examples, steps, seconds)
+                outcomes.append(o)
+                if on_outcome:
+                    on_outcome(o)
+            break
+        prop = err.violation.prop
+        start = World.initial(variant, err.config)
+        schedule = minimise(start, err.schedule, [prop])
+        hit = first_violation(start, schedule, [prop])
+        assert hit is not None and hit[0] == len(schedule), "minimised schedule must replay"
+        o = Finding(
+            variant,
+            err.config,
+            prop,
+            hit[1],
+            schedule,
+            len(err.schedule),
+            examples,
+            time.perf_counter() - t0,
+        )
+        outcomes.append(o)
+        if on_outcome:
+            on_outcome(o)
+        remaining.remove(prop)
+    return outcomes

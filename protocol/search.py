@@ -1,0 +1,161 @@
+"""Search over the model: replaying schedules, minimising them, and breadth-first search.
+
+Pure and deterministic like the rest of ``protocol/``: the same inputs give the same answers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from protocol.actions import Action
+    from protocol.state import Violation
+    from protocol.world import World
+
+
+def first_violation(
+    start: World, schedule: Sequence[Action], props: Iterable[str]
+) -> tuple[int, Violation] | None:
+    """Replay ``schedule`` from a copy of ``start``; the step (1-based) at which one of
+    ``props`` first breaks, or None if every step is enabled and nothing breaks."""
+    props = tuple(props)
+    w = start.copy()
+    for i, a in enumerate(schedule, 1):
+        if not w.is_enabled(a):
+            return None
+        w.apply(a)
+        found = w.violations(props)
+        if found:
+            return i, found[0]
+    return None
+
+
+def ddmin(start: World, schedule: Sequence[Action], props: Iterable[str]) -> list[Action]:
+    """Delta debugging over named actions: drop chunks, then single steps, while the schedule
+    still breaks one of ``props``. The result is 1-minimal: no single step can be removed."""
+    props = tuple(props)
+    hit = first_violation(start, schedule, props)
+    if hit is None:
+        raise ValueError("ddmin() needs a schedule that breaks a property")
+    cur = list(schedule[: hit[0]])
+    chunk = max(1, len(cur) // 2)
+    while True:
+        i = 0
+        removed = False
+        while i < len(cur):
+            cand = cur[:i] + cur[i + chunk :]
+            hit = first_violation(start, cand, props) if cand else None
+            if hit is not None:
+                cur = cand[: hit[0]]
+                removed = True
+            else:
+                i += chunk
+        if chunk == 1 and not removed:
+            return cur
+        if not removed:
+            chunk = max(1, chunk // 2)
+
+
+@attrs.frozen
+class SearchResult:
+    """What a breadth-first search found, and what it cost."""
+
+    schedule: list[Action] | None  # a shortest violating schedule, if any within the bounds
+    violation: Violation | None
+    depth: int  # the deepest level completely explored
+    states: int  # unique states seen
+    complete: bool  # False if max_states cut the search short
+
+
+def bfs(
+    start: World,
+    props: Iterable[str],
+    max_depth: int,
+    max_states: int = 1_000_000,
+    allowed: Callable[[Action], bool] | None = None,
+    key: Callable[[World], object] | None = None,
+) -> SearchResult:
+    """Breadth-first search from ``start`` for a state breaking one of ``props``: the first
+    found is at the least depth. ``allowed`` restricts the actions tried; ``key`` maps a world
+    to what the visited set stores (default: its full snapshot)."""
+    props = tuple(props)
+    key = key or (lambda w: w.snapshot())
+    seen = {key(start)}
+    parents: dict[int, tuple[int, Action]] = {}
+    worlds = [start]
+    frontier = deque([0])
+    depth = 0
+    level_end = 1
+    next_level_end = 1
+    index = 0
+    while frontier:
+        i = frontier.popleft()
+        if i >= level_end:
+            depth += 1
+            level_end = next_level_end
+        if depth >= max_depth:
+            break
+        w = worlds[i]
+        for a in w.enabled_actions():
+            if allowed is not None and not allowed(a):
+                continue
+            x = w.copy()
+            x.apply(a)
+            k = key(x)
+            if k in seen:
+                continue
+            seen.add(k)
+            worlds.append(x)
+            index = len(worlds) - 1
+            parents[index] = (i, a)
+            found = x.violations(props)
+            if found:
+                return SearchResult(_path(parents, index), found[0], depth + 1, len(seen), True)
+            if len(seen) >= max_states:
+                return SearchResult(None, None, depth, len(seen), False)
+            frontier.append(index)
+            next_level_end = index + 1
+        worlds[i] = None  # type: ignore[call-overload]  # free the explored level as we go
+    return SearchResult(None, None, min(depth, max_depth), len(seen), True)
+
+
+def _path(parents: dict[int, tuple[int, Action]], index: int) -> list[Action]:
+    out = []
+    while index in parents:
+        index, a = parents[index]
+        out.append(a)
+    out.reverse()
+    return out
+
+
+def minimise(
+    start: World,
+    schedule: Sequence[Action],
+    props: Iterable[str],
+    max_states: int = 200_000,
+) -> list[Action]:
+    """ddmin, then the shortest schedule over the actions the ddmin result uses plus, for the
+    addresses it touches, a speculative fill and a user read on every CPU (the cheapest ways
+    to create and use a translation): breadth-first, so nothing shorter exists in that
+    alphabet. Falls back to the ddmin result if the search would exceed ``max_states``."""
+    from protocol.actions import Action
+
+    props = tuple(props)
+    reduced = ddmin(start, schedule, props)
+    vas = sorted({v for a in reduced for k, v in a.args if k == "va"})
+    extra = [
+        Action(cpu, op, (("va", va),))
+        for cpu in range(len(start.cpus))
+        for op in ("tlb_fill", "user_read")
+        for va in vas
+    ]
+    alphabet = frozenset(reduced) | frozenset(extra) | {a for a in reduced if not a.args}
+    found = bfs(start, props, len(reduced) - 1, max_states, allowed=alphabet.__contains__)
+    if found.schedule is not None:
+        return found.schedule
+    return reduced
