@@ -157,7 +157,7 @@ class TlbMachine(RuleBasedStateMachine):
     def in_focus(self, a: Action) -> bool:
         assert self.focus is not None
         k = kind_of(a)
-        if k == "progress" or k == "interrupt":
+        if k in {"progress", "interrupt"}:
             return True
         if a.cpu < 0:
             return False  # frame reuse never makes a violation: versions change at free time
@@ -238,7 +238,9 @@ def machine_for(
         "examples": 0,
         "steps": 0,
         "__module__": __name__,
-        "setup": initialize(config=config_strategy or configs(), data=st.data())(_setup),
+        "setup": initialize(
+            config=configs() if config_strategy is None else config_strategy, data=st.data()
+        )(_setup),
     }
     return type(name, (TlbMachine,), body)
 

@@ -29,7 +29,7 @@ PROFILES: Final[dict[str, settings]] = {
         print_blob=False,
     ),
     "ci": settings(
-        max_examples=1500,
+        max_examples=3000,
         stateful_step_count=20,
         deadline=None,
         database=None,

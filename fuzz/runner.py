@@ -12,7 +12,7 @@ from hypothesis.errors import HypothesisException
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
-from fuzz.machine import PropertyViolated, machine_for
+from fuzz.machine import PropertyViolated, configs, machine_for
 from fuzz.profiles import PROFILES
 from protocol import World
 from protocol.search import first_violation, minimise
@@ -34,6 +34,7 @@ class Finding:
     schedule: list[Action]
     found_length: int  # as Hypothesis found it, before minimisation
     examples: int
+    steps: int  # model steps the machine took up to and including the failing example
     seconds: float
 
 
@@ -56,9 +57,10 @@ def run_machine(
     props: tuple[str, ...],
     settings: Settings,
     seed: int | None = None,
+    cpus: int | None = None,
 ) -> tuple[PropertyViolated | None, int, int]:
     """One Hypothesis run; returns (the violation raised, examples, steps)."""
-    machine = machine_for(variant, props)
+    machine = machine_for(variant, props, configs((cpus,)) if cpus else None)
     if seed is not None:
         machine = hypothesis_seed(seed)(machine)
     try:
@@ -85,6 +87,7 @@ def fuzz_variant(
     profile: str = "dev",
     seed: int | None = None,
     max_examples: int | None = None,
+    cpus: int | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
@@ -96,7 +99,7 @@ def fuzz_variant(
     outcomes: list[Outcome] = []
     while remaining:
         t0 = time.perf_counter()
-        err, examples, steps = run_machine(variant, tuple(remaining), settings, seed)
+        err, examples, steps = run_machine(variant, tuple(remaining), settings, seed, cpus)
         seconds = time.perf_counter() - t0
         if err is None:
             for p in remaining:
@@ -118,6 +121,7 @@ def fuzz_variant(
             schedule,
             len(err.schedule),
             examples,
+            steps,
             time.perf_counter() - t0,
         )
         outcomes.append(o)

@@ -65,7 +65,8 @@ CONCERNS: tuple[Concern, ...] = (
     ),
     Concern(
         key="1b-free-before-remote-flush-irqs-off",
-        question="what if IRQs are off on the remote CPU? (Andy Lutomirski)",
+        question="what if IRQs are off on the remote CPU? (Andy Lutomirski) -- a demonstration; "
+        "the shortest schedule for this property is concern 1's",
         variant="rfc-async-posted",
         prop="no_use_after_free",
         schedule=(
@@ -256,16 +257,70 @@ CONCERNS: tuple[Concern, ...] = (
         variant="rfc-async-pointer-info",
         prop="request_integrity",
         schedule=(
-            *MADVISE_CONCURRENT,
+            "cpu0 mprotect va=0x2000",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
             "cpu1 flush_smp_call_function_queue",
             "cpu1 csd_unlock",
             "cpu0 smp_call_function_many__csd_lock_wait",
-            "cpu0 tlb_finish_mmu",
-            "cpu0 mprotect va=0x2000",
+            "cpu0 madvise_dontneed va=0x1000",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu1 flush_tlb_func",
         ),
         holds_on="rfc-async",
+    ),
+)
+
+TLB_GEN_LOCAL_PARTIAL = Concern(
+    key="tlb-gen-local-partial-flush-skips-pending-gen",
+    question="without the '+ 1' check, a local partial flush at new_tlb_gen 2 claims gen 2 "
+    "while gen 1's flush (another CPU's) is still pending here (found by tlbfuzz fuzz)",
+    variant="flush-no-gen-check",
+    prop="tlb_gen_soundness",
+    schedule=(
+        "cpu0 user_read va=0x1000",
+        "cpu1 madvise_dontneed va=0x1000",
+        "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 madvise_dontneed va=0x2000",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    ),
+    holds_on="linux-5.2",
+)
+
+SWITCH_WINDOW_5_2 = Concern(
+    key="finding-5.2-switch-leaves-cpumask-before-cr3",
+    question="(a model finding, not a review question) 5.2's switch_mm_irqs_off() clears prev's "
+    "mm_cpumask bit before it loads the new CR3; a freed_tables flush in that window skips the "
+    "CPU, which still has prev's page tables in CR3 and in its paging-structure cache",
+    variant="linux-5.2",
+    prop="no_walk_of_freed_page_table",
+    schedule=(
+        "cpu1 tlb_fill va=0x1000",
+        "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
+        "cpu0 munmap",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu0 native_flush_tlb_others__send_ipis",
+        "cpu0 tlb_finish_mmu",
+    ),
+    holds_on="linux-current",
+    holds_schedule=(
+        "cpu1 tlb_fill va=0x1000",
+        "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
+        "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
+        "cpu0 munmap",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 native_flush_tlb_multi__send_ipis",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu1 switch_mm_irqs_off__choose_new_asid",
+        "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
+        "cpu1 finish_task_switch",
+        "cpu1 flush_smp_call_function_queue",
+        "cpu1 flush_tlb_func",
+        "cpu0 smp_call_function_many__csd_lock_wait",
+        "cpu0 tlb_finish_mmu",
     ),
 )
 
@@ -293,4 +348,25 @@ TLB_GEN_REVERSE_ORDER = Concern(
     config=Config(cpus=3, tlb_single_page_flush_ceiling=1),
 )
 
-ALL_SCHEDULES: tuple[Concern, ...] = (*CONCERNS, TLB_GEN_REVERSE_ORDER)
+ALL_SCHEDULES: tuple[Concern, ...] = (
+    *CONCERNS,
+    TLB_GEN_LOCAL_PARTIAL,
+    SWITCH_WINDOW_5_2,
+    TLB_GEN_REVERSE_ORDER,
+)
+
+SHORTEST: dict[tuple[str, str], int] = {
+    ("rfc-async-posted", "no_use_after_free"): 7,
+    ("rfc-async", "no_stale_entry_at_free"): 9,
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 10,
+    ("rfc-async-batch-ack", "no_use_after_free"): 12,
+    ("rfc-async-posted", "no_lost_write"): 8,
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 9,
+    ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 7,
+    ("rfc-async-pointer-info", "request_integrity"): 10,
+    ("flush-no-gen-check", "tlb_gen_soundness"): 6,
+    ("linux-5.2", "no_walk_of_freed_page_table"): 7,
+}
+"""The shortest violating schedule per (variant, property) with the default 2-CPU config,
+established by hand and by minimise() (tests/test_explore.py checks them by breadth-first
+search where that is affordable)."""

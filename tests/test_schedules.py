@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from protocol import VARIANTS, Config, World, parse
-from tests.schedules import ALL_SCHEDULES, CONCERNS, Concern
+from tests.schedules import ALL_SCHEDULES, CONCERNS, TLB_GEN_REVERSE_ORDER, Concern
 
 
 def run(variant: str, schedule: tuple[str, ...], config: Config) -> World:
@@ -55,7 +55,7 @@ def test_answering_variant_refuses_the_racy_step(c: Concern) -> None:
 def test_flush_tlb_func_two_flushes_processed_in_reverse_order() -> None:
     """tlb.c's example: CPU1 handles the partial flush (new_tlb_gen 2) before the full one
     (new_tlb_gen 1). With the ``+ 1`` check it does a full flush; without, X stays stale."""
-    c = ALL_SCHEDULES[-1]
+    c = TLB_GEN_REVERSE_ORDER
     good = run("linux-5.2", c.schedule, c.config)
     assert "tlb_gen_soundness" not in props(good)
     assert (0, 0x1000) not in good.cpus[1].tlb  # the full flush removed X

@@ -1,0 +1,47 @@
+"""A variant of your own, without editing protocol/: change switches, or override the one
+decision point your patch changes.
+
+    tlbfuzz fuzz -v examples/my_variant.py:SKIP_SWITCHING_CPUS
+    tlbfuzz fuzz -v examples/my_variant.py:CAUGHT_UP_5_2
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from protocol import VARIANTS, Variant
+from protocol.state import FlushTlbInfo
+
+if TYPE_CHECKING:
+    from protocol import World
+
+
+@attrs.frozen
+class SkipSwitchingCpus(Variant):
+    """Today's should_flush_tlb() minus its LOADED_MM_SWITCHING case: is it needed?"""
+
+    def should_flush_tlb(self, w: World, cpu: int, info: FlushTlbInfo) -> bool:
+        c = w.cpus[cpu]
+        if info.freed_tables or c.is_lazy:
+            return super().should_flush_tlb(w, cpu, info)
+        return c.loaded_mm == info.mm  # no "loaded_mm == LOADED_MM_SWITCHING" here
+
+
+SKIP_SWITCHING_CPUS = SkipSwitchingCpus(
+    **{
+        **attrs.asdict(VARIANTS["linux-current"], recurse=False),
+        "name": "skip-switching-cpus",
+        "summary": "linux-current whose should_flush_tlb() ignores CPUs in LOADED_MM_SWITCHING",
+        "kernel_ref": "examples/my_variant.py (hypothetical patch)",
+    }
+)
+
+CAUGHT_UP_5_2 = attrs.evolve(
+    VARIANTS["linux-5.2"],
+    name="linux-5.2-caught-up-check",
+    summary="linux-5.2 with today's 'new_tlb_gen <= local_tlb_gen' early return",
+    kernel_ref="examples/my_variant.py (a switch changed)",
+    skip_caught_up_flush=True,
+)

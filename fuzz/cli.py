@@ -1,0 +1,259 @@
+"""``tlbfuzz``: fuzz TLB-shootdown variants, explore them exhaustively, replay the corpus.
+
+Exit status: 0 nothing broke (or every replay matched), 1 violations found (or a replay did not
+match), 2 bad usage or unreadable input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from fuzz.corpus import CorpusError, Entry, iter_files, load, load_variant, replay, save
+from fuzz.report import render
+from protocol import DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Config
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fuzz.runner import Outcome
+    from protocol import Variant
+
+DEFAULT_CORPUS = Path("corpus")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _fail(msg: str) -> NoReturn:
+    raise UsageError(msg)
+
+
+def _variants(refs: Sequence[str] | None) -> list[tuple[str, Variant]]:
+    if not refs:
+        return list(VARIANTS.items())
+    return [(r, load_variant(r)) for r in refs]
+
+
+def _props(names: Sequence[str] | None) -> list[str]:
+    if not names:
+        return list(DEFAULT_PROPERTIES)
+    for n in names:
+        if n not in PROPERTIES:
+            _fail(f"unknown property {n!r} (see: tlbfuzz properties)")
+    return list(names)
+
+
+def cmd_variants(_args: argparse.Namespace) -> int:
+    width = max(len(n) for n in VARIANTS)
+    for name, v in VARIANTS.items():
+        print(f"{name:<{width}}  {v.summary}")
+        print(f"{'':<{width}}  models: {v.kernel_ref}")
+    return 0
+
+
+def cmd_properties(_args: argparse.Namespace) -> int:
+    width = max(len(n) for n in PROPERTIES)
+    for name, p in PROPERTIES.items():
+        tag = "" if p.default else "  [strict: not in the default set]"
+        print(f"{name:<{width}}  {p.summary}{tag}")
+    return 0
+
+
+def _stamp() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from fuzz.runner import Finding, fuzz_variant
+
+    variants = _variants(args.variant)
+    props = _props(args.property)
+    corpus = Path(args.corpus)
+    if args.cpus is not None and args.cpus not in (1, 2, 3, 4):
+        _fail("--cpus must be 1 to 4")
+    table: dict[str, dict[str, str]] = {}
+    findings = 0
+    tty = sys.stderr.isatty()
+    t_all = time.perf_counter()
+    try:
+        for ref, v in variants:
+            row = table.setdefault(ref, {})
+            if tty:
+                print(f"fuzzing {ref} ({args.profile})...", file=sys.stderr, flush=True)
+
+            def show(o: Outcome, ref: str = ref, row: dict[str, str] = row) -> None:
+                nonlocal findings
+                if isinstance(o, Finding):
+                    findings += 1
+                    entry = Entry(
+                        o.variant,
+                        ref,
+                        o.config,
+                        o.prop,
+                        "violates",
+                        tuple(o.schedule),
+                        {
+                            "by": f"tlbfuzz fuzz --profile {args.profile}",
+                            "seed": args.seed,
+                            "when": _stamp(),
+                            "examples": o.examples,
+                            "hypothesis_length": o.found_length,
+                        },
+                        o.violation.message,
+                    )
+                    path, created = save(entry, corpus)
+                    print(
+                        render(
+                            o.variant,
+                            o.config,
+                            o.schedule,
+                            o.prop,
+                            o.violation,
+                            replay_cmd=f"tlbfuzz replay {path}",
+                        )
+                    )
+                    print(
+                        f"(found after {o.examples} examples in {o.seconds:.1f}s, "
+                        f"{o.found_length} steps before minimising; "
+                        f"{'saved' if created else 'already in the corpus'})\n"
+                    )
+                    row[o.prop] = str(len(o.schedule))
+                else:
+                    row[o.prop] = f"held {o.examples}ex/{o.steps}st"
+
+            fuzz_variant(
+                v,
+                props,
+                profile=args.profile,
+                seed=args.seed,
+                max_examples=args.max_examples,
+                cpus=args.cpus,
+                on_outcome=show,
+            )
+    except KeyboardInterrupt:
+        print("interrupted: findings so far are saved", file=sys.stderr)
+    _print_table(table, props)
+    print(f"{findings} violation(s) in {time.perf_counter() - t_all:.0f}s; corpus: {corpus}/")
+    return 1 if findings else 0
+
+
+def _print_table(table: dict[str, dict[str, str]], props: list[str]) -> None:
+    if not table:
+        return
+    w0 = max(len(v) for v in table)
+    widths = [max(len(p), *(len(r.get(p, "")) for r in table.values())) for p in props]
+    print("\n" + " " * w0 + "  " + "  ".join(f"{p:<{w}}" for p, w in zip(props, widths, strict=True)))
+    for v, r in table.items():
+        cells = "  ".join(f"{r.get(p, '-'):<{w}}" for p, w in zip(props, widths, strict=True))
+        print(f"{v:<{w0}}  {cells}")
+    print("(a number: the length of the shortest violating schedule found; held: examples/steps)")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    files = list(iter_files([Path(p) for p in args.paths]))
+    if not files:
+        _fail("no corpus files found in " + " ".join(args.paths))
+    bad = unreadable = 0
+    for f in files:
+        try:
+            r = replay(load(f))
+        except CorpusError as e:  # say so, and go on with the other files
+            print(f"tlbfuzz: {e}", file=sys.stderr)
+            unreadable += 1
+            continue
+        print(("" if r.ok else "FAIL ") + r.message)
+        bad += not r.ok
+    print(f"{len(files) - bad - unreadable} passed, {bad + unreadable} failed")
+    return 2 if unreadable else 1 if bad else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    e = load(Path(args.path))
+    print(render(e.variant, e.config, e.schedule, e.prop, replay_cmd=f"tlbfuzz replay {args.path}"))
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from protocol import World
+    from protocol.search import bfs
+
+    _, v = _variants([args.variant])[0]
+    props = _props(args.property)
+    config = Config(cpus=args.cpus)
+    t0 = time.perf_counter()
+    res = bfs(World.initial(v, config), props, args.depth, args.max_states)
+    dt = time.perf_counter() - t0
+    rate = res.states / dt if dt else 0.0
+    stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
+    if res.schedule is not None and res.violation is not None:
+        print(render(v, config, res.schedule, res.violation.prop, res.violation,
+                     title=f"{v.name}: shortest schedule breaking {res.violation.prop}: "
+                     f"{len(res.schedule)} steps ({config.cpus} CPUs)"))
+        print(stats)
+        if args.save:
+            entry = Entry(v, args.variant, config, res.violation.prop, "violates",
+                          tuple(res.schedule), {"by": "tlbfuzz explore", "when": _stamp()},
+                          res.violation.message)
+            path, _ = save(entry, Path(args.corpus))
+            print(f"saved: {path}")
+        return 1
+    verdict = "no violation up to depth" if res.complete else "stopped at --max-states; clean to depth"
+    print(f"{v.name}: {verdict} {res.depth} ({', '.join(props)}): {stats}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tlbfuzz", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("variants", help="list the protocol variants").set_defaults(fn=cmd_variants)
+    sub.add_parser("properties", help="list the safety properties").set_defaults(fn=cmd_properties)
+    f = sub.add_parser("fuzz", help="fuzz variants with Hypothesis; save findings to the corpus")
+    f.add_argument("-v", "--variant", action="append", help="built-in name or file.py:NAME")
+    f.add_argument("-p", "--property", action="append", help="default: the default set")
+    f.add_argument("--profile", choices=("dev", "ci", "nightly"), default="dev")
+    f.add_argument("--max-examples", type=int)
+    f.add_argument("--seed", type=int)
+    f.add_argument("--cpus", type=int, help="fix the number of CPUs (default: 2 or 3)")
+    f.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    f.set_defaults(fn=cmd_fuzz)
+    r = sub.add_parser("replay", help="replay corpus files or folders")
+    r.add_argument("paths", nargs="+")
+    r.set_defaults(fn=cmd_replay)
+    s = sub.add_parser("show", help="print a corpus file as per-CPU lanes")
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_show)
+    e = sub.add_parser("explore", help="breadth-first search for a shortest violation")
+    e.add_argument("-v", "--variant", required=True)
+    e.add_argument("-p", "--property", action="append")
+    e.add_argument("--cpus", type=int, default=2)
+    e.add_argument("--depth", type=int, default=8)
+    e.add_argument("--max-states", type=int, default=2_000_000)
+    e.add_argument("--save", action="store_true", help="save a violation to the corpus")
+    e.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    e.set_defaults(fn=cmd_explore)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:  # argparse already printed its one-line usage error
+        return 2 if e.code else 0
+    try:
+        return int(args.fn(args))
+    except (UsageError, CorpusError) as e:
+        print(f"tlbfuzz: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
