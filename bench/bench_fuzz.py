@@ -62,7 +62,8 @@ def main() -> None:
             f"{variant:<24} {prop:<28} {hits:>3}/{args.seeds:<2} "
             f"{(med(times) if times else float('nan')):>6.1f} "
             f"{(med(examples) if examples else 0):>7.0f} "
-            f"{(med(steps) if steps else 0):>9.0f} {(min(lengths) if lengths else 0):>5} {shortest:>4} "
+            f"{(med(steps) if steps else 0):>9.0f} "
+            f"{(min(lengths) if lengths else 0):>5} {shortest:>4} "
             f"{(rate_steps / rate_time if rate_time else float('nan')):>8.0f}",
             flush=True,
         )

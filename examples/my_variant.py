@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import attrs
 
 from protocol import VARIANTS, Variant
-from protocol.state import FlushTlbInfo
 
 if TYPE_CHECKING:
     from protocol import World
+    from protocol.state import FlushTlbInfo
 
 
 @attrs.frozen

@@ -126,6 +126,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                     row[o.prop] = str(len(o.schedule))
                 else:
                     row[o.prop] = f"held {o.examples}ex/{o.steps}st"
+                    if tty:
+                        rate = o.steps / o.seconds if o.seconds else 0
+                        print(
+                            f"  {ref} {o.prop}: held, {o.examples} examples, {o.steps} steps, "
+                            f"{rate:,.0f} steps/s",
+                            file=sys.stderr,
+                        )
 
             fuzz_variant(
                 v,
@@ -135,6 +142,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 max_examples=args.max_examples,
                 cpus=args.cpus,
                 on_outcome=show,
+                seconds=args.seconds,
             )
     except KeyboardInterrupt:
         print("interrupted: findings so far are saved", file=sys.stderr)
@@ -148,7 +156,9 @@ def _print_table(table: dict[str, dict[str, str]], props: list[str]) -> None:
         return
     w0 = max(len(v) for v in table)
     widths = [max(len(p), *(len(r.get(p, "")) for r in table.values())) for p in props]
-    print("\n" + " " * w0 + "  " + "  ".join(f"{p:<{w}}" for p, w in zip(props, widths, strict=True)))
+    print(
+        "\n" + " " * w0 + "  " + "  ".join(f"{p:<{w}}" for p, w in zip(props, widths, strict=True))
+    )
     for v, r in table.items():
         cells = "  ".join(f"{r.get(p, '-'):<{w}}" for p, w in zip(props, widths, strict=True))
         print(f"{v:<{w0}}  {cells}")
@@ -192,18 +202,35 @@ def cmd_explore(args: argparse.Namespace) -> int:
     rate = res.states / dt if dt else 0.0
     stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
     if res.schedule is not None and res.violation is not None:
-        print(render(v, config, res.schedule, res.violation.prop, res.violation,
-                     title=f"{v.name}: shortest schedule breaking {res.violation.prop}: "
-                     f"{len(res.schedule)} steps ({config.cpus} CPUs)"))
+        print(
+            render(
+                v,
+                config,
+                res.schedule,
+                res.violation.prop,
+                res.violation,
+                title=f"{v.name}: shortest schedule breaking {res.violation.prop}: "
+                f"{len(res.schedule)} steps ({config.cpus} CPUs)",
+            )
+        )
         print(stats)
         if args.save:
-            entry = Entry(v, args.variant, config, res.violation.prop, "violates",
-                          tuple(res.schedule), {"by": "tlbfuzz explore", "when": _stamp()},
-                          res.violation.message)
+            entry = Entry(
+                v,
+                args.variant,
+                config,
+                res.violation.prop,
+                "violates",
+                tuple(res.schedule),
+                {"by": "tlbfuzz explore", "when": _stamp()},
+                res.violation.message,
+            )
             path, _ = save(entry, Path(args.corpus))
             print(f"saved: {path}")
         return 1
-    verdict = "no violation up to depth" if res.complete else "stopped at --max-states; clean to depth"
+    verdict = (
+        "no violation up to depth" if res.complete else "stopped at --max-states; clean to depth"
+    )
     print(f"{v.name}: {verdict} {res.depth} ({', '.join(props)}): {stats}")
     return 0
 
@@ -219,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--profile", choices=("dev", "ci", "nightly"), default="dev")
     f.add_argument("--max-examples", type=int)
     f.add_argument("--seed", type=int)
+    f.add_argument("--seconds", type=float, help="keep fuzzing each variant this long")
     f.add_argument("--cpus", type=int, help="fix the number of CPUs (default: 2 or 3)")
     f.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     f.set_defaults(fn=cmd_fuzz)

@@ -108,7 +108,9 @@ def load(path: Path) -> Entry:
     if not isinstance(d, dict):
         raise CorpusError(f"{where}: expected a JSON object")
     if d.get("format") != FORMAT:
-        raise CorpusError(f"{where}: unknown format {d.get('format')!r} (this tlbfuzz reads {FORMAT})")
+        raise CorpusError(
+            f"{where}: unknown format {d.get('format')!r} (this tlbfuzz reads {FORMAT})"
+        )
     ref = _field(d, "variant", str, where)
     try:
         variant = load_variant(ref, path.parent)
@@ -257,7 +259,13 @@ def replay(e: Entry, keep_snapshots: bool = False) -> Replay:
         return Replay(e, False, f"{where}: expected {e.prop} to break, but it held", tuple(snaps))
     if e.expect == "holds" and broke:
         v = w.violations([e.prop])[0]
-        return Replay(e, False, f"{where}: expected {e.prop} to hold, but: {v.message}", tuple(snaps), broke_at)
+        return Replay(
+            e,
+            False,
+            f"{where}: expected {e.prop} to hold, but: {v.message}",
+            tuple(snaps),
+            broke_at,
+        )
     verdict = f"breaks {e.prop} at step {broke_at}" if broke else f"{e.prop} holds"
     return Replay(e, True, f"{where}: ok, {verdict}", tuple(snaps), broke_at)
 

@@ -101,6 +101,10 @@ def configs(cpus: tuple[int, ...] = (2, 3)) -> st.SearchStrategy[Config]:
     return st.builds(Config, cpus=st.sampled_from(cpus), budget=budgets)
 
 
+CHOICE: Final = st.tuples(st.integers(0, 11), st.integers(0, 59))
+"""(lane, action): 12 is a multiple of every lane count, 60 of most lane lengths."""
+
+
 @attrs.frozen
 class Focus:
     """What one run concentrates on (drawn by ``setup``, shrinks like everything else)."""
@@ -209,10 +213,6 @@ class TlbMachine(RuleBasedStateMachine):
         found = self.world.violations(self.properties)
         if found:
             raise PropertyViolated(self.variant, self.world.config, found[0], self.schedule)
-
-
-CHOICE: Final = st.tuples(st.integers(0, 11), st.integers(0, 59))
-"""(lane, action): 12 is a multiple of every lane count, 60 of most lane lengths."""
 
 
 def _setup(self: TlbMachine, config: Config, data: st.DataObject) -> None:

@@ -50,9 +50,9 @@ def describe_step(before: World, after: World) -> str:
             pw = a.pwc.get(a.cr3_asid)
             out.append(f"{p}PWC " + (f"+PMD->pfn {pw.pfn}" if pw else "flushed"))
         if b.ctxs != a.ctxs:
-            for asid, (x, y) in enumerate(zip(b.ctxs, a.ctxs, strict=True)):
-                if x != y:
-                    out.append(f"{p}ctxs[{asid}].tlb_gen {x[1]}->{y[1]}")
+            for asid, (was, now) in enumerate(zip(b.ctxs, a.ctxs, strict=True)):
+                if was != now:
+                    out.append(f"{p}ctxs[{asid}].tlb_gen {was[1]}->{now[1]}")
         if b.ipi_pending != a.ipi_pending and a.ipi_pending:
             out.append(f"{p}IPI pending")
         if len(a.queue) > len(b.queue):
@@ -76,18 +76,19 @@ def describe_step(before: World, after: World) -> str:
         if b_mm.pgtable_pfn != a_mm.pgtable_pfn and a_mm.pgtable_pfn == NO_PFN:
             out.append(f"{p}PMD cleared")
         for va in sorted(a_mm.ptes):
-            x, y = b_mm.ptes.get(va), a_mm.ptes[va]
-            if x is not None and x.seq != y.seq:
+            old_pte, y = b_mm.ptes.get(va), a_mm.ptes[va]
+            if old_pte is not None and old_pte.seq != y.seq:
                 out.append(
                     f"{p}PTE {va:#x} "
                     + (f"W={int(y.writable)} D={int(y.dirty)}" if y.present else "cleared")
                 )
-    for pfn, (x, y) in enumerate(zip(before.frames, after.frames, strict=True)):
-        if x.version != y.version:
-            out.append(f"pfn {pfn} {FRAME_KINDS[x.kind]}->{FRAME_KINDS[y.kind]} v{y.version}")
-        elif x.page_dirty != y.page_dirty:
-            out.append(f"pfn {pfn} PG_dirty={int(y.page_dirty)}")
-        elif x.modified != y.modified and not y.modified:
+    for pfn, (was_f, new) in enumerate(zip(before.frames, after.frames, strict=True)):
+        if was_f.version != new.version:
+            kinds = f"{FRAME_KINDS[was_f.kind]}->{FRAME_KINDS[new.kind]}"
+            out.append(f"pfn {pfn} {kinds} v{new.version}")
+        elif was_f.page_dirty != new.page_dirty:
+            out.append(f"pfn {pfn} PG_dirty={int(new.page_dirty)}")
+        elif was_f.modified != new.modified and not new.modified:
             out.append(f"pfn {pfn} written back")
     return "; ".join(out)
 

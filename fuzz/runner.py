@@ -15,7 +15,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from fuzz.machine import PropertyViolated, configs, machine_for
 from fuzz.profiles import PROFILES
 from protocol import World
-from protocol.search import first_violation, minimise
+from protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -65,7 +65,7 @@ def run_machine(
         machine = hypothesis_seed(seed)(machine)
     try:
         with with_reporter(lambda _msg: None):
-            run_state_machine_as_test(machine, settings=settings)
+            run_state_machine_as_test(machine, settings=settings)  # type: ignore[no-untyped-call]
     except PropertyViolated as e:
         return e, machine.examples, machine.steps
     except BaseExceptionGroup as group:  # several distinct failures: take a property one
@@ -89,33 +89,47 @@ def fuzz_variant(
     max_examples: int | None = None,
     cpus: int | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    seconds: float | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
-    until a run holds them all. Each finding is minimised and checked again by replay."""
+    until a run holds them all. Each finding is minimised and checked again by replay. With
+    ``seconds``, keep going with fresh seeds (runs of ``max_examples``) until time is up."""
     settings = PROFILES[profile]
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
     remaining = list(props)
     outcomes: list[Outcome] = []
+    deadline = None if seconds is None else time.perf_counter() + seconds
+    run = 0
+    total_examples = total_steps = 0
+    t_start = time.perf_counter()
     while remaining:
         t0 = time.perf_counter()
-        err, examples, steps = run_machine(variant, tuple(remaining), settings, seed, cpus)
-        seconds = time.perf_counter() - t0
+        run_seed = seed if deadline is None else (seed or 0) + run
+        run += 1
+        err, examples, steps = run_machine(variant, tuple(remaining), settings, run_seed, cpus)
+        total_examples += examples
+        total_steps += steps
+        if err is None and deadline is not None and time.perf_counter() < deadline:
+            continue  # time left: another run with the next seed
+        if err is None:
+            examples, steps = total_examples, total_steps
+            t0 = t_start
+        seconds_used = time.perf_counter() - t0
         if err is None:
             for p in remaining:
-                o: Outcome = Held(variant, p, examples, steps, seconds)
+                o: Outcome = Held(variant, p, examples, steps, seconds_used)
                 outcomes.append(o)
                 if on_outcome:
                     on_outcome(o)
             break
         prop = err.violation.prop
-        start = World.initial(variant, err.config)
-        schedule = minimise(start, err.schedule, [prop])
-        hit = first_violation(start, schedule, [prop])
+        config, schedule = fewer_cpus(variant, err.config, err.schedule, [prop])
+        hit = first_violation(World.initial(variant, config), schedule, [prop])
         assert hit is not None and hit[0] == len(schedule), "minimised schedule must replay"
         o = Finding(
             variant,
-            err.config,
+            config,
             prop,
             hit[1],
             schedule,

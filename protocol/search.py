@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from protocol.actions import Action
+    from protocol.config import Config
     from protocol.state import Violation
+    from protocol.variants import Variant
     from protocol.world import World
 
 
@@ -159,3 +161,58 @@ def minimise(
     if found.schedule is not None:
         return found.schedule
     return reduced
+
+
+def drop_cpu(schedule: Sequence[Action], cpu: int) -> list[Action] | None:
+    """The schedule without ``cpu``: its actions removed, higher CPUs renumbered down. None if
+    another CPU's action names it (an IPI sent to it)."""
+    from protocol.actions import Action
+
+    out = []
+    for a in schedule:
+        if a.cpu == cpu:
+            continue
+        args = []
+        for k, v in a.args:
+            if k == "target" and v == cpu:
+                return None
+            args.append((k, v - (v > cpu) if k == "target" else v))
+        out.append(Action(a.cpu - (a.cpu > cpu), a.op, tuple(args)))
+    return out
+
+
+def _enabled_subsequence(start: World, schedule: Sequence[Action]) -> list[Action]:
+    """The steps of ``schedule`` that are enabled when their turn comes (others skipped)."""
+    w = start.copy()
+    out = []
+    for a in schedule:
+        if w.is_enabled(a):
+            w.apply(a)
+            out.append(a)
+    return out
+
+
+def fewer_cpus(
+    variant: Variant, config: Config, schedule: Sequence[Action], props: Iterable[str]
+) -> tuple[Config, list[Action]]:
+    """Drop CPUs the violation does not need (fewest CPUs first, for the reader), then
+    minimise in the smaller configuration."""
+    from protocol.world import World
+
+    props = tuple(props)
+    best = (config, minimise(World.initial(variant, config), schedule, props))
+    changed = True
+    while changed and best[0].cpus > 1:
+        changed = False
+        for cpu in range(best[0].cpus):
+            cand = drop_cpu(best[1], cpu)
+            if cand is None:
+                continue
+            smaller = attrs.evolve(best[0], cpus=best[0].cpus - 1)
+            start = World.initial(variant, smaller)
+            cand = _enabled_subsequence(start, cand)
+            if first_violation(start, cand, props) is not None:
+                best = (smaller, minimise(start, cand, props))
+                changed = True
+                break
+    return best

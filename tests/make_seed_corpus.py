@@ -17,7 +17,10 @@ from tests.schedules import ALL_SCHEDULES
 def main() -> None:
     corpus = Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")
     for c in ALL_SCHEDULES:
-        pairs = [(c.variant, "violates", c.schedule), (c.holds_on, "holds", c.holds_schedule or c.schedule)]
+        pairs = [
+            (c.variant, "violates", c.schedule),
+            (c.holds_on, "holds", c.holds_schedule or c.schedule),
+        ]
         for name, expect, schedule in pairs:
             actions = tuple(parse(s) for s in schedule)
             w = World.initial(VARIANTS[name], c.config).run(actions)
@@ -26,7 +29,9 @@ def main() -> None:
             if why:
                 note += f" -- {why[0].message}"
             found = {"by": "hand (tests/schedules.py)", "concern": c.key}
-            path, created = save(Entry(VARIANTS[name], name, c.config, c.prop, expect, actions, found, note), corpus)
+            path, created = save(
+                Entry(VARIANTS[name], name, c.config, c.prop, expect, actions, found, note), corpus
+            )
             print(("wrote " if created else "exists ") + str(path))
 
 

@@ -125,7 +125,7 @@ def test_user_variant_file_that_raises_on_import(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match=r"v.py: raised RuntimeError on import: boom"):
         load_variant(f"{f}:X")
     f.write_text("X = 3\n")
-    with pytest.raises(CorpusError, match="is not a protocol.Variant"):
+    with pytest.raises(CorpusError, match=r"is not a protocol\.Variant"):
         load_variant(f"{f}:X")
     with pytest.raises(CorpusError, match="not found"):
         load_variant(f"{tmp_path}/none.py:X")
@@ -139,8 +139,14 @@ def test_user_variant_from_a_file() -> None:
 
 def test_save_is_atomic_deduplicated_and_never_overwrites(tmp_path: Path) -> None:
     actions = tuple(parse(s) for s in ALL_SCHEDULES[0].schedule)
-    e = Entry(VARIANTS["rfc-async-posted"], "rfc-async-posted", Config(), "no_use_after_free",
-              "violates", actions)
+    e = Entry(
+        VARIANTS["rfc-async-posted"],
+        "rfc-async-posted",
+        Config(),
+        "no_use_after_free",
+        "violates",
+        actions,
+    )
     p1, created1 = save(e, tmp_path)
     p2, created2 = save(e, tmp_path)
     assert created1

@@ -12,19 +12,20 @@ from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, World, parse
 from protocol.search import ddmin, first_violation, minimise
 from tests.schedules import ALL_SCHEDULES, SHORTEST
 
-# The review's concerns that the ci profile finds within its budget; the others are found by
-# the nightly profile (see the README's table) and replayed from the corpus here.
-CI_FINDS = [
-    k
-    for k in SHORTEST
-    if k not in {("rfc-async-batch-ack", "no_use_after_free")}
-]
+# Not found by the ci profile's derandomized 3000 examples (measured; the README's table gives
+# the dev profile's success rate per seed). They are replayed from the corpus in every run and
+# fuzzed by the nightly test below.
+NIGHTLY_ONLY = {
+    ("rfc-async-batch-ack", "no_use_after_free"),
+    ("rfc-async-posted", "no_lost_write"),
+}
+CI_FINDS = [k for k in SHORTEST if k not in NIGHTLY_ONLY]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("variant", "prop"), CI_FINDS, ids=lambda x: str(x))
+@pytest.mark.parametrize(("variant", "prop"), CI_FINDS, ids=str)
 def test_ci_profile_finds_the_shortest_schedule(variant: str, prop: str) -> None:
-    (o,) = fuzz_variant(VARIANTS[variant], [prop], profile="ci", cpus=2)
+    (o,) = fuzz_variant(VARIANTS[variant], [prop], profile="ci")
     assert isinstance(o, Finding), f"{variant} held {prop} under the ci profile"
     assert len(o.schedule) == SHORTEST[(variant, prop)], [str(a) for a in o.schedule]
     hit = first_violation(World.initial(o.variant, o.config), o.schedule, [prop])
@@ -32,10 +33,27 @@ def test_ci_profile_finds_the_shortest_schedule(variant: str, prop: str) -> None
     assert hit[0] == len(o.schedule)
 
 
+@pytest.mark.nightly
+@pytest.mark.parametrize(("variant", "prop"), sorted(SHORTEST), ids=str)
+def test_nightly_profile_finds_the_shortest_schedule(variant: str, prop: str) -> None:
+    (o,) = fuzz_variant(VARIANTS[variant], [prop], profile="nightly", cpus=2)
+    assert isinstance(o, Finding), f"{variant} held {prop} under the nightly profile"
+    assert len(o.schedule) == SHORTEST[(variant, prop)]
+
+
 CLEAN = [
-    ("linux-5.2", ("no_use_after_free", "no_lost_write", "nmi_uaccess_safety",
-                   "no_write_after_write_protect", "request_integrity", "tlb_gen_soundness",
-                   "no_deadlock")),
+    (
+        "linux-5.2",
+        (
+            "no_use_after_free",
+            "no_lost_write",
+            "nmi_uaccess_safety",
+            "no_write_after_write_protect",
+            "request_integrity",
+            "tlb_gen_soundness",
+            "no_deadlock",
+        ),
+    ),
     ("linux-current", DEFAULT_PROPERTIES),
     ("rfc-async", DEFAULT_PROPERTIES),
 ]

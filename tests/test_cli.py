@@ -1,0 +1,184 @@
+"""The tlbfuzz command: exit statuses, one-line errors, and the outputs a reviewer pastes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-7-*.json"))[0]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_variants_and_properties_list_everything(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "variants")
+    assert code == 0
+    assert "rfc-async-posted" in out
+    assert "models: " in out
+    code, out, _ = run(capsys, "properties")
+    assert code == 0
+    assert "no_stale_entry_at_free" in out
+    assert "strict" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fuzz", "-v", "linux-9.9"], "unknown variant 'linux-9.9'"),
+        (["fuzz", "-p", "no_bugs"], "unknown property 'no_bugs'"),
+        (["fuzz", "-v", "missing.py:X"], "variant file missing.py not found"),
+        (["replay", "/nonexistent/corpus"], "no such file or folder"),
+        (["explore", "-v", "nope"], "unknown variant"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err + out
+
+
+def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fuzz", "--profile", "weekly"]) == 2
+    assert main([]) == 2
+    capsys.readouterr()
+
+
+def test_replay_ok_drift_and_corrupt(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "replay", str(SAMPLE))
+    assert code == 0
+    assert "1 passed, 0 failed" in out
+    d = json.loads(SAMPLE.read_text())
+    d["schedule"][-1] = "cpu0 tlb_finish_mmu"
+    (tmp_path / "drift.json").write_text(json.dumps(d))
+    code, out, _ = run(capsys, "replay", str(tmp_path / "drift.json"))
+    assert code == 1
+    assert "drift at step 7" in out
+    shutil.copy(SAMPLE, tmp_path / "good.json")
+    (tmp_path / "zz-corrupt.json").write_text("{")
+    code, out, err = run(capsys, "replay", str(tmp_path))
+    assert code == 2  # unreadable input wins, but the other files were still replayed
+    assert "zz-corrupt.json: not valid JSON" in err
+    assert "good.json: ok" in out
+
+
+def test_show_prints_lanes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "show", str(SAMPLE))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("rfc-async-posted: no_use_after_free breaks in 7 steps")
+    assert "cpu0" in lines[2]
+    assert "cpu1" in lines[2]
+    assert "!! no_use_after_free" in out
+    assert "replay: tlbfuzz replay" in out
+
+
+@pytest.mark.slow
+def test_fuzz_finds_saves_and_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = [
+        "fuzz",
+        "-v",
+        "lazy-skip-freed-tables",
+        "-p",
+        "no_walk_of_freed_page_table",
+        "--profile",
+        "ci",
+        "--corpus",
+        str(tmp_path),
+    ]
+    code, out, _ = run(capsys, *argv)
+    assert code == 1
+    assert "no_walk_of_freed_page_table breaks in" in out
+    saved = list(tmp_path.rglob("*.json"))
+    assert len(saved) == 1
+    code, out, _ = run(capsys, *argv)  # the same finding again: not saved twice
+    assert "already in the corpus" in out
+    assert list(tmp_path.rglob("*.json")) == saved
+    assert main(["replay", str(saved[0])]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_fuzz_clean_variant_exits_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(
+        capsys,
+        "fuzz",
+        "-v",
+        "linux-current",
+        "-p",
+        "request_integrity",
+        "--profile",
+        "ci",
+        "--max-examples",
+        "100",
+        "--corpus",
+        str(tmp_path),
+    )
+    assert code == 0
+    assert "held 1" in out or "held" in out
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_user_variant_file_can_be_fuzzed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ref = str(ROOT / "examples" / "my_variant.py") + ":CAUGHT_UP_5_2"
+    code, out, _ = run(
+        capsys,
+        "fuzz",
+        "-v",
+        ref,
+        "-p",
+        "tlb_gen_soundness",
+        "--profile",
+        "ci",
+        "--max-examples",
+        "100",
+        "--corpus",
+        str(tmp_path),
+    )
+    assert code in (0, 1)
+    assert ref in out
+
+
+def test_explore_finds_a_shortest_schedule(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "explore",
+        "-v",
+        "lazy-skip-freed-tables",
+        "-p",
+        "no_walk_of_freed_page_table",
+        "--depth",
+        "3",
+    )
+    assert code == 0
+    assert "no violation up to depth 3" in out
+
+
+def test_python_dash_m_fuzz_works() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "fuzz", "variants"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert r.returncode == 0
+    assert "linux-5.2" in r.stdout
