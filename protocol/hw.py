@@ -145,7 +145,7 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
     if e is not None:
         use_entry(w, cpu, va, e, write, who)
         return f"walk, fill pfn {e.pfn}{' D=1' if write else ''}"
-    if write and who == "user" and do_wp_page(w, cpu, va):
+    if write and who == "user" and do_wp_page(w, cpu, va):  # retried after the fix-up
         e = walk(w, cpu, va, write, who)
         assert e is not None
         use_entry(w, cpu, va, e, write, who)
@@ -157,11 +157,15 @@ def do_wp_page(w: World, cpu: int, va: int) -> bool:
     """A write fault on a present read-only PTE of a writable shared file mapping: mark the
     page dirty and make the PTE writable (``wp_page_shared``/``page_mkwrite``, under the PTL).
     A permission upgrade needs no flush. Returns False for a SIGSEGV."""
+    from protocol.mm import page_locked
+
     c = w.cpus[cpu]
     mm = w.mms[c.cr3_mm]
     pte = mm.ptes.get(va)
     if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):
         return False
+    if page_locked(w, pte.pfn):
+        return False  # wp_page_shared() sleeps in lock_page(): the write is retried later
     frame = w.frames[pte.pfn]
     if frame.kind == FILE:
         w.frames[pte.pfn] = frame._replace(page_dirty=True)

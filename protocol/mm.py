@@ -146,6 +146,13 @@ def alloc_page(w: World, pfn: int, to: int) -> None:
 # --- writeback: clear_page_dirty_for_io() -> page_mkclean() -> writepage -------------------
 
 
+def page_locked(w: World, pfn: int) -> bool:
+    """PG_locked: writeback holds the page lock from before clear_page_dirty_for_io() until
+    writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``).
+    Derived from the CPUs' paths rather than stored, so it cannot go stale."""
+    return any(c.path == "clear_page_dirty_for_io" and c.locals.pfns[:1] == (pfn,) for c in w.cpus)
+
+
 def clear_page_dirty_for_io(w: World, cpu: int) -> None:
     """clear_page_dirty_for_io() -> page_mkclean_one(): ``if (!pte_dirty(*pte) &&
     !pte_write(*pte)) continue; entry = ptep_clear_flush(vma, address, pte);`` -- this step is

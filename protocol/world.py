@@ -379,6 +379,7 @@ class World:
                         and (pte.dirty or pte.writable)
                         and self.frames[pte.pfn].kind == FILE
                         and self.frames[pte.pfn].page_dirty
+                        and not mm.page_locked(self, pte.pfn)  # lock_page() would sleep
                     ):
                         out.append(
                             Action(cpu, "clear_page_dirty_for_io", (("mm", mm_id), ("va", va)))

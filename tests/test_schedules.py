@@ -93,3 +93,30 @@ def test_no_stale_entry_at_free_exempts_lazy_cpus() -> None:
     )
     assert (0, 0x1000) in w.cpus[1].tlb
     assert props(w) == set()
+
+
+def test_writeback_holds_the_page_lock() -> None:
+    """Model bug, found by the explorer: two writebacks of one page interleaved (the second
+    clear_page_dirty_for_io() ran between the first one's set_pte_at and writepage), which
+    lock_page() forbids, and produced a lost write on linux-5.2. It must not be enabled."""
+    prefix = (
+        "cpu0 user_write va=0x2000",
+        "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu0 native_flush_tlb_others__send_ipis",
+        "cpu1 flush_smp_call_function_queue",
+        "cpu1 flush_tlb_func",
+        "cpu0 smp_call_function_many__csd_lock_wait",
+        "cpu0 page_mkclean_one__set_pte_at",
+    )
+    w = run("linux-5.2", prefix, Config())
+    # the write fault sleeps on the page lock: nothing is written, the PTE stays read-only
+    w.apply(parse("cpu1 user_write va=0x2000"))
+    assert (0, 0x2000) not in w.cpus[1].tlb
+    assert not w.mms[1].ptes[0x2000].writable
+    assert not w.is_enabled(parse("cpu1 clear_page_dirty_for_io mm=A va=0x2000"))
+    w.apply(parse("cpu0 writepage"))  # unlock_page(): the retried write fault now completes
+    w.apply(parse("cpu1 user_write va=0x2000"))
+    assert w.mms[1].ptes[0x2000].writable
+    assert w.is_enabled(parse("cpu1 clear_page_dirty_for_io mm=A va=0x2000"))
