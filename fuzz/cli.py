@@ -228,10 +228,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
             path, _ = save(entry, Path(args.corpus))
             print(f"saved: {path}")
         return 1
-    verdict = (
-        "no violation up to depth" if res.complete else "stopped at --max-states; clean to depth"
-    )
-    print(f"{v.name}: {verdict} {res.depth} ({', '.join(props)}): {stats}")
+    if res.exhausted:
+        verdict = f"no violation in any reachable state (all explored, deepest {res.depth})"
+    elif res.complete:
+        verdict = f"no violation up to depth {res.depth}"
+    else:
+        verdict = f"stopped at --max-states; no violation up to depth {res.depth}"
+    print(f"{v.name}: {verdict} ({', '.join(props)}): {stats}")
     return 0
 
 

@@ -72,6 +72,7 @@ class SearchResult:
     depth: int  # the deepest level completely explored
     states: int  # unique states seen
     complete: bool  # False if max_states cut the search short
+    exhausted: bool = False  # every reachable state was explored: a proof for this config
 
 
 def bfs(
@@ -123,7 +124,8 @@ def bfs(
             frontier.append(index)
             next_level_end = index + 1
         worlds[i] = None  # type: ignore[call-overload]  # free the explored level as we go
-    return SearchResult(None, None, min(depth, max_depth), len(seen), True)
+    exhausted = not frontier and depth < max_depth
+    return SearchResult(None, None, min(depth, max_depth), len(seen), True, exhausted)
 
 
 def _path(parents: dict[int, tuple[int, Action]], index: int) -> list[Action]:
