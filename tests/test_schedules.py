@@ -95,6 +95,10 @@ def test_no_stale_entry_at_free_exempts_lazy_cpus() -> None:
     assert props(w) == set()
 
 
+def pte_writable(w: World, va: int) -> bool:
+    return w.mms[1].ptes[va].writable
+
+
 def test_writeback_holds_the_page_lock() -> None:
     """Model bug, found by the explorer: two writebacks of one page interleaved (the second
     clear_page_dirty_for_io() ran between the first one's set_pte_at and writepage), which
@@ -114,9 +118,9 @@ def test_writeback_holds_the_page_lock() -> None:
     # the write fault sleeps on the page lock: nothing is written, the PTE stays read-only
     w.apply(parse("cpu1 user_write va=0x2000"))
     assert (0, 0x2000) not in w.cpus[1].tlb
-    assert not w.mms[1].ptes[0x2000].writable
+    assert not pte_writable(w, 0x2000)
     assert not w.is_enabled(parse("cpu1 clear_page_dirty_for_io mm=A va=0x2000"))
     w.apply(parse("cpu0 writepage"))  # unlock_page(): the retried write fault now completes
     w.apply(parse("cpu1 user_write va=0x2000"))
-    assert w.mms[1].ptes[0x2000].writable
+    assert pte_writable(w, 0x2000)
     assert w.is_enabled(parse("cpu1 clear_page_dirty_for_io mm=A va=0x2000"))
