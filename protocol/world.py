@@ -137,6 +137,79 @@ def build_paths(v: Variant) -> dict[str, tuple[str, ...]]:
     }
 
 
+class ActionTable:
+    """Every Action this variant and configuration can enable, built once and shared by all
+    copies of a world: enabled_actions() then only selects, never constructs, and apply()'s
+    membership test compares by identity (measured: construction and hashing were half of the
+    model's time)."""
+
+    def __init__(self, variant: Variant, config: Config, paths: dict[str, tuple[str, ...]]):
+        vas = config.vas()
+        self.vas = vas
+        n = config.cpus
+        mms = range(1, config.mms + 1)
+        steps = {op for path in paths.values() for op in path}
+        steps |= {"flush_smp_call_function_queue", "csd_unlock", *sorted(IRQ_OPS)}
+        self.step = [{op: Action(c, op) for op in sorted(steps)} for c in range(n)]
+        self.evict = [
+            {
+                (asid, va): Action(c, "tlb_evict", (("asid", asid), ("va", va)))
+                for asid in range(config.asids)
+                for va in vas
+            }
+            for c in range(n)
+        ]
+        self.pwc_evict = [
+            {asid: Action(c, "pwc_evict", (("asid", asid),)) for asid in range(config.asids)}
+            for c in range(n)
+        ]
+
+        def per_va(op: str) -> list[list[tuple[int, Action]]]:
+            return [[(va, Action(c, op, (("va", va),))) for va in vas] for c in range(n)]
+
+        self.fill = per_va("tlb_fill")
+        self.read = per_va("user_read")
+        self.write = per_va("user_write")
+        self.nmi = [[a for _, a in row] for row in per_va("nmi")]
+        self.madvise = per_va("madvise_dontneed")
+        self.mprotect = per_va("mprotect")
+        self.irqs_off = per_va("local_irq_disable")
+        self.munmap = [Action(c, "munmap") for c in range(n)]
+        self.writeback = [
+            [
+                (m, va, Action(c, "clear_page_dirty_for_io", (("mm", m), ("va", va))))
+                for m in mms
+                for va in vas
+            ]
+            for c in range(n)
+        ]
+        self.smp_call = [
+            [
+                Action(c, "smp_call_function_single", (("target", t), ("va", va)))
+                for t in range(n)
+                if t != c
+                for va in vas
+            ]
+            for c in range(n)
+        ]
+        self.lazy = [Action(c, "enter_lazy_tlb", (("next", KTHREAD),)) for c in range(n)]
+        first = variant.switch_steps()[0]
+        self.switch = [{m: Action(c, first, (("next", m),)) for m in mms} for c in range(n)]
+        self.leave_lazy = [
+            {m: Action(c, "switch_mm_irqs_off__leave_lazy", (("next", m),)) for m in mms}
+            for c in range(n)
+        ]
+        self.alloc: dict[int, list[Action]] = {}
+
+    def alloc_for(self, pfn: int, mms: int) -> list[Action]:
+        acts = self.alloc.get(pfn)
+        if acts is None:
+            acts = self.alloc[pfn] = [
+                Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to))) for to in range(mms + 1)
+            ]
+        return acts
+
+
 @attrs.define(slots=True)
 class World:
     """The whole model state, plus the variant and configuration it runs under."""
@@ -149,11 +222,11 @@ class World:
     csds: dict[CsdKey, Csd]
     found: tuple[Violation, ...] = ()
     paths: dict[str, tuple[str, ...]] = attrs.field(factory=dict, eq=False, repr=False)
+    table: ActionTable | None = attrs.field(default=None, eq=False, repr=False)
     _enabled: list[Action] | None = attrs.field(default=None, eq=False, repr=False)
     _by_lane: list[tuple[list[Action], ...]] | None = attrs.field(
         default=None, eq=False, repr=False
     )
-    _enabled_set: frozenset[Action] | None = attrs.field(default=None, eq=False, repr=False)
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
@@ -211,7 +284,9 @@ class World:
             if s != t
             for kind in (CSD_MANY, CSD_SINGLE)
         }
-        return cls(variant, config, cpus, mms, frames, csds, paths=build_paths(variant))
+        paths = build_paths(variant)
+        table = ActionTable(variant, config, paths)
+        return cls(variant, config, cpus, mms, frames, csds, paths=paths, table=table)
 
     def copy(self) -> World:
         """An independent copy: applying actions to one never changes the other."""
@@ -224,6 +299,7 @@ class World:
             dict(self.csds),
             self.found,
             self.paths,
+            self.table,
         )
 
     def snapshot(self) -> tuple[object, ...]:
@@ -287,7 +363,6 @@ class World:
         """Every action allowed now, in canonical order (see the module docstring)."""
         if self._enabled is None:
             self._enabled = [a for lane in self.enabled_by_lane() for cat in lane for a in cat]
-            self._enabled_set = None
         return self._enabled
 
     def enabled_by_lane(self) -> list[tuple[list[Action], ...]]:
@@ -299,168 +374,112 @@ class World:
         return self._by_lane
 
     def _compute_enabled(self) -> list[tuple[list[Action], ...]]:
+        t = self.table
+        assert t is not None
         lanes: list[tuple[list[Action], ...]] = []
-        config = self.config
-        vas = config.vas()
+        frames = self.frames
         for cpu, c in enumerate(self.cpus):
+            step = t.step[cpu]
             # 1. the kernel code this CPU runs, or an interrupt
             progress: list[Action] = []
             if c.irq is not None:
-                progress.append(Action(cpu, smp.next_irq_op(self, cpu)[0]))
+                progress.append(step[smp.next_irq_op(self, cpu)[0]])
             else:
                 if c.path:
                     op = self.paths[c.path][c.pc]
                     guard = GUARDS.get(op)
                     if guard is None or guard(self, cpu):
-                        progress.append(Action(cpu, op))
+                        progress.append(step[op])
                 if c.ipi_pending and c.irqs_on:
-                    progress.append(Action(cpu, "flush_smp_call_function_queue"))
+                    progress.append(step["flush_smp_call_function_queue"])
             # 2. hardware
-            hardware = [
-                Action(cpu, "tlb_evict", (("asid", asid), ("va", va))) for asid, va in sorted(c.tlb)
-            ]
-            hardware.extend(Action(cpu, "pwc_evict", (("asid", asid),)) for asid in sorted(c.pwc))
-            hardware.extend(
-                Action(cpu, "tlb_fill", (("va", va),))
-                for va in vas
-                if hw.tlb_fill_enabled(self, c, va)
-            )
+            tlb = c.tlb
+            evict = t.evict[cpu]
+            hardware = [evict[k] for k in sorted(tlb)]
+            if c.pwc:
+                pwc_evict = t.pwc_evict[cpu]
+                hardware.extend(pwc_evict[asid] for asid in sorted(c.pwc))
+            if c.cr3_mm > INIT_MM:
+                hardware.extend(a for va, a in t.fill[cpu] if hw.tlb_fill_enabled(self, c, va))
             if c.user_mode:
-                mm_ = self.mms[c.task]
-                for va in vas:
-                    pte = mm_.ptes.get(va)
-                    if (c.cr3_asid, va) in c.tlb or (pte is not None and pte.present):
-                        hardware.append(Action(cpu, "user_read", (("va", va),)))
-                        hardware.append(Action(cpu, "user_write", (("va", va),)))
-            # 3. NMI
-            nmis = [Action(cpu, "nmi", (("va", va),)) for va in vas]
-            # 4. new kernel paths
+                ptes = self.mms[c.task].ptes
+                asid = c.cr3_asid
+                for (va, r), (_, wr) in zip(t.read[cpu], t.write[cpu], strict=True):
+                    pte = ptes.get(va)
+                    if (asid, va) in tlb or (pte is not None and pte.present):
+                        hardware.append(r)
+                        hardware.append(wr)
+            # 3. NMI, then 4. new kernel paths
             starts = self._starts(cpu, c) if not c.path and c.irq is None else []
-            lanes.append((progress, hardware, nmis, starts))
+            lanes.append((progress, hardware, t.nmi[cpu], starts))
         # 5. the page allocator
         reuse: list[Action] = []
-        if config.reuse:
-            for pfn, f in enumerate(self.frames):
+        if self.config.reuse:
+            for pfn, f in enumerate(frames):
                 if f.kind == FREE:
-                    reuse.extend(
-                        Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to)))
-                        for to in range(config.mms + 1)
-                    )
+                    reuse.extend(t.alloc_for(pfn, self.config.mms))
         lanes.append((reuse,))
         return lanes
 
     def _starts(self, cpu: int, c: Cpu) -> list[Action]:
+        t = self.table
+        assert t is not None
         out: list[Action] = []
         b = c.budget
-        vas = self.config.vas()
         if c.user_mode:
             mm_ = self.mms[c.task]
+            ptes = mm_.ptes
             if b[START_BUDGET["munmap"]] > 0 and mm_.pgtable_pfn != NO_PFN:
-                out.append(Action(cpu, "munmap"))
-            for va in vas:
-                pte = mm_.ptes.get(va)
+                out.append(t.munmap[cpu])
+            can_madvise = b[START_BUDGET["madvise_dontneed"]] > 0
+            can_mprotect = b[START_BUDGET["mprotect"]] > 0
+            can_irqs_off = b[START_BUDGET["local_irq_disable"]] > 0
+            for (va, mad), (_, mpr), (_, irq) in zip(
+                t.madvise[cpu], t.mprotect[cpu], t.irqs_off[cpu], strict=True
+            ):
+                pte = ptes.get(va)
                 present = pte is not None and pte.present
-                if present and b[START_BUDGET["madvise_dontneed"]] > 0:
-                    out.append(Action(cpu, "madvise_dontneed", (("va", va),)))
-                if present and mm_.vma_writable.get(va) and b[START_BUDGET["mprotect"]] > 0:
-                    out.append(Action(cpu, "mprotect", (("va", va),)))
-                if b[START_BUDGET["local_irq_disable"]] > 0 and (
-                    present or (c.cr3_asid, va) in c.tlb
-                ):
-                    out.append(Action(cpu, "local_irq_disable", (("va", va),)))
+                if present and can_madvise:
+                    out.append(mad)
+                if present and can_mprotect and mm_.vma_writable.get(va):
+                    out.append(mpr)
+                if can_irqs_off and (present or (c.cr3_asid, va) in c.tlb):
+                    out.append(irq)
         if b[START_BUDGET["clear_page_dirty_for_io"]] > 0:
-            for mm_id in range(1, self.config.mms + 1):
-                mm_ = self.mms[mm_id]
-                for va in vas:
-                    pte = mm_.ptes.get(va)
-                    if (
-                        pte is not None
-                        and pte.present
-                        and (pte.dirty or pte.writable)
-                        and self.frames[pte.pfn].kind == FILE
-                        and self.frames[pte.pfn].page_dirty
-                        and not mm.page_locked(self, pte.pfn)  # lock_page() would sleep
-                    ):
-                        out.append(
-                            Action(cpu, "clear_page_dirty_for_io", (("mm", mm_id), ("va", va)))
-                        )
+            for mm_id, va, a in t.writeback[cpu]:
+                pte = self.mms[mm_id].ptes.get(va)
+                if (
+                    pte is not None
+                    and pte.present
+                    and (pte.dirty or pte.writable)
+                    and self.frames[pte.pfn].kind == FILE
+                    and self.frames[pte.pfn].page_dirty
+                    and not mm.page_locked(self, pte.pfn)  # lock_page() would sleep
+                ):
+                    out.append(a)
         if b[START_BUDGET["smp_call_function_single"]] > 0:
-            for t in range(len(self.cpus)):
-                if t != cpu:
-                    for va in vas:
-                        out.append(
-                            Action(cpu, "smp_call_function_single", (("target", t), ("va", va)))
-                        )
+            out.extend(t.smp_call[cpu])
         if b[START_BUDGET["enter_lazy_tlb"]] > 0:
             if c.task != KTHREAD:
-                out.append(Action(cpu, "enter_lazy_tlb", (("next", KTHREAD),)))
-            switch = self.variant.switch_steps()[0]
-            for nxt in range(1, self.config.mms + 1):
+                out.append(t.lazy[cpu])
+            for nxt, a in t.switch[cpu].items():
                 if nxt == c.task:
                     continue
                 if c.task == KTHREAD and c.is_lazy and nxt == c.loaded_mm:
-                    out.append(Action(cpu, "switch_mm_irqs_off__leave_lazy", (("next", nxt),)))
+                    out.append(t.leave_lazy[cpu][nxt])
                 else:
-                    out.append(Action(cpu, switch, (("next", nxt),)))
-        return out
-
-    def action_universe(self) -> list[Action]:
-        """Every action this variant and configuration can ever enable, in canonical order
-        (per CPU: kernel steps, hardware, NMIs, path starts; then the allocator). Fuzzers use
-        it as a stable alphabet: an index into it keeps its meaning when other steps change."""
-        config = self.config
-        vas = config.vas()
-        steps: list[str] = []
-        for path in self.paths.values():
-            steps.extend(op for op in path[1:] if op not in steps)
-        steps += ["flush_smp_call_function_queue", "csd_unlock", "flush_tlb_func", "read_user_func"]
-        out: list[Action] = []
-        for cpu in range(config.cpus):
-            out.extend(Action(cpu, op) for op in steps)
-            out.extend(
-                Action(cpu, "tlb_evict", (("asid", asid), ("va", va)))
-                for asid in range(config.asids)
-                for va in vas
-            )
-            out.extend(Action(cpu, "pwc_evict", (("asid", asid),)) for asid in range(config.asids))
-            for op in ("tlb_fill", "user_read", "user_write", "nmi"):
-                out.extend(Action(cpu, op, (("va", va),)) for va in vas)
-            out.append(Action(cpu, "munmap"))
-            for op in ("madvise_dontneed", "mprotect", "local_irq_disable"):
-                out.extend(Action(cpu, op, (("va", va),)) for va in vas)
-            out.extend(
-                Action(cpu, "clear_page_dirty_for_io", (("mm", m), ("va", va)))
-                for m in range(1, config.mms + 1)
-                for va in vas
-            )
-            out.extend(
-                Action(cpu, "smp_call_function_single", (("target", t), ("va", va)))
-                for t in range(config.cpus)
-                if t != cpu
-                for va in vas
-            )
-            out.append(Action(cpu, "enter_lazy_tlb", (("next", KTHREAD),)))
-            for op in (self.variant.switch_steps()[0], "switch_mm_irqs_off__leave_lazy"):
-                out.extend(Action(cpu, op, (("next", m),)) for m in range(1, config.mms + 1))
-        out.extend(
-            Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to)))
-            for pfn in range(len(self.frames))
-            for to in range(config.mms + 1)
-        )
+                    out.append(a)
         return out
 
     # --- doing it -------------------------------------------------------------------------
     def is_enabled(self, action: Action) -> bool:
-        if self._enabled_set is None:
-            self._enabled_set = frozenset(self.enabled_actions())
-        return action in self._enabled_set
+        return action in self.enabled_actions()  # interned: compared by identity first
 
     def apply(self, action: Action) -> None:
         """Take one step. Raises ActionNotEnabled if the model does not allow it now."""
         if not self.is_enabled(action):
             raise ActionNotEnabled(f"{action} is not enabled")
         self._enabled = None
-        self._enabled_set = None
         self._by_lane = None
         op, cpu = action.op, action.cpu
         if cpu == GLOBAL:

@@ -390,3 +390,11 @@ SHORTEST: dict[tuple[str, str], int] = {
 """The shortest violating schedule per (variant, property) with the default 2-CPU config,
 established by hand and by minimise() (tests/test_explore.py checks them by breadth-first
 search where that is affordable)."""
+
+MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
+    **{k: {n} for k, n in SHORTEST.items()},
+    # rfc-async breaks no_stale_entry_at_free two ways: the 2019 switch window (7 steps) and the
+    # handler window between csd_unlock and INVLPG (9 steps, concern 2); each is the shortest
+    # schedule of its own mechanism, and a run may find either.
+    ("rfc-async", "no_stale_entry_at_free"): {7, 9},
+}
