@@ -40,27 +40,6 @@ SWITCH_STARTS: Final = frozenset(
     }
 )
 
-KINDS: Final = (
-    "progress",
-    "interrupt",
-    "tlb_fill",
-    "user_read",
-    "user_write",
-    "nmi",
-    "tlb_evict",
-    "pwc_evict",
-    "munmap",
-    "madvise_dontneed",
-    "mprotect",
-    "clear_page_dirty_for_io",
-    "local_irq_disable",
-    "smp_call_function_single",
-    "enter_lazy_tlb",
-    "context_switch",
-    "alloc_page",
-)
-"""The rules, one per kind of action; progress first, so that it is rule 0 when shrinking."""
-
 
 def kind_of(a: Action) -> str:
     """Which rule draws ``a``. A continuing kernel step has no arguments (the CPU's program
@@ -245,4 +224,13 @@ def machine_for(
     return type(name, (TlbMachine,), body)
 
 
-__all__ = ["KINDS", "PropertyViolated", "TlbMachine", "configs", "kind_of", "machine_for", "parse"]
+__all__ = [
+    "EVENT_KINDS",
+    "PATH_KINDS",
+    "PropertyViolated",
+    "TlbMachine",
+    "configs",
+    "kind_of",
+    "machine_for",
+    "parse",
+]

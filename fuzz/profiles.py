@@ -18,33 +18,29 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 NO_SHRINK: Final = (Phase.explicit, Phase.reuse, Phase.generate)
 
+COMMON: Final = settings(
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
+
 PROFILES: Final[dict[str, settings]] = {
     "dev": settings(
-        max_examples=600,
-        stateful_step_count=20,
-        deadline=None,
-        database=None,
-        phases=NO_SHRINK,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
+        COMMON, max_examples=600, stateful_step_count=20, database=None, phases=NO_SHRINK
     ),
     "ci": settings(
+        COMMON,
         max_examples=3000,
         stateful_step_count=20,
-        deadline=None,
         database=None,
         derandomize=True,
         phases=NO_SHRINK,
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
     ),
     "nightly": settings(
+        COMMON,
         max_examples=20_000,
         stateful_step_count=30,
-        deadline=None,
         database=DirectoryBasedExampleDatabase(".hypothesis/nightly"),
-        suppress_health_check=list(HealthCheck),
-        print_blob=False,
     ),
 }
 
