@@ -26,7 +26,7 @@ COMMON: Final = settings(
 
 PROFILES: Final[dict[str, settings]] = {
     "dev": settings(
-        COMMON, max_examples=600, stateful_step_count=20, database=None, phases=NO_SHRINK
+        COMMON, max_examples=1000, stateful_step_count=20, database=None, phases=NO_SHRINK
     ),
     "ci": settings(
         COMMON,
