@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from fuzz.corpus import CorpusError, Entry, iter_files, load, load_variant, replay, save
 from fuzz.report import render
-from protocol import DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Config
+from protocol import BUDGET_KINDS, DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Budget, Config
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -194,13 +194,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(text: str | None) -> Budget:
+    """``madvise=1,switch=1``: those kernel paths per CPU, every other kind 0 (and no frame
+    reuse, which never changes a verdict); None: the default budget."""
+    if not text:
+        return Budget()
+    counts = dict.fromkeys(BUDGET_KINDS, 0)
+    for part in text.split(","):
+        kind, sep, n = part.partition("=")
+        if not sep or kind not in counts or not n.isdigit():
+            _fail(f"bad --budget {part!r} (want KIND=N with KIND in {', '.join(BUDGET_KINDS)})")
+        counts[kind] = int(n)
+    return Budget(**counts)
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from protocol import World
     from protocol.search import bfs
 
     _, v = _variants([args.variant])[0]
     props = _props(args.property)
-    config = Config(cpus=args.cpus)
+    config = Config(cpus=args.cpus, budget=_budget(args.budget), reuse=not args.budget)
     t0 = time.perf_counter()
     res = bfs(World.initial(v, config), props, args.depth, args.max_states)
     dt = time.perf_counter() - t0
@@ -268,8 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-v", "--variant", required=True)
     e.add_argument("-p", "--property", action="append")
     e.add_argument("--cpus", type=int, default=2)
-    e.add_argument("--depth", type=int, default=8)
+    e.add_argument("--depth", type=int, default=30)
     e.add_argument("--max-states", type=int, default=2_000_000)
+    e.add_argument(
+        "--budget", help="kernel paths per CPU, e.g. madvise=1,switch=1 (others 0; no reuse)"
+    )
     e.add_argument("--save", action="store_true", help="save a violation to the corpus")
     e.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     e.set_defaults(fn=cmd_explore)
