@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import attrs
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
-from hypothesis.errors import HypothesisException
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -76,8 +75,6 @@ def run_machine(
         assert isinstance(first, PropertyViolated)
         del rest
         return first, machine.examples, machine.steps
-    except HypothesisException:
-        raise
     return None, machine.examples, machine.steps
 
 

@@ -180,10 +180,6 @@ class Locals(NamedTuple):
     target: int = 0
 
 
-def cpumask_test_cpu(cpu: int, mask: int) -> bool:
-    return bool(mask >> cpu & 1)
-
-
 def for_each_cpu(mask: int) -> list[int]:
     out = []
     cpu = 0

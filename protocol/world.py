@@ -517,12 +517,12 @@ class World:
     def _start(self, cpu: int, action: Action) -> None:
         c = self.cpus[cpu]
         op = action.op
-        c.budget = _spend(c.budget, START_BUDGET.get(op, BUDGET_OF["switch"]))
+        c.budget = _spend(c.budget, START_BUDGET[op])
         fields = {ARG_TO_LOCAL[k]: v for k, v in action.args}
         c.locals = Locals(**fields)  # type: ignore[arg-type]
         c.path = op
         c.pc = 0
-        if op in self.variant.switch_steps()[:1] or op == "switch_mm_irqs_off__leave_lazy":
+        if op in (self.variant.switch_steps()[0], "switch_mm_irqs_off__leave_lazy"):
             c.irqs_on = False  # schedule(): context_switch() runs with IRQs disabled
         self._run_step(cpu, op)
 
@@ -557,4 +557,4 @@ def _spend(budget: tuple[int, ...], i: int) -> tuple[int, ...]:
     return budget[:i] + (budget[i] - 1,) + budget[i + 1 :]
 
 
-__all__ = ["ANON", "INIT_MM", "ActionNotEnabled", "World", "build_paths"]
+__all__ = ["ActionNotEnabled", "ActionTable", "World", "build_paths"]
