@@ -210,13 +210,14 @@ def _budget(text: str | None) -> Budget:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from protocol import World
-    from protocol.search import bfs
+    from protocol.search import bfs, symmetric_fingerprint
 
     _, v = _variants([args.variant])[0]
     props = _props(args.property)
     config = Config(cpus=args.cpus, budget=_budget(args.budget), reuse=not args.budget)
     t0 = time.perf_counter()
-    res = bfs(World.initial(v, config), props, args.depth, args.max_states)
+    key = None if args.no_symmetry else symmetric_fingerprint
+    res = bfs(World.initial(v, config), props, args.depth, args.max_states, key=key)
     dt = time.perf_counter() - t0
     rate = res.states / dt if dt else 0.0
     stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
@@ -288,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", help="kernel paths per CPU, e.g. madvise=1,switch=1 (others 0; no reuse)"
     )
     e.add_argument("--save", action="store_true", help="save a violation to the corpus")
+    e.add_argument(
+        "--no-symmetry",
+        action="store_true",
+        help="store full states, not fingerprints equal for states that differ by CPU names",
+    )
     e.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     e.set_defaults(fn=cmd_explore)
     return ap

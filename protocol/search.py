@@ -5,6 +5,7 @@ Pure and deterministic like the rest of ``protocol/``: the same inputs give the 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     from protocol.actions import Action
     from protocol.config import Config
-    from protocol.state import Violation
+    from protocol.state import CsdKey, FlushTlbInfo, Violation
     from protocol.variants import Variant
     from protocol.world import World
 
@@ -218,3 +219,70 @@ def fewer_cpus(
                 changed = True
                 break
     return best
+
+
+def _perm_mask(mask: int, perm: Sequence[int]) -> int:
+    out = 0
+    for cpu, new in enumerate(perm):
+        if mask >> cpu & 1:
+            out |= 1 << new
+    return out
+
+
+def _perm_info(info: FlushTlbInfo | None, perm: Sequence[int]) -> FlushTlbInfo | None:
+    if info is None:
+        return None
+    return attrs.evolve(info, initiating_cpu=perm[info.initiating_cpu])
+
+
+def _perm_key(key: CsdKey, perm: Sequence[int]) -> CsdKey:
+    return key._replace(sender=perm[key.sender], target=perm[key.target])
+
+
+def permuted_snapshot(w: World, perm: Sequence[int]) -> tuple[object, ...]:
+    """The snapshot of ``w`` with CPU ``i`` renamed ``perm[i]`` everywhere a CPU is named:
+    the order of CPUs, cpumasks, csd senders and targets, queued csds, IRQ batches, and the
+    initiating CPU of flush_tlb_info. Violation messages are left as they are (a search
+    stops at the first one)."""
+    n = len(w.cpus)
+    cpus: list[object] = [None] * n
+    for i, c in enumerate(w.cpus):
+        snap = list(c.snapshot())
+        snap[11] = tuple(_perm_key(k, perm) for k in c.queue)  # queue
+        snap[14] = _perm_info(c.flush_tlb_info, perm)  # flush_tlb_info
+        lv = c.locals
+        target = perm[lv.target] if lv.target >= 0 else -1
+        snap[17] = lv._replace(targets=_perm_mask(lv.targets, perm), target=target)
+        if c.irq is not None:
+            snap[18] = tuple(
+                it._replace(
+                    key=_perm_key(it.key, perm),
+                    asked=_perm_info(it.asked, perm),
+                    info=_perm_info(it.info, perm),
+                )
+                for it in c.irq
+            )
+        cpus[perm[i]] = tuple(snap)
+    mms = []
+    for m in w.mms:
+        snap = list(m.snapshot())
+        snap[2] = _perm_mask(m.cpumask, perm)
+        mms.append(tuple(snap))
+    csds = tuple(
+        sorted(
+            (
+                _perm_key(k, perm),
+                v._replace(asked=_perm_info(v.asked, perm), info=_perm_info(v.info, perm)),
+            )
+            for k, v in w.csds.items()
+        )
+    )
+    return (tuple(cpus), tuple(mms), tuple(w.frames), csds, w.found)
+
+
+def symmetric_fingerprint(w: World) -> int:
+    """A visited-set key that is the same for states equal up to renaming CPUs (sound: every
+    CPU starts identical and no step treats one CPU differently): the least hash over all
+    renamings. A hash, not the state: 8 bytes a state, at a collision risk of about n^2/2^64."""
+    n = len(w.cpus)
+    return min(hash(permuted_snapshot(w, perm)) for perm in itertools.permutations(range(n)))

@@ -177,7 +177,7 @@ class Locals(NamedTuple):
     next_tlb_gen: int = 0
     new_asid: int = 0
     need_flush: bool = False
-    target: int = 0
+    target: int = -1  # smp_call_function_single()'s target CPU; -1: none
 
 
 def for_each_cpu(mask: int) -> list[int]:
