@@ -343,6 +343,25 @@ SWITCH_WINDOW_RFC_ASYNC = Concern(
     holds_schedule=SWITCH_WINDOW_5_2.holds_schedule,
 )
 
+SWITCH_WINDOW_FREED_TABLES = Concern(
+    key="finding-rfc-async-freed-tables-inherits-the-switch-window",
+    question="(found by bench/bench_fuzz.py) the 2019 switch window also frees page tables "
+    "under a CPU that is leaving the mm; shorter than concern 6's handler window",
+    variant="rfc-async-freed-tables",
+    prop="no_walk_of_freed_page_table",
+    schedule=(
+        "cpu1 tlb_fill va=0x1000",
+        "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
+        "cpu0 munmap",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 native_flush_tlb_multi__send_ipis",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu0 tlb_finish_mmu",
+    ),
+    holds_on="linux-current",
+    holds_schedule=SWITCH_WINDOW_5_2.holds_schedule,
+)
+
 TLB_GEN_REVERSE_ORDER = Concern(
     key="tlb-gen-two-flushes-processed-in-reverse-order",
     question="flush_tlb_func()'s comment: a full flush 1->2 and a partial flush 2->3 "
@@ -372,6 +391,7 @@ ALL_SCHEDULES: tuple[Concern, ...] = (
     TLB_GEN_LOCAL_PARTIAL,
     SWITCH_WINDOW_5_2,
     SWITCH_WINDOW_RFC_ASYNC,
+    SWITCH_WINDOW_FREED_TABLES,
     TLB_GEN_REVERSE_ORDER,
 )
 
@@ -381,7 +401,7 @@ SHORTEST: dict[tuple[str, str], int] = {
     ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 10,
     ("rfc-async-batch-ack", "no_use_after_free"): 12,
     ("rfc-async-posted", "no_lost_write"): 8,
-    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 9,
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 7,
     ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 7,
     ("rfc-async-pointer-info", "request_integrity"): 10,
     ("flush-no-gen-check", "tlb_gen_soundness"): 6,
@@ -397,4 +417,6 @@ MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     # handler window between csd_unlock and INVLPG (9 steps, concern 2); each is the shortest
     # schedule of its own mechanism, and a run may find either.
     ("rfc-async", "no_stale_entry_at_free"): {7, 9},
+    # likewise: the switch window (7) and concern 6's handler window (9)
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {7, 9},
 }

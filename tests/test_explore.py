@@ -24,7 +24,7 @@ NEEDS = {
     ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {"madvise": 1},
     ("rfc-async-batch-ack", "no_use_after_free"): {"madvise": 1, "ipi": 1},
     ("rfc-async-posted", "no_lost_write"): {"writeback": 1},
-    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {"munmap": 1},
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {"munmap": 1, "switch": 1},
     ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): {"munmap": 1, "switch": 1},
     ("rfc-async-pointer-info", "request_integrity"): {"madvise": 1, "mprotect": 1},
     ("flush-no-gen-check", "tlb_gen_soundness"): {"madvise": 1},
