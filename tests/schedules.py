@@ -362,6 +362,62 @@ SWITCH_WINDOW_FREED_TABLES = Concern(
     holds_schedule=SWITCH_WINDOW_5_2.holds_schedule,
 )
 
+
+def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Concern:
+    return Concern(
+        key=f"finding-{variant}-nmi-in-the-switch-window",
+        question="(found by bench/bench_race.py) between cpumask_clear_cpu(prev) and "
+        "loaded_mm = LOADED_MM_SWITCHING, a remote madvise skips this CPU and frees the page; "
+        "an NMI there passes nmi_uaccess_okay() (loaded_mm is still current->mm) and reads it "
+        "through the stale TLB entry",
+        variant=variant,
+        prop=prop,
+        schedule=(
+            "cpu1 user_read va=0x1000",
+            "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
+            "cpu0 madvise_dontneed va=0x1000",
+            *flush,
+            "cpu0 tlb_finish_mmu",
+            "cpu1 nmi va=0x1000",
+        ),
+        holds_on="linux-current",
+        holds_schedule=(
+            "cpu1 user_read va=0x1000",
+            "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
+            "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
+            "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 nmi va=0x1000",
+            "cpu1 switch_mm_irqs_off__choose_new_asid",
+            "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
+            "cpu1 finish_task_switch",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+    )
+
+
+_FLUSH_5_2 = (
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 native_flush_tlb_others__send_ipis",
+)
+_FLUSH_2019 = (
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+)
+SWITCH_WINDOW_NMI = (
+    _switch_window_nmi("linux-5.2", "no_use_after_free", _FLUSH_5_2),
+    _switch_window_nmi("rfc-async", "no_use_after_free", _FLUSH_2019),
+    _switch_window_nmi("rfc-async-no-nmi-check", "nmi_uaccess_safety", _FLUSH_2019),
+    _switch_window_nmi("rfc-async-batch-ack", "no_use_after_free", _FLUSH_2019),
+)
+
 TLB_GEN_REVERSE_ORDER = Concern(
     key="tlb-gen-two-flushes-processed-in-reverse-order",
     question="flush_tlb_func()'s comment: a full flush 1->2 and a partial flush 2->3 "
@@ -392,20 +448,23 @@ ALL_SCHEDULES: tuple[Concern, ...] = (
     SWITCH_WINDOW_5_2,
     SWITCH_WINDOW_RFC_ASYNC,
     SWITCH_WINDOW_FREED_TABLES,
+    *SWITCH_WINDOW_NMI,
     TLB_GEN_REVERSE_ORDER,
 )
 
 SHORTEST: dict[tuple[str, str], int] = {
     ("rfc-async-posted", "no_use_after_free"): 7,
     ("rfc-async", "no_stale_entry_at_free"): 7,
-    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 10,
-    ("rfc-async-batch-ack", "no_use_after_free"): 12,
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 8,
+    ("rfc-async-batch-ack", "no_use_after_free"): 8,
     ("rfc-async-posted", "no_lost_write"): 8,
     ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 7,
     ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 7,
     ("rfc-async-pointer-info", "request_integrity"): 10,
     ("flush-no-gen-check", "tlb_gen_soundness"): 6,
     ("linux-5.2", "no_walk_of_freed_page_table"): 7,
+    ("linux-5.2", "no_use_after_free"): 8,
+    ("rfc-async", "no_use_after_free"): 8,
 }
 """The shortest violating schedule per (variant, property) with the default 2-CPU config,
 established by hand and by minimise() (tests/test_explore.py checks them by breadth-first
@@ -419,4 +478,7 @@ MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     ("rfc-async", "no_stale_entry_at_free"): {7, 9},
     # likewise: the switch window (7) and concern 6's handler window (9)
     ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {7, 9},
+    # an NMI in the switch window (8), or concern 3's / concern 4's handler window (10 / 12)
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {8, 10},
+    ("rfc-async-batch-ack", "no_use_after_free"): {8, 12},
 }

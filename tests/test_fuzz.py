@@ -18,6 +18,8 @@ from tests.schedules import ALL_SCHEDULES, MINIMAL_SHAPES, SHORTEST
 NIGHTLY_ONLY = {
     ("rfc-async-batch-ack", "no_use_after_free"),
     ("rfc-async-posted", "no_lost_write"),
+    ("linux-5.2", "no_use_after_free"),
+    ("rfc-async", "no_use_after_free"),
 }
 CI_FINDS = [k for k in SHORTEST if k not in NIGHTLY_ONLY]
 
