@@ -22,14 +22,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--max-examples", type=int, default=1500)
     ap.add_argument("--cpus", type=int, default=2)
-    ap.add_argument("--only", help="substring of variant or property")
+    ap.add_argument("--only", help="substring of VARIANT:PROPERTY")
     args = ap.parse_args()
     print(
         f"{'variant':<24} {'property':<28} {'found':>6} {'med s':>6} {'med ex':>7} "
         f"{'med steps':>9} {'len':>5} {'min':>4} {'steps/s':>8}"
     )
     for (variant, prop), shortest in SHORTEST.items():
-        if args.only and args.only not in variant + prop:
+        if args.only and args.only not in f"{variant}:{prop}":
             continue
         times: list[float] = []
         examples: list[int] = []
