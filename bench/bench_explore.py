@@ -26,7 +26,6 @@ CASES = [
     ("rfc-async", DEFAULT_PROPERTIES, {"madvise": 1}),
     ("rfc-async-posted", ("no_use_after_free",), {"madvise": 1}),
     ("rfc-async-no-nmi-check", ("nmi_uaccess_safety",), {"madvise": 1}),
-    ("rfc-async-pointer-info", ("request_integrity",), {"madvise": 1, "mprotect": 1}),
 ]
 
 
