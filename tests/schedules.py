@@ -289,6 +289,18 @@ TLB_GEN_LOCAL_PARTIAL = Concern(
     holds_on="linux-5.2",
 )
 
+_SWITCH_THEN_FLUSH = (
+    "cpu1 switch_mm_irqs_off__choose_new_asid",
+    "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
+    "cpu1 finish_task_switch",
+    "cpu1 flush_smp_call_function_queue",
+    "cpu1 flush_tlb_func",
+    "cpu0 smp_call_function_many__csd_lock_wait",
+    "cpu0 tlb_finish_mmu",
+)
+"""linux-current: the switching CPU finishes, then takes the IPI it was sent (it stayed in the
+cpumask), and only then does the initiator free."""
+
 SWITCH_WINDOW_5_2 = Concern(
     key="finding-5.2-switch-leaves-cpumask-before-cr3",
     question="(a model finding, not a review question) 5.2's switch_mm_irqs_off() clears prev's "
@@ -314,13 +326,7 @@ SWITCH_WINDOW_5_2 = Concern(
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu0 native_flush_tlb_multi__send_ipis",
         "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-        "cpu1 switch_mm_irqs_off__choose_new_asid",
-        "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
-        "cpu1 finish_task_switch",
-        "cpu1 flush_smp_call_function_queue",
-        "cpu1 flush_tlb_func",
-        "cpu0 smp_call_function_many__csd_lock_wait",
-        "cpu0 tlb_finish_mmu",
+        *_SWITCH_THEN_FLUSH,
     ),
 )
 
@@ -390,13 +396,7 @@ def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Conce
             "cpu0 native_flush_tlb_multi__send_ipis",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
             "cpu1 nmi va=0x1000",
-            "cpu1 switch_mm_irqs_off__choose_new_asid",
-            "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
-            "cpu1 finish_task_switch",
-            "cpu1 flush_smp_call_function_queue",
-            "cpu1 flush_tlb_func",
-            "cpu0 smp_call_function_many__csd_lock_wait",
-            "cpu0 tlb_finish_mmu",
+            *_SWITCH_THEN_FLUSH,
         ),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -130,8 +131,7 @@ def test_fuzz_clean_variant_exits_0(capsys: pytest.CaptureFixture[str], tmp_path
         str(tmp_path),
     )
     assert code == 0
-    assert "held" in out
-    assert "100 examples" in out or "examples" in out
+    assert re.search(r"linux-current\s+held\s+\d+ examples, \d+ steps", out), out
     assert not list(tmp_path.rglob("*.json"))
 
 
@@ -154,8 +154,9 @@ def test_user_variant_file_can_be_fuzzed(
         "--corpus",
         str(tmp_path),
     )
-    assert code in (0, 1)
-    assert ref in out
+    # today's caught-up check added to 5.2 is sound: it must hold, under the file's name
+    assert code == 0, out
+    assert re.search(re.escape(ref) + r"\s+held", out), out
 
 
 def test_explore_finds_a_shortest_schedule(capsys: pytest.CaptureFixture[str]) -> None:
