@@ -217,7 +217,21 @@ def cmd_explore(args: argparse.Namespace) -> int:
     config = Config(cpus=args.cpus, budget=_budget(args.budget), reuse=not args.budget)
     t0 = time.perf_counter()
     key = None if args.no_symmetry else symmetric_fingerprint
-    res = bfs(World.initial(v, config), props, args.depth, args.max_states, key=key)
+
+    def progress(depth: int, states: int) -> None:
+        rate = states / max(time.perf_counter() - t0, 1e-9)
+        print(f"\rdepth {depth}: {states} states, {rate:,.0f}/s", end="", file=sys.stderr)
+
+    res = bfs(
+        World.initial(v, config),
+        props,
+        args.depth,
+        args.max_states,
+        key=key,
+        on_level=progress if sys.stderr.isatty() else None,
+    )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     dt = time.perf_counter() - t0
     rate = res.states / dt if dt else 0.0
     stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"

@@ -83,10 +83,12 @@ def bfs(
     max_states: int = 1_000_000,
     allowed: Callable[[Action], bool] | None = None,
     key: Callable[[World], object] | None = None,
+    on_level: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Breadth-first search from ``start`` for a state breaking one of ``props``: the first
     found is at the least depth. ``allowed`` restricts the actions tried; ``key`` maps a world
-    to what the visited set stores (default: its full snapshot)."""
+    to what the visited set stores (default: its full snapshot); ``on_level(depth, states)`` is
+    called as each level is finished (for a progress line)."""
     props = tuple(props)
     key = key or (lambda w: w.snapshot())
     seen = {key(start)}
@@ -102,6 +104,8 @@ def bfs(
         if i >= level_end:
             depth += 1
             level_end = next_level_end
+            if on_level is not None:
+                on_level(depth, len(seen))
         if depth >= max_depth:
             break
         w = worlds[i]

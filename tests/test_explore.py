@@ -153,3 +153,19 @@ def test_symmetric_state_count_is_pinned() -> None:
     r = bfs(start, DEFAULT_PROPERTIES, 200, key=symmetric_fingerprint)
     assert r.exhausted
     assert r.states == 1321, f"{r.states} unique states up to CPU renaming"
+
+
+def test_bfs_reports_each_finished_level() -> None:
+    """The progress callback the CLI prints on a terminal: one call per level, in order,
+    with the states seen so far."""
+    levels: list[tuple[int, int]] = []
+    r = bfs(
+        World.initial(VARIANTS["linux-5.2"], config(munmap=1)),
+        DEFAULT_PROPERTIES,
+        200,
+        on_level=lambda depth, states: levels.append((depth, states)),
+    )
+    assert [d for d, _ in levels] == list(range(1, len(levels) + 1))
+    assert [s for _, s in levels] == sorted(s for _, s in levels)
+    assert levels[-1][1] <= r.states
+    assert len(levels) == r.depth
