@@ -3,10 +3,11 @@
 They are registered under our own names *and* applied explicitly by the runner, because
 Hypothesis loads a built-in ``ci`` profile of its own whenever a CI variable is set.
 
-Hypothesis's shrinker is left out of ``dev`` and ``ci``: on this model it spent 30-120 s per
-failure and still left 9-13 steps where 7 is the minimum (``bench/bench_fuzz.py``), while
-``protocol.search.minimise`` (ddmin over named actions, then breadth-first search over the
-actions that remain) reaches the minimum in well under a second. ``nightly`` keeps it.
+Hypothesis's shrinker is left out of ``dev`` and ``ci``: in one-off runs during development
+(no script in bench/ repeats them) it spent tens of seconds per failure and still left
+schedules several steps longer than the minimum, while ``protocol.search.minimise`` (ddmin over
+named actions, breadth-first search over the actions that remain, fewest CPUs) reaches the
+minima that ``tests/test_fuzz.py`` asserts. ``nightly`` keeps it.
 """
 
 from __future__ import annotations

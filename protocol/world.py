@@ -88,6 +88,11 @@ SKIPS: Final[dict[str, Callable[[World, int], bool]]] = {
 }
 """Steps not taken, decided from the path's locals when the step before them ends."""
 
+STATE_CHECKS: Final = tuple(
+    (name, p.check) for name, p in sorted(PROPERTIES.items()) if p.check is not None
+)
+"""The state properties, in a fixed order, resolved once rather than on every call."""
+
 FINISH: Final[dict[str, StepFn]] = {"mprotect": mm.mprotect_done}
 """What a path does when it returns (after its last step), by path name."""
 
@@ -321,11 +326,12 @@ class World:
 
     def violations(self, props: Iterable[str] | None = None) -> list[Violation]:
         """Every broken property of ``props`` (default: all) in this state."""
-        wanted = set(PROPERTIES) if props is None else set(props)
+        wanted = (
+            PROPERTIES if props is None else props if isinstance(props, tuple) else tuple(props)
+        )
         out = [v for v in self.found if v.prop in wanted]
-        for name in sorted(wanted):
-            check = PROPERTIES[name].check
-            if check is not None:
+        for name, check in STATE_CHECKS:
+            if name in wanted:
                 v = check(self)
                 if v is not None:
                     out.append(v)

@@ -301,6 +301,30 @@ _SWITCH_THEN_FLUSH = (
 """linux-current: the switching CPU finishes, then takes the IPI it was sent (it stayed in the
 cpumask), and only then does the initiator free."""
 
+_FLUSH_5_2 = (
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 native_flush_tlb_others__send_ipis",
+)
+_FLUSH_2019 = (
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+)
+
+
+def _switch_window_free_tables(flush: tuple[str, ...]) -> tuple[str, ...]:
+    """cpu1 caches A's page table and starts leaving A (its cpumask bit goes first); cpu0
+    munmaps A with the variant's flush order, skips cpu1, and frees the page-table page."""
+    return (
+        "cpu1 tlb_fill va=0x1000",
+        "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
+        "cpu0 munmap",
+        *flush,
+        "cpu0 tlb_finish_mmu",
+    )
+
+
 SWITCH_WINDOW_5_2 = Concern(
     key="finding-5.2-switch-leaves-cpumask-before-cr3",
     question="(a model finding, not a review question) 5.2's switch_mm_irqs_off() clears prev's "
@@ -308,15 +332,7 @@ SWITCH_WINDOW_5_2 = Concern(
     "CPU, which still has prev's page tables in CR3 and in its paging-structure cache",
     variant="linux-5.2",
     prop="no_walk_of_freed_page_table",
-    schedule=(
-        "cpu1 tlb_fill va=0x1000",
-        "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
-        "cpu0 munmap",
-        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-        "cpu0 native_flush_tlb_others__send_ipis",
-        "cpu0 tlb_finish_mmu",
-    ),
+    schedule=_switch_window_free_tables(_FLUSH_5_2),
     holds_on="linux-current",
     holds_schedule=(
         "cpu1 tlb_fill va=0x1000",
@@ -355,15 +371,7 @@ SWITCH_WINDOW_FREED_TABLES = Concern(
     "under a CPU that is leaving the mm; shorter than concern 6's handler window",
     variant="rfc-async-freed-tables",
     prop="no_walk_of_freed_page_table",
-    schedule=(
-        "cpu1 tlb_fill va=0x1000",
-        "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
-        "cpu0 munmap",
-        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-        "cpu0 native_flush_tlb_multi__send_ipis",
-        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-        "cpu0 tlb_finish_mmu",
-    ),
+    schedule=_switch_window_free_tables(_FLUSH_2019),
     holds_on="linux-current",
     holds_schedule=SWITCH_WINDOW_5_2.holds_schedule,
 )
@@ -401,16 +409,6 @@ def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Conce
     )
 
 
-_FLUSH_5_2 = (
-    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-    "cpu0 native_flush_tlb_others__send_ipis",
-)
-_FLUSH_2019 = (
-    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-    "cpu0 native_flush_tlb_multi__send_ipis",
-    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-)
 SWITCH_WINDOW_NMI = (
     _switch_window_nmi("linux-5.2", "no_use_after_free", _FLUSH_5_2),
     _switch_window_nmi("rfc-async", "no_use_after_free", _FLUSH_2019),

@@ -23,6 +23,14 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def fuzz_ci(
+    capsys: pytest.CaptureFixture[str], ref: str, prop: str, corpus: Path, *extra: str
+) -> tuple[int, str, str]:
+    return run(
+        capsys, "fuzz", "-v", ref, "-p", prop, "--profile", "ci", "--corpus", str(corpus), *extra
+    )
+
+
 def test_variants_and_properties_list_everything(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "variants")
     assert code == 0
@@ -116,19 +124,8 @@ def test_fuzz_finds_saves_and_exits_1(capsys: pytest.CaptureFixture[str], tmp_pa
 
 @pytest.mark.slow
 def test_fuzz_clean_variant_exits_0(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(
-        capsys,
-        "fuzz",
-        "-v",
-        "linux-current",
-        "-p",
-        "request_integrity",
-        "--profile",
-        "ci",
-        "--max-examples",
-        "100",
-        "--corpus",
-        str(tmp_path),
+    code, out, _ = fuzz_ci(
+        capsys, "linux-current", "request_integrity", tmp_path, "--max-examples", "100"
     )
     assert code == 0
     assert re.search(r"linux-current\s+held\s+\d+ examples, \d+ steps", out), out
@@ -140,20 +137,7 @@ def test_user_variant_file_can_be_fuzzed(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     ref = str(ROOT / "examples" / "my_variant.py") + ":CAUGHT_UP_5_2"
-    code, out, _ = run(
-        capsys,
-        "fuzz",
-        "-v",
-        ref,
-        "-p",
-        "tlb_gen_soundness",
-        "--profile",
-        "ci",
-        "--max-examples",
-        "100",
-        "--corpus",
-        str(tmp_path),
-    )
+    code, out, _ = fuzz_ci(capsys, ref, "tlb_gen_soundness", tmp_path, "--max-examples", "100")
     # today's caught-up check added to 5.2 is sound: it must hold, under the file's name
     assert code == 0, out
     assert re.search(re.escape(ref) + r"\s+held", out), out
