@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -84,12 +84,20 @@ def bfs(
     allowed: Callable[[Action], bool] | None = None,
     key: Callable[[World], object] | None = None,
     on_level: Callable[[int, int], None] | None = None,
+    on_violation: Callable[[list[Action], Violation], bool] | None = None,
 ) -> SearchResult:
     """Breadth-first search from ``start`` for a state breaking one of ``props``: the first
     found is at the least depth. ``allowed`` restricts the actions tried; ``key`` maps a world
     to what the visited set stores (default: its full snapshot); ``on_level(depth, states)`` is
-    called as each level is finished (for a progress line)."""
+    called as each level is finished (for a progress line).
+
+    With ``on_violation``, the search goes on past a violation: the callback gets the shortest
+    schedule of each property the first time one breaks (so every property's own minimum, not
+    only the overall one) and returns whether to keep searching. Violating states are expanded
+    too, since the shortest way to break one property may pass through breaking another.
+    """
     props = tuple(props)
+    reported: set[str] = set()
     key = key or (lambda w: w.snapshot())
     seen = {key(start)}
     parents: dict[int, tuple[int, Action]] = {}
@@ -122,8 +130,16 @@ def bfs(
             index = len(worlds) - 1
             parents[index] = (i, a)
             found = x.violations(props)
-            if found:
+            if found and on_violation is None:
                 return SearchResult(_path(parents, index), found[0], depth + 1, len(seen), True)
+            for v in found:
+                if v.prop in reported:
+                    continue
+                reported.add(v.prop)
+                assert on_violation is not None
+                path = _path(parents, index)
+                if not on_violation(path, v):
+                    return SearchResult(path, v, depth + 1, len(seen), True)
             if len(seen) >= max_states:
                 return SearchResult(None, None, depth, len(seen), False)
             frontier.append(index)
@@ -140,6 +156,9 @@ def _path(parents: dict[int, tuple[int, Action]], index: int) -> list[Action]:
         out.append(a)
     out.reverse()
     return out
+
+
+FLUSH_STARTS: Final = frozenset({"munmap", "madvise_dontneed", "mprotect"})
 
 
 def minimise(
@@ -161,6 +180,17 @@ def minimise(
         Action(cpu, op, (("va", va),))
         for cpu in range(len(start.cpus))
         for op in ("tlb_fill", "user_read")
+        for va in vas
+    ]
+    # A CPU that starts one user-mapping change may start another instead: mprotect's flush
+    # has no tlb_finish_mmu step, so swapping a madvise for it can shorten a schedule that
+    # only needs a flush (the pointer-info race).
+    flushers = sorted({a.cpu for a in reduced if a.op in FLUSH_STARTS})
+    extra += [Action(cpu, "munmap", ()) for cpu in flushers]
+    extra += [
+        Action(cpu, op, (("va", va),))
+        for cpu in flushers
+        for op in ("madvise_dontneed", "mprotect")
         for va in vas
     ]
     alphabet = frozenset(reduced) | frozenset(extra) | {a for a in reduced if not a.args}

@@ -8,7 +8,7 @@ import pytest
 
 from fuzz.machine import kind_of, machine_for
 from fuzz.runner import Finding, Held, fuzz_variant
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, World, parse
+from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, World, parse
 from protocol.search import ddmin, first_violation, minimise
 from tests.schedules import ALL_SCHEDULES, MINIMAL_SHAPES, SHORTEST
 
@@ -103,3 +103,29 @@ def test_minimise_never_lengthens_and_keeps_the_property(c: object) -> None:
     hit = first_violation(start, m, [c.prop])
     assert hit is not None
     assert len(ddmin(start, m, [c.prop])) == len(m)  # 1-minimal
+
+
+def test_minimise_swaps_a_flush_path_for_a_shorter_one() -> None:
+    """The ci profile found the pointer-info race with a madvise as the first flush; its
+    tlb_finish_mmu step made 11 steps, and minimise stopped there until its alphabet let the
+    flushing CPU start an mprotect instead (no tlb_finish_mmu): 10, the minimum."""
+    found = [
+        "cpu1 madvise_dontneed va=0x2000",
+        "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu1 native_flush_tlb_multi__send_ipis",
+        "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu0 flush_smp_call_function_queue",
+        "cpu0 csd_unlock",
+        "cpu1 smp_call_function_many__csd_lock_wait",
+        "cpu1 tlb_finish_mmu",
+        "cpu1 munmap",
+        "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 flush_tlb_func",
+    ]
+    config = Config(cpus=2, budget=Budget(madvise=2, mprotect=2))
+    start = World.initial(VARIANTS["rfc-async-pointer-info"], config)
+    schedule = [parse(s) for s in found]
+    assert first_violation(start, schedule, ["request_integrity"]) is not None
+    m = minimise(start, schedule, ["request_integrity"])
+    assert len(m) == SHORTEST[("rfc-async-pointer-info", "request_integrity")] == 10
+    assert m[0] == parse("cpu1 mprotect va=0x2000")
