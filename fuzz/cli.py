@@ -7,6 +7,7 @@ match), 2 bad usage or unreadable input (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import sys
 import time
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from fuzz.runner import Outcome
-    from protocol import Variant
+    from protocol import Action, Variant, Violation
 
 DEFAULT_CORPUS = Path("corpus")
 
@@ -222,54 +223,66 @@ def cmd_explore(args: argparse.Namespace) -> int:
         rate = states / max(time.perf_counter() - t0, 1e-9)
         print(f"\rdepth {depth}: {states} states, {rate:,.0f}/s", end="", file=sys.stderr)
 
-    res = bfs(
-        World.initial(v, config),
-        props,
-        args.depth,
-        args.max_states,
-        key=key,
-        on_level=progress if sys.stderr.isatty() else None,
-    )
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
-    dt = time.perf_counter() - t0
-    rate = res.states / dt if dt else 0.0
-    stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
-    if res.schedule is not None and res.violation is not None:
-        print(
-            render(
-                v,
-                config,
-                res.schedule,
-                res.violation.prop,
-                res.violation,
-                title=f"{v.name}: shortest schedule breaking {res.violation.prop}: "
-                f"{len(res.schedule)} steps ({config.cpus} CPUs)",
-            )
+    tty = sys.stderr.isatty()
+    found: list[str] = []
+
+    def report(schedule: list[Action], violation: Violation) -> bool:
+        if tty:
+            print(file=sys.stderr)
+        title = (
+            f"{v.name}: shortest schedule breaking {violation.prop}: "
+            f"{len(schedule)} steps ({config.cpus} CPUs)"
         )
-        print(stats)
+        print(render(v, config, schedule, violation.prop, violation, title=title))
         if args.save:
             entry = Entry(
                 v,
                 args.variant,
                 config,
-                res.violation.prop,
+                violation.prop,
                 "violates",
-                tuple(res.schedule),
+                tuple(schedule),
                 {"by": "tlbfuzz explore", "when": _stamp()},
-                res.violation.message,
+                violation.message,
             )
             path, _ = save(entry, Path(args.corpus))
             print(f"saved: {path}")
-        return 1
+        print(flush=True)
+        found.append(violation.prop)
+        return len(found) < len(props)
+
+    res = None
+    with contextlib.suppress(KeyboardInterrupt):  # what was found is printed (and saved)
+        res = bfs(
+            World.initial(v, config),
+            props,
+            args.depth,
+            args.max_states,
+            key=key,
+            on_level=progress if tty else None,
+            on_violation=report,
+        )
+    if tty:
+        print(file=sys.stderr)
+    dt = time.perf_counter() - t0
+    if res is None:
+        print(f"{v.name}: interrupted after {dt:.1f}s; broken so far: {', '.join(found) or 'none'}")
+        return 1 if found else 130
+    rate = res.states / dt if dt else 0.0
+    stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
+    held = [p for p in props if p not in found]
     if res.exhausted:
         verdict = f"no violation in any reachable state (all explored, deepest {res.depth})"
     elif res.complete:
         verdict = f"no violation up to depth {res.depth}"
     else:
         verdict = f"stopped at --max-states; no violation up to depth {res.depth}"
-    print(f"{v.name}: {verdict} ({', '.join(props)}): {stats}")
-    return 0
+    if held:
+        print(f"{v.name}: {verdict} ({', '.join(held)})")
+    if found:
+        print(f"{v.name}: broken: " + ", ".join(found))
+    print(stats)
+    return 1 if found else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,3 +168,26 @@ def test_python_dash_m_fuzz_works() -> None:
     )
     assert r.returncode == 0
     assert "linux-5.2" in r.stdout
+
+
+def test_explore_reports_each_broken_property_and_what_held(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "explore",
+        "-v",
+        "rfc-async-posted",
+        "--budget",
+        "madvise=1",
+        "-p",
+        "no_use_after_free",
+        "-p",
+        "no_deadlock",
+        "--depth",
+        "7",
+    )
+    assert code == 1
+    assert "shortest schedule breaking no_use_after_free: 7 steps" in out
+    assert "no violation up to depth 7 (no_deadlock)" in out
+    assert "broken: no_use_after_free" in out

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, Violation, World
 from protocol.search import bfs, symmetric_fingerprint
 from tests.schedules import SHORTEST
 
@@ -169,3 +169,23 @@ def test_bfs_reports_each_finished_level() -> None:
     assert [s for _, s in levels] == sorted(s for _, s in levels)
     assert levels[-1][1] <= r.states
     assert len(levels) == r.depth
+
+
+@pytest.mark.slow
+def test_search_past_a_violation_gives_each_property_its_own_shortest() -> None:
+    """``on_violation`` keeps the search going: rfc-async-posted breaks mprotect's promise in
+    6 steps and frees a page under a stale entry in 7, and each reported schedule is as short
+    as a search for that property alone finds."""
+    props = ["no_use_after_free", "no_write_after_write_protect"]
+    start = World.initial(VARIANTS["rfc-async-posted"], config(madvise=1, mprotect=1))
+    got: dict[str, int] = {}
+
+    def record(schedule: list[Action], violation: Violation) -> bool:
+        got[violation.prop] = len(schedule)
+        return len(got) < len(props)
+
+    r = bfs(start, props, 10, key=symmetric_fingerprint, on_violation=record)
+    assert r.complete
+    alone = {p: bfs(start, [p], 10, key=symmetric_fingerprint).schedule for p in props}
+    assert got == {p: len(s) for p, s in alone.items() if s is not None}
+    assert got == {"no_write_after_write_protect": 6, "no_use_after_free": 7}
