@@ -90,6 +90,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
             def show(o: Outcome, ref: str = ref, row: dict[str, str] = row) -> None:
                 nonlocal findings
+                if tty:  # clear the progress line
+                    print("\r\033[K", end="", file=sys.stderr, flush=True)
                 if isinstance(o, Finding):
                     findings += 1
                     entry = Entry(
@@ -136,6 +138,28 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                             file=sys.stderr,
                         )
 
+            t_variant = time.perf_counter()
+
+            def progress(
+                examples: int,
+                steps: int,
+                ref: str = ref,
+                t0: float = t_variant,
+                last: list[float] = [0.0],  # noqa: B006  # one list per variant, by design
+            ) -> None:
+                now = time.perf_counter()
+                if now - last[0] < 0.5:
+                    return
+                last[0] = now
+                rate = steps / max(now - t0, 1e-9)
+                print(
+                    f"\r  {ref}: {examples} examples, {steps} steps, {rate:,.0f} steps/s, "
+                    f"{findings} violation(s) so far",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
             fuzz_variant(
                 v,
                 props,
@@ -145,7 +169,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 cpus=args.cpus,
                 on_outcome=show,
                 seconds=args.seconds,
+                on_progress=progress if tty else None,
             )
+            if tty:
+                print("\r\033[K", end="", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted: findings so far are saved", file=sys.stderr)
     _print_table(table, props)

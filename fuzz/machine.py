@@ -22,6 +22,7 @@ the printed program (``state = TlbMachine_rfc_async_posted()``) and the database
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, ClassVar, Final
 
 import attrs
@@ -31,6 +32,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from protocol import PROPERTIES, Action, Budget, Config, World, parse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from protocol import Variant, Violation
 
 SWITCH_STARTS: Final = frozenset(
@@ -104,14 +107,42 @@ PATH_KINDS: Final = (
     "enter_lazy_tlb",
     "context_switch",
 )
-EVENT_KINDS: Final = ("tlb_fill", "user_read", "user_write", "nmi", "tlb_evict", "pwc_evict")
+ACCESS_KINDS: Final = ("user_read", "user_write", "tlb_fill")
+"""How a CPU comes to cache a translation: every CPU in a run has one or two of them."""
+EVENT_KINDS: Final = (*ACCESS_KINDS, "nmi", "tlb_evict", "pwc_evict")
+
+PATH_SETS: Final = (
+    frozenset(),
+    *(frozenset({p}) for p in PATH_KINDS),
+    *(frozenset(c) for c in itertools.combinations(PATH_KINDS, 2)),
+)
+"""Every set of at most two kernel paths, smallest first (so a focus shrinks to fewer paths).
+Drawn uniformly: a ``lists`` of path kinds gave each given pair about a third of this chance."""
+ACCESS_SETS: Final = (
+    *(frozenset({a}) for a in ACCESS_KINDS),
+    *(frozenset(c) for c in itertools.combinations(ACCESS_KINDS, 2)),
+)
+EVICTIONS: Final = frozenset({"tlb_evict", "pwc_evict"})
+
+
+def _cpu_focus(
+    paths: frozenset[str], access: frozenset[str], nmi: bool, evict: bool
+) -> frozenset[str]:
+    return paths | access | ({"nmi"} if nmi else set()) | (EVICTIONS if evict else set())
 
 
 def focus(config: Config) -> st.SearchStrategy[Focus]:
+    """Per CPU: up to two kernel paths it may start, one or two ways to fill its TLB, whether
+    NMIs hit it and whether its caches evict. Every review race needs a CPU that caches a
+    translation, so no CPU is drawn without a way to; NMIs and evictions are independent
+    coins rather than members of a small set, so that an NMI does not crowd out the access
+    it needs (the switch-window NMI needs context_switch, nmi and an access on one CPU)."""
     per_cpu = st.builds(
-        lambda p, e: frozenset(p) | frozenset(e),
-        st.lists(st.sampled_from(PATH_KINDS), max_size=2, unique=True),
-        st.lists(st.sampled_from(EVENT_KINDS), min_size=1, max_size=2, unique=True),
+        _cpu_focus,
+        st.sampled_from(PATH_SETS),
+        st.sampled_from(ACCESS_SETS),
+        st.booleans(),
+        st.booleans(),
     )
     vas = config.vas()
     return st.builds(
@@ -130,13 +161,18 @@ class TlbMachine(RuleBasedStateMachine):
     # Statistics, for the CLI's "held after N examples, M steps".
     examples: ClassVar[int] = 0
     steps: ClassVar[int] = 0
+    # Called with (examples, steps) as each example starts: the CLI's progress line.
+    on_example: ClassVar[Callable[[int, int], None] | None] = None
 
     def __init__(self) -> None:
         super().__init__()
         self.world: World | None = None
         self.focus: Focus | None = None
         self.schedule: list[Action] = []
-        type(self).examples += 1
+        cls = type(self)
+        cls.examples += 1
+        if cls.on_example is not None:
+            cls.on_example(cls.examples, cls.steps)
 
     def in_focus(self, a: Action) -> bool:
         assert self.focus is not None
@@ -226,6 +262,7 @@ def machine_for(
 
 
 __all__ = [
+    "ACCESS_KINDS",
     "EVENT_KINDS",
     "PATH_KINDS",
     "PropertyViolated",

@@ -57,9 +57,12 @@ def run_machine(
     settings: Settings,
     seed: int | None = None,
     cpus: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[PropertyViolated | None, int, int]:
-    """One Hypothesis run; returns (the violation raised, examples, steps)."""
+    """One Hypothesis run; returns (the violation raised, examples, steps). ``on_progress``
+    gets (examples, steps) as each example starts."""
     machine = machine_for(variant, props, configs((cpus,)) if cpus else None)
+    machine.on_example = on_progress
     if seed is not None:
         machine = hypothesis_seed(seed)(machine)
     try:
@@ -87,11 +90,15 @@ def fuzz_variant(
     cpus: int | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     seconds: float | None = None,
+    settings: Settings | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
     until a run holds them all. Each finding is minimised and checked again by replay. With
-    ``seconds``, keep going with fresh seeds (runs of ``max_examples``) until time is up."""
-    settings = PROFILES[profile]
+    ``seconds``, keep going with fresh seeds (runs of ``max_examples``) until time is up.
+    ``settings`` replaces the profile's (the benchmarks vary a profile's settings);
+    ``on_progress`` gets the (examples, steps) so far for this variant as examples start."""
+    settings = PROFILES[profile] if settings is None else settings
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
     remaining = list(props)
@@ -104,7 +111,14 @@ def fuzz_variant(
         t0 = time.perf_counter()
         run_seed = seed if deadline is None else (seed or 0) + run
         run += 1
-        err, examples, steps = run_machine(variant, tuple(remaining), settings, run_seed, cpus)
+
+        def progress(ex: int, st: int, bx: int = total_examples, bs: int = total_steps) -> None:
+            if on_progress is not None:
+                on_progress(bx + ex, bs + st)
+
+        err, examples, steps = run_machine(
+            variant, tuple(remaining), settings, run_seed, cpus, progress
+        )
         total_examples += examples
         total_steps += steps
         if err is None and deadline is not None and time.perf_counter() < deadline:

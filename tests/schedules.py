@@ -414,6 +414,8 @@ SWITCH_WINDOW_NMI = (
     _switch_window_nmi("rfc-async", "no_use_after_free", _FLUSH_2019),
     _switch_window_nmi("rfc-async-no-nmi-check", "nmi_uaccess_safety", _FLUSH_2019),
     _switch_window_nmi("rfc-async-batch-ack", "no_use_after_free", _FLUSH_2019),
+    # found by the ci profile once NMIs became a per-CPU coin in the fuzzer's focus
+    _switch_window_nmi("rfc-async-posted", "no_use_after_free", _FLUSH_2019),
 )
 
 TLB_GEN_REVERSE_ORDER = Concern(
@@ -479,4 +481,6 @@ MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     # an NMI in the switch window (8), or concern 3's / concern 4's handler window (10 / 12)
     ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {8, 10},
     ("rfc-async-batch-ack", "no_use_after_free"): {8, 12},
+    # concern 1's posted-flush window (7) or an NMI in the 2019 switch window (8), as on 5.2
+    ("rfc-async-posted", "no_use_after_free"): {7, 8},
 }

@@ -129,3 +129,17 @@ def test_minimise_swaps_a_flush_path_for_a_shorter_one() -> None:
     m = minimise(start, schedule, ["request_integrity"])
     assert len(m) == SHORTEST[("rfc-async-pointer-info", "request_integrity")] == 10
     assert m[0] == parse("cpu1 mprotect va=0x2000")
+
+
+def test_progress_reports_growing_counts_across_runs() -> None:
+    seen: list[tuple[int, int]] = []
+    fuzz_variant(
+        VARIANTS["linux-current"],
+        ["no_deadlock"],
+        max_examples=30,
+        seed=1,
+        on_progress=lambda ex, st: seen.append((ex, st)),
+    )
+    assert len(seen) >= 30
+    assert seen == sorted(seen)
+    assert seen[-1][1] > 0
