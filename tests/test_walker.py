@@ -1,0 +1,67 @@
+"""The random walkers that the race benchmark measures the fuzzer against: seeded, so a seed
+gives the same walk; a finding comes back minimised and replays; a correct variant stays
+clean."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from fuzz.walker import WalkResult, pct_walk, random_walk
+from protocol import VARIANTS, Config, World
+from protocol.search import first_violation
+from tests.schedules import SHORTEST
+
+Walk = Callable[..., WalkResult]
+WALKERS: list[Walk] = [random_walk, pct_walk]
+
+
+@pytest.mark.parametrize("walk", WALKERS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    ("variant", "prop"),
+    [
+        ("flush-no-gen-check", "tlb_gen_soundness"),
+        ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"),
+    ],
+)
+def test_a_walker_finds_a_race_and_reports_it_minimised(
+    walk: Walk, variant: str, prop: str
+) -> None:
+    results = [
+        walk(VARIANTS[variant], Config(cpus=2), [prop], seed, walks=3000) for seed in range(3)
+    ]
+    found = [r for r in results if r.schedule is not None]
+    assert found, f"{walk} missed {variant} {prop} in 3 seeds"
+    for r in found:
+        assert r.schedule is not None
+        assert len(r.schedule) <= r.found_length
+        hit = first_violation(World.initial(VARIANTS[variant], r.config), r.schedule, [prop])
+        assert hit is not None and hit[0] == len(r.schedule)
+        assert len(r.schedule) >= SHORTEST[(variant, prop)]
+
+
+@pytest.mark.parametrize("walk", WALKERS, ids=lambda f: f.__name__)
+def test_a_seed_gives_the_same_walks(walk: Walk) -> None:
+    a = walk(
+        VARIANTS["lazy-skip-freed-tables"],
+        Config(cpus=2),
+        ["no_walk_of_freed_page_table"],
+        7,
+        walks=500,
+    )
+    b = walk(
+        VARIANTS["lazy-skip-freed-tables"],
+        Config(cpus=2),
+        ["no_walk_of_freed_page_table"],
+        7,
+        walks=500,
+    )
+    assert a == b
+
+
+@pytest.mark.parametrize("walk", WALKERS, ids=lambda f: f.__name__)
+def test_a_correct_variant_stays_clean(walk: Walk) -> None:
+    r = walk(VARIANTS["linux-current"], Config(cpus=2), ["no_use_after_free"], 0, walks=200)
+    assert r.schedule is None
+    assert r.walks == 200 and r.steps > 200
