@@ -416,6 +416,10 @@ SWITCH_WINDOW_NMI = (
     _switch_window_nmi("rfc-async-batch-ack", "no_use_after_free", _FLUSH_2019),
     # found by the ci profile once NMIs became a per-CPU coin in the fuzzer's focus
     _switch_window_nmi("rfc-async-posted", "no_use_after_free", _FLUSH_2019),
+    # the same NMI passed nmi_uaccess_okay(): found by `tlbfuzz explore` going on past the
+    # first property it broke
+    _switch_window_nmi("linux-5.2", "nmi_uaccess_safety", _FLUSH_5_2),
+    _switch_window_nmi("rfc-async", "nmi_uaccess_safety", _FLUSH_2019),
 )
 
 TLB_GEN_REVERSE_ORDER = Concern(

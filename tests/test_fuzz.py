@@ -43,21 +43,15 @@ def test_nightly_profile_finds_the_shortest_schedule(variant: str, prop: str) ->
     assert len(o.schedule) in MINIMAL_SHAPES[(variant, prop)]
 
 
+# linux-5.2 and rfc-async break these through the 2019 switch_mm_irqs_off() window (a freed
+# page-table page under a CPU leaving the mm, and an NMI reading a freed page there), found by
+# `tlbfuzz explore -v linux-5.2 --budget madvise=1,switch=1 --depth 10` and with munmap=1: they
+# are in the corpus, so this test claims only the rest for them.
+SWITCH_WINDOW_PROPS = {"no_use_after_free", "nmi_uaccess_safety", "no_walk_of_freed_page_table"}
 CLEAN = [
-    (
-        "linux-5.2",
-        (
-            "no_use_after_free",
-            "no_lost_write",
-            "nmi_uaccess_safety",
-            "no_write_after_write_protect",
-            "request_integrity",
-            "tlb_gen_soundness",
-            "no_deadlock",
-        ),
-    ),
+    ("linux-5.2", tuple(p for p in DEFAULT_PROPERTIES if p not in SWITCH_WINDOW_PROPS)),
     ("linux-current", DEFAULT_PROPERTIES),
-    ("rfc-async", DEFAULT_PROPERTIES),
+    ("rfc-async", tuple(p for p in DEFAULT_PROPERTIES if p not in SWITCH_WINDOW_PROPS)),
 ]
 
 
