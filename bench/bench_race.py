@@ -1,10 +1,23 @@
-"""A race between search strategies on the review's concerns (2 CPUs): the random walker
-(uniform over enabled actions, walks of 20 steps) and breadth-first search (over the budgets a
-concern needs, with symmetry reduction). Per concern: success rate over seeds, median time,
-walks and model steps to the first failure, and the length reported after minimisation. The
-Hypothesis figures for the same concerns come from bench/bench_fuzz.py.
+"""A race between search strategies on the review's concerns (2 CPUs, default budgets).
 
-    python -m bench.bench_race --seeds 20 --walks 20000
+Every random strategy gets the same fixed budget of model steps per seed (``--steps``,
+30,000 by default) and runs over ``--seeds`` seeds; a seed that spends its budget without a
+violation is a miss. Per concern and strategy: seeds that found a violation, median seconds,
+executions (examples or walks) and model steps to the first failure (minimisation included
+in the time), and the shortest length reported after minimisation.
+
+- ``hyp-ci``: the Hypothesis machine with the ``ci`` profile's settings (30-step examples),
+  seeded (an explicit seed overrides ``derandomize``), ``steps / 30`` examples;
+- ``hyp-nightly``: the ``nightly`` profile's 50-step examples, ``steps / 50`` examples, with
+  Hypothesis's own shrinker off like every other column (``protocol.search.minimise`` runs on
+  every strategy's finding alike; the nightly shrinker only polishes what was found);
+- ``hyp-PROFILE@N`` (on request, ``--strategies``): that profile with N-step examples;
+- ``walker``: the uniform random walker (``fuzz/walker.py``), 20-step walks;
+- ``pct``: PCT-style priority scheduling over the CPU lanes (``fuzz/walker.py: pct_walk``);
+- ``bfs``: breadth-first search with symmetry reduction over the budgets the concern needs
+  (``tests/test_explore.py: NEEDS``), one deterministic run.
+
+    python -m bench.bench_race --seeds 20 --jobs 2        # the README's table
 """
 
 from __future__ import annotations
@@ -12,47 +25,96 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Final
 
-from fuzz.walker import random_walk
+from hypothesis import settings as Settings
+
+from fuzz.profiles import NO_SHRINK, PROFILES
+from fuzz.runner import Finding, fuzz_variant
+from fuzz.walker import pct_walk, random_walk
 from protocol import VARIANTS, Config, World
 from protocol.search import bfs, symmetric_fingerprint
 from tests.schedules import SHORTEST
 from tests.test_explore import NEEDS, config
 
+RANDOM: Final = ("hyp-ci", "hyp-nightly", "walker", "pct")
+
+Trial = tuple[bool, float, int, int, int]  # found, seconds, executions, steps, length
+
+
+def trial(variant: str, prop: str, strategy: str, seed: int, budget: int) -> Trial:
+    v = VARIANTS[variant]
+    t0 = time.perf_counter()
+    if strategy.startswith("hyp-"):
+        name, _, steps = strategy.removeprefix("hyp-").partition("@")
+        base = PROFILES[name]
+        per = int(steps) if steps else base.stateful_step_count
+        s = Settings(
+            base,
+            max_examples=budget // per,
+            stateful_step_count=per,
+            phases=NO_SHRINK,
+            database=None,
+        )
+        (o,) = fuzz_variant(v, [prop], settings=s, seed=seed, cpus=2)
+        if isinstance(o, Finding):
+            return True, time.perf_counter() - t0, o.examples, o.steps, len(o.schedule)
+        return False, 0.0, o.examples, o.steps, 0
+    walk = random_walk if strategy == "walker" else pct_walk
+    r = walk(v, Config(cpus=2), [prop], seed, walks=budget // 20)
+    if r.schedule is not None:
+        return True, time.perf_counter() - t0, r.walks, r.steps, len(r.schedule)
+    return False, 0.0, r.walks, r.steps, 0
+
+
+def bfs_trial(variant: str, prop: str) -> Trial:
+    t0 = time.perf_counter()
+    start = World.initial(VARIANTS[variant], config(**NEEDS[(variant, prop)]))
+    b = bfs(start, [prop], 20, 3_000_000, key=symmetric_fingerprint)
+    n = len(b.schedule) if b.schedule else 0
+    return b.schedule is not None, time.perf_counter() - t0, b.states, b.states, n
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--walks", type=int, default=20_000)
+    ap.add_argument("--steps", type=int, default=30_000, help="model steps per seed")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--only", help="substring of VARIANT:PROPERTY")
+    ap.add_argument("--strategies", default=",".join((*RANDOM, "bfs")))
     args = ap.parse_args()
+    strategies = args.strategies.split(",")
+    concerns = [k for k in SHORTEST if not args.only or args.only in f"{k[0]}:{k[1]}"]
     print(
-        f"{'variant':<24} {'property':<28} {'min':>3} | {'walker':>6} {'med s':>6} "
-        f"{'med walks':>9} {'med steps':>9} {'len':>4} | {'BFS s':>6} {'states':>8} {'len':>4}"
+        f"{'variant':<24} {'property':<28} {'min':>3} {'strategy':<11} {'found':>6} "
+        f"{'med s':>6} {'med execs':>9} {'med steps':>9} {'len':>4}",
+        flush=True,
     )
-    for (variant, prop), shortest in SHORTEST.items():
-        v = VARIANTS[variant]
-        times, walks, steps, lengths = [], [], [], []
-        for seed in range(args.seeds):
-            t0 = time.perf_counter()
-            r = random_walk(v, Config(cpus=2), [prop], seed, walks=args.walks)
-            if r.schedule is not None:
-                times.append(time.perf_counter() - t0)
-                walks.append(r.walks)
-                steps.append(r.steps)
-                lengths.append(len(r.schedule))
-        t0 = time.perf_counter()
-        start = World.initial(v, config(**NEEDS[(variant, prop)]))
-        b = bfs(start, [prop], 20, 3_000_000, key=symmetric_fingerprint)
-        bfs_s = time.perf_counter() - t0
-        med = statistics.median
-        print(
-            f"{variant:<24} {prop:<28} {shortest:>3} | {len(times):>3}/{args.seeds:<2} "
-            f"{(med(times) if times else float('nan')):>6.1f} "
-            f"{(med(walks) if walks else 0):>9.0f} {(med(steps) if steps else 0):>9.0f} "
-            f"{(min(lengths) if lengths else 0):>4} | {bfs_s:>6.1f} {b.states:>8} "
-            f"{(len(b.schedule) if b.schedule else 0):>4}",
-            flush=True,
-        )
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {
+            (k, s): (
+                [pool.submit(trial, *k, s, seed, args.steps) for seed in range(args.seeds)]
+                if s != "bfs"
+                else [pool.submit(bfs_trial, *k)]
+            )
+            for k in concerns
+            for s in strategies
+        }
+        for k in concerns:
+            for s in strategies:
+                results = [f.result() for f in futures[(k, s)]]
+                hits = [r for r in results if r[0]]
+                med = statistics.median
+                print(
+                    f"{k[0]:<24} {k[1]:<28} {SHORTEST[k]:>3} {s:<11} "
+                    f"{len(hits):>3}/{len(results):<2} "
+                    f"{(med(r[1] for r in hits) if hits else float('nan')):>6.1f} "
+                    f"{(med(r[2] for r in hits) if hits else 0):>9.0f} "
+                    f"{(med(r[3] for r in hits) if hits else 0):>9.0f} "
+                    f"{(min(r[4] for r in hits) if hits else 0):>4}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -338,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-p", "--property", action="append")
     e.add_argument("--cpus", type=int, default=2)
     e.add_argument("--depth", type=int, default=30)
-    e.add_argument("--max-states", type=int, default=2_000_000)
+    e.add_argument(
+        "--max-states",
+        type=int,
+        default=1_000_000,
+        help="stop after this many unique states (about 2.7 KB each at 2 CPUs)",
+    )
     e.add_argument(
         "--budget", help="kernel paths per CPU, e.g. madvise=1,switch=1 (others 0; no reuse)"
     )

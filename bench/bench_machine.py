@@ -1,0 +1,41 @@
+"""Throughput of the Hypothesis machine: model steps and examples per second of one run of the
+``dev`` profile's settings on variants that hold the property (so no run stops early), one
+core, 2 CPUs.
+
+    python -m bench.bench_machine --examples 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from hypothesis import settings as Settings
+
+from fuzz.profiles import PROFILES
+from fuzz.runner import run_machine
+from protocol import VARIANTS
+
+CASES = (("linux-current", "no_use_after_free"), ("rfc-async", "no_use_after_free"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--examples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    s = Settings(PROFILES["dev"], max_examples=args.examples)
+    for variant, prop in CASES:
+        t0 = time.perf_counter()
+        err, examples, steps = run_machine(VARIANTS[variant], (prop,), s, args.seed, 2)
+        dt = time.perf_counter() - t0
+        status = "held" if err is None else f"broke {err.violation.prop}"
+        print(
+            f"{variant:<16} {prop:<20} {status:<6} {examples:>6} examples {steps:>7} steps "
+            f"{dt:>6.1f}s {steps / dt:>7,.0f} steps/s {examples / dt:>5,.0f} examples/s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
