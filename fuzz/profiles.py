@@ -31,7 +31,7 @@ PROFILES: Final[dict[str, settings]] = {
     ),
     "ci": settings(
         COMMON,
-        max_examples=2000,
+        max_examples=5000,
         stateful_step_count=30,
         database=None,
         derandomize=True,
