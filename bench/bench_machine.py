@@ -16,7 +16,7 @@ from fuzz.profiles import PROFILES
 from fuzz.runner import run_machine
 from protocol import VARIANTS
 
-CASES = (("linux-current", "no_use_after_free"), ("rfc-async", "no_use_after_free"))
+CASES = (("linux-current", "no_use_after_free"), ("rfc-async", "no_lost_write"))
 
 
 def main() -> None:
