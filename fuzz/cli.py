@@ -82,6 +82,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     findings = 0
     tty = sys.stderr.isatty()
     t_all = time.perf_counter()
+    interrupted = False
     try:
         for ref, v in variants:
             row = table.setdefault(ref, {})
@@ -174,10 +175,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             if tty:
                 print("\r\033[K", end="", file=sys.stderr)
     except KeyboardInterrupt:
-        print("interrupted: findings so far are saved", file=sys.stderr)
+        interrupted = True
+        clear = "\r\033[K" if tty else ""
+        print(f"{clear}interrupted: findings so far are saved", file=sys.stderr)
     _print_table(table, props)
     print(f"{findings} violation(s) in {time.perf_counter() - t_all:.0f}s; corpus: {corpus}/")
-    return 1 if findings else 0
+    return 1 if findings else 130 if interrupted else 0
 
 
 def _print_table(table: dict[str, dict[str, str]], props: list[str]) -> None:
@@ -254,6 +257,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     found: list[str] = []
 
     def report(schedule: list[Action], violation: Violation) -> bool:
+        found.append(violation.prop)  # first: a Ctrl-C while printing still counts it
         if tty:
             print(file=sys.stderr)
         title = (
@@ -275,7 +279,6 @@ def cmd_explore(args: argparse.Namespace) -> int:
             path, _ = save(entry, Path(args.corpus))
             print(f"saved: {path}")
         print(flush=True)
-        found.append(violation.prop)
         return len(found) < len(props)
 
     res = None

@@ -147,7 +147,7 @@ def focus(config: Config) -> st.SearchStrategy[Focus]:
     """Per CPU: up to two kernel paths it may start, one way to fill its TLB (two in a third
     of the draws), whether NMIs hit it, whether it sends another subsystem's cross-call, and
     (in a quarter of the draws) whether its caches evict; and the addresses of the run (one
-    in two thirds of the draws).
+    address in four fifths of the draws with the default two pages).
 
     Sparse on purpose. Every kind in focus adds actions to a CPU's lane, and a race needs a
     handful of steps in one order: with one focus held fixed for 60 examples, a minimal focus

@@ -95,6 +95,8 @@ def bfs(
     schedule of each property the first time one breaks (so every property's own minimum, not
     only the overall one) and returns whether to keep searching. Violating states are expanded
     too, since the shortest way to break one property may pass through breaking another.
+    If the callback stops the search, the result carries that last violation; if the search
+    ends otherwise, its schedule and violation are None (the callback has had them all).
     """
     props = tuple(props)
     reported: set[str] = set()

@@ -127,16 +127,23 @@ def test_minimise_swaps_a_flush_path_for_a_shorter_one() -> None:
 
 
 def test_progress_reports_growing_counts_across_runs() -> None:
+    """With ``seconds``, fuzz_variant makes run after run; the counts it reports go on from
+    the previous runs' totals instead of restarting at 1."""
     seen: list[tuple[int, int]] = []
-    fuzz_variant(
+    (o,) = fuzz_variant(
         VARIANTS["linux-current"],
         ["no_deadlock"],
-        max_examples=30,
+        max_examples=10,
         seed=1,
+        seconds=1.5,
         on_progress=lambda ex, st: seen.append((ex, st)),
     )
-    assert len(seen) >= 30
+    assert isinstance(o, Held)
+    counts = [ex for ex, _ in seen]
+    assert counts[0] == 1
+    assert counts.count(1) == 1, "a later run restarted the count"
     assert seen == sorted(seen)
+    assert seen[-1][0] > 20  # more than one run of 10 examples
     assert seen[-1][1] > 0
 
 

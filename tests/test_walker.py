@@ -10,7 +10,7 @@ import pytest
 
 from fuzz.walker import WalkResult, pct_walk, random_walk
 from protocol import VARIANTS, Config, World
-from protocol.search import first_violation
+from protocol.search import ddmin, first_violation
 from tests.schedules import SHORTEST
 
 Walk = Callable[..., WalkResult]
@@ -35,10 +35,11 @@ def test_a_walker_finds_a_race_and_reports_it_minimised(
     assert found, f"{walk} missed {variant} {prop} in 3 seeds"
     for r in found:
         assert r.schedule is not None
-        assert len(r.schedule) <= r.found_length
-        hit = first_violation(World.initial(VARIANTS[variant], r.config), r.schedule, [prop])
+        start = World.initial(VARIANTS[variant], r.config)
+        hit = first_violation(start, r.schedule, [prop])
         assert hit is not None and hit[0] == len(r.schedule)
-        assert len(r.schedule) >= SHORTEST[(variant, prop)]
+        assert len(ddmin(start, r.schedule, [prop])) == len(r.schedule)  # 1-minimal
+        assert len(r.schedule) == SHORTEST[(variant, prop)]
 
 
 @pytest.mark.parametrize("walk", WALKERS, ids=lambda f: f.__name__)
