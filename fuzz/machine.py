@@ -8,7 +8,7 @@ kernel code a CPU runs is always in focus. Everything shrinks: the focus towards
 the steps towards the first lane's first action (finishing what was started).
 
 Why this design (one-off comparisons during development, not repeated by a script; the kept
-design's figures come from ``bench/bench_fuzz.py``): one flat
+design's figures come from ``bench/bench_race.py``): one flat
 ``sampled_from(enabled_actions())`` spreads each step over ~30 actions, mostly hardware noise,
 and one rule per kind (Hypothesis's own swarm) spreads it over ~17 rules; both found few of the
 review's races. A race needs a handful of ordered steps on two CPUs, and a per-CPU focus makes

@@ -195,7 +195,7 @@ def minimise(
         for op in ("madvise_dontneed", "mprotect")
         for va in vas
     ]
-    alphabet = frozenset(reduced) | frozenset(extra) | {a for a in reduced if not a.args}
+    alphabet = frozenset(reduced) | frozenset(extra)
     found = bfs(start, props, len(reduced) - 1, max_states, allowed=alphabet.__contains__)
     if found.schedule is not None:
         return found.schedule

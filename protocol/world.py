@@ -150,7 +150,6 @@ class ActionTable:
 
     def __init__(self, variant: Variant, config: Config, paths: dict[str, tuple[str, ...]]):
         vas = config.vas()
-        self.vas = vas
         n = config.cpus
         mms = range(1, config.mms + 1)
         steps = {op for path in paths.values() for op in path}

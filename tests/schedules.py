@@ -367,7 +367,7 @@ SWITCH_WINDOW_RFC_ASYNC = Concern(
 
 SWITCH_WINDOW_FREED_TABLES = Concern(
     key="finding-rfc-async-freed-tables-inherits-the-switch-window",
-    question="(found by bench/bench_fuzz.py) the 2019 switch window also frees page tables "
+    question="(found by the fuzzer) the 2019 switch window also frees page tables "
     "under a CPU that is leaving the mm; shorter than concern 6's handler window",
     variant="rfc-async-freed-tables",
     prop="no_walk_of_freed_page_table",

@@ -4,6 +4,7 @@ small configurations, and the size of one state space is pinned as a regression 
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, Violation, World
@@ -131,19 +132,13 @@ def test_symmetry_reduction_keeps_shortest_lengths(variant: str, prop: str, cpus
     """States equal up to renaming CPUs are visited once; the shortest violation is the same
     length, and fewer states are stored."""
     budget = NEEDS.get((variant, prop), {"madvise": 1})
-    start = World.initial(VARIANTS[variant], attrs_evolve_cpus(config(**budget), cpus))
+    start = World.initial(VARIANTS[variant], attrs.evolve(config(**budget), cpus=cpus))
     plain = bfs(start, [prop], 20)
     sym = bfs(start, [prop], 20, key=symmetric_fingerprint)
     assert plain.schedule is not None
     assert sym.schedule is not None
     assert len(sym.schedule) == len(plain.schedule)
     assert sym.states < plain.states
-
-
-def attrs_evolve_cpus(c: Config, cpus: int) -> Config:
-    import attrs
-
-    return attrs.evolve(c, cpus=cpus)
 
 
 def test_symmetric_state_count_is_pinned() -> None:
