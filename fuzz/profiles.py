@@ -45,7 +45,7 @@ PROFILES: Final[dict[str, settings]] = {
     ),
 }
 """Examples of 30 steps rather than 20: at a fixed budget of model steps they found 138 of
-240 seed-concern pairs against 127, the gain being on the long races (the README's race,
+240 seed-concern pairs against 128, the gain being on the long races (the README's race,
 ``bench/bench_race.py --strategies hyp-ci@20,hyp-ci``). ``nightly`` walks 50 steps; at the
 same step budget that was no better than 30, so nightly's edge is its tenfold budget and the
 shrinker."""
