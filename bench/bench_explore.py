@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 
 from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-from protocol.config import BUDGET_KINDS
 from protocol.search import bfs
 
 
 def config(**budget: int) -> Config:
-    return Config(budget=Budget(**{**dict.fromkeys(BUDGET_KINDS, 0), **budget}), reuse=False)
+    return Config(budget=Budget.only(**budget), reuse=False)
 
 
 CASES = [

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 from fuzz.corpus import CorpusError, Entry, iter_files, load, load_variant, replay, save
 from fuzz.report import render
-from protocol import BUDGET_KINDS, DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Budget, Config
+from protocol import (
+    DEFAULT_PROPERTIES,
+    PROPERTIES,
+    VARIANTS,
+    Config,
+    budget_kinds,
+    parse_budgets,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -168,6 +175,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 max_examples=args.max_examples,
                 cpus=args.cpus,
+                config=_config(v, args.cpus or 2, args.budget) if args.budget else None,
                 on_outcome=show,
                 seconds=args.seconds,
                 on_progress=progress if tty else None,
@@ -225,18 +233,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget(text: str | None) -> Budget:
-    """``madvise=1,switch=1``: those kernel paths per CPU, every other kind 0 (and no frame
-    reuse, which never changes a verdict); None: the default budget."""
-    if not text:
-        return Budget()
-    counts = dict.fromkeys(BUDGET_KINDS, 0)
-    for part in text.split(","):
-        kind, sep, n = part.partition("=")
-        if not sep or kind not in counts or not n.isdigit():
-            _fail(f"bad --budget {part!r} (want KIND=N with KIND in {', '.join(BUDGET_KINDS)})")
-        counts[kind] = int(n)
-    return Budget(**counts)
+HARDWARE_KINDS = ("tlb_fill", "user_read", "user_write", "tlb_evict", "pwc_evict", "nmi")
+"""What ``explore --no`` can leave out (frame reuse is off whenever --budget is given)."""
+
+
+def _config(v: Variant, cpus: int, specs: Sequence[str] | None) -> Config:
+    """``--budget madvise=1,switch=1`` (every CPU) and ``--budget cpu1:switch=2`` (CPU 1):
+    those kernel paths, every other kind 0, and no frame reuse (which never changes a
+    verdict); no --budget: the default budget, with reuse."""
+    if not specs:
+        return Config(cpus=cpus)
+    kinds = [k.name for k in budget_kinds(v.paths())]
+    try:
+        plain, per_cpu = parse_budgets(specs, kinds)
+    except ValueError as e:
+        _fail(str(e))
+    bad = [c for c in per_cpu if c >= cpus]
+    if bad:
+        _fail(f"--budget names cpu{bad[0]}, but there are {cpus} CPUs")
+    return Config(cpus=cpus, budget=plain, cpu_budget=tuple(per_cpu.items()), reuse=False)
+
+
+def _left_out(text: str | None) -> frozenset[str]:
+    kinds = frozenset(k for k in (text or "").split(",") if k)
+    unknown = sorted(kinds - set(HARDWARE_KINDS))
+    if unknown:
+        _fail(f"bad --no {unknown[0]!r} (want some of {', '.join(HARDWARE_KINDS)})")
+    return kinds
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -245,7 +268,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     _, v = _variants([args.variant])[0]
     props = _props(args.property)
-    config = Config(cpus=args.cpus, budget=_budget(args.budget), reuse=not args.budget)
+    config = World.initial(v, _config(v, args.cpus, args.budget)).config
+    left_out = _left_out(args.no)
     t0 = time.perf_counter()
     key = None if args.no_symmetry else symmetric_fingerprint
 
@@ -289,6 +313,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             args.depth,
             args.max_states,
             key=key,
+            allowed=(lambda a: a.op not in left_out) if left_out else None,
             on_level=progress if tty else None,
             on_violation=report,
         )
@@ -328,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int)
     f.add_argument("--seconds", type=float, help="keep fuzzing each variant this long")
     f.add_argument("--cpus", type=int, help="fix the number of CPUs (default: 2 or 3)")
+    f.add_argument(
+        "--budget",
+        action="append",
+        help="fix the kernel paths per CPU, as for explore (default: drawn per example)",
+    )
     f.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     f.set_defaults(fn=cmd_fuzz)
     r = sub.add_parser("replay", help="replay corpus files or folders")
@@ -348,7 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many unique states (about 2.7 KB each at 2 CPUs)",
     )
     e.add_argument(
-        "--budget", help="kernel paths per CPU, e.g. madvise=1,switch=1 (others 0; no reuse)"
+        "--budget",
+        action="append",
+        help="kernel paths per CPU, e.g. madvise=1,switch=1 (others 0; no reuse); "
+        "cpuN:KIND=N,... for CPU N only (repeat the option)",
+    )
+    e.add_argument(
+        "--no",
+        metavar="KINDS",
+        help=f"leave these hardware events out, e.g. nmi,tlb_evict ({', '.join(HARDWARE_KINDS)})",
     )
     e.add_argument("--save", action="store_true", help="save a violation to the corpus")
     e.add_argument(

@@ -35,29 +35,25 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from protocol import PROPERTIES, Action, Budget, Config, World, parse
+from protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from protocol import Variant, Violation
 
-SWITCH_STARTS: Final = frozenset(
-    {
-        "switch_mm_irqs_off__cpumask_set_cpu",
-        "switch_mm_irqs_off__loaded_mm_switching",
-        "switch_mm_irqs_off__leave_lazy",
-    }
-)
 
-
-def kind_of(a: Action) -> str:
-    """Which rule draws ``a``. A continuing kernel step has no arguments (the CPU's program
-    counter says which step it is); every event and every path start but munmap has some."""
-    if not a.args and a.op != "munmap":
-        return "interrupt" if a.op == "flush_smp_call_function_queue" else "progress"
-    if a.op in SWITCH_STARTS:
-        return "context_switch"
+def kind_of(w: World, a: Action) -> str:
+    """What ``a`` is to the focus: ``progress`` (the next step of the kernel code a CPU runs),
+    ``interrupt`` (taking a pending IPI), the focus kind of the path it starts (its record's
+    ``focus_kind``), or the op of a hardware event or NMI."""
+    start = w.kernel.start_of.get(a)
+    if start is not None and not w.cpus[a.cpu].path and w.cpus[a.cpu].irq is None:
+        return start.path.focus_kind
+    if a.op == "flush_smp_call_function_queue":
+        return "interrupt"
+    if a.cpu >= 0 and not a.args:
+        return "progress"
     return a.op
 
 
@@ -74,19 +70,12 @@ class PropertyViolated(AssertionError):
         self.schedule = list(schedule)
 
 
-def configs(cpus: tuple[int, ...] = (2, 3)) -> st.SearchStrategy[Config]:
-    """Model sizes: CPU count and per-CPU budgets of kernel paths, drawn so they shrink too."""
-    small = st.integers(1, 2)
-    budgets = st.builds(
-        Budget,
-        munmap=small,
-        madvise=small,
-        mprotect=small,
-        writeback=small,
-        switch=st.integers(1, 3),
-        ipi=small,
-        irqs_off=small,
-    )
+def configs(variant: Variant, cpus: tuple[int, ...] = (2, 3)) -> st.SearchStrategy[Config]:
+    """Model sizes: CPU count and per-CPU budgets of the variant's kernel paths (1 to each
+    kind's ``fuzz_max``), drawn so they shrink too."""
+    kinds = budget_kinds(variant.paths())
+    counts = st.fixed_dictionaries({k.name: st.integers(1, k.fuzz_max) for k in kinds})
+    budgets = counts.map(lambda d: Budget.only(**d))
     return st.builds(Config, cpus=st.sampled_from(cpus), budget=budgets)
 
 
@@ -103,30 +92,33 @@ class Focus:
     ipi_weight: int  # out of 4: how often a CPU with a pending IPI takes it when picked
 
 
-PATH_KINDS: Final = (
-    "munmap",
-    "madvise_dontneed",
-    "mprotect",
-    "clear_page_dirty_for_io",
-    "local_irq_disable",
-    "enter_lazy_tlb",
-    "context_switch",
-)
 ACCESS_KINDS: Final = ("user_read", "user_write", "tlb_fill")
 """How a CPU comes to cache a translation: every CPU in a run has one or two of them."""
 EVENT_KINDS: Final = (*ACCESS_KINDS, "nmi", "tlb_evict", "pwc_evict")
-CROSS_CALL: Final = "smp_call_function_single"
-"""Another subsystem's cross-call (a kprobe's text_poke, say) of a callback that reads user
-memory: like an NMI, traffic that can come from anywhere, so a coin rather than a path."""
 
-PATH_SETS: Final[tuple[tuple[frozenset[str], ...], ...]] = (
-    (frozenset(),),
-    tuple(frozenset({p}) for p in PATH_KINDS),
-    tuple(frozenset(c) for c in itertools.combinations(PATH_KINDS, 2)),
-)
-"""The sets of no, one and two kernel paths, by size: a size is drawn first, then a set of it,
-so that a third of the CPUs start no path at all (the CPU that keeps a stale entry usually
-needs none) and the rest stay small."""
+
+def path_kinds(variant: Variant) -> tuple[str, ...]:
+    """The focus kinds of the variant's paths under study, in the order of its paths."""
+    return tuple(dict.fromkeys(p.focus_kind for p in variant.paths().values() if not p.background))
+
+
+def background_kinds(variant: Variant) -> tuple[str, ...]:
+    """Traffic from elsewhere (another subsystem's cross-call of a callback that reads user
+    memory, say): like an NMI it can come from anywhere, so each is a coin, not a path."""
+    return tuple(dict.fromkeys(p.focus_kind for p in variant.paths().values() if p.background))
+
+
+def path_sets(kinds: tuple[str, ...]) -> tuple[tuple[frozenset[str], ...], ...]:
+    """The sets of no, one and two kernel paths, by size: a size is drawn first, then a set of
+    it, so that a third of the CPUs start no path at all (the CPU that keeps a stale entry
+    usually needs none) and the rest stay small."""
+    return (
+        (frozenset(),),
+        tuple(frozenset({p}) for p in kinds),
+        tuple(frozenset(c) for c in itertools.combinations(kinds, 2)),
+    )
+
+
 ACCESS_SETS: Final = (
     *(frozenset({a}) for a in ACCESS_KINDS),
     *(frozenset(c) for c in itertools.combinations(ACCESS_KINDS, 2)),
@@ -136,14 +128,24 @@ RARE: Final = st.sampled_from((False, False, False, True))
 
 
 def _cpu_focus(
-    paths: frozenset[str], access: frozenset[str], nmi: bool, call: bool, evict: bool
+    paths: frozenset[str],
+    access: frozenset[str],
+    nmi: bool,
+    background: frozenset[str],
+    evict: bool,
 ) -> frozenset[str]:
-    coins = {"nmi": nmi, CROSS_CALL: call} | dict.fromkeys(EVICTIONS, evict)
-    return paths | access | {k for k, on in coins.items() if on}
+    coins = {"nmi": nmi} | dict.fromkeys(EVICTIONS, evict)
+    return paths | access | background | {k for k, on in coins.items() if on}
+
+
+def _coins(kinds: tuple[str, ...]) -> st.SearchStrategy[frozenset[str]]:
+    return st.tuples(*[st.booleans()] * len(kinds)).map(
+        lambda on: frozenset(k for k, b in zip(kinds, on, strict=True) if b)
+    )
 
 
 @functools.cache
-def focus(config: Config) -> st.SearchStrategy[Focus]:
+def focus(variant: Variant, config: Config) -> st.SearchStrategy[Focus]:
     """Per CPU: up to two kernel paths it may start, one way to fill its TLB (two in a third
     of the draws), whether NMIs hit it, whether it sends another subsystem's cross-call, and
     (in a quarter of the draws) whether its caches evict; and the addresses of the run (one
@@ -160,12 +162,12 @@ def focus(config: Config) -> st.SearchStrategy[Focus]:
     one): this one found 20 of 40, the denser draws 16-17."""
     per_cpu = st.builds(
         _cpu_focus,
-        st.sampled_from(PATH_SETS).flatmap(st.sampled_from),
+        st.sampled_from(path_sets(path_kinds(variant))).flatmap(st.sampled_from),
         st.sampled_from((ACCESS_SETS[:3], ACCESS_SETS[:3], ACCESS_SETS[3:])).flatmap(
             st.sampled_from
         ),
         st.booleans(),
-        st.booleans(),
+        _coins(background_kinds(variant)),
         RARE,
     )
     vas = config.vas()
@@ -199,8 +201,8 @@ class TlbMachine(RuleBasedStateMachine):
             cls.on_example(cls.examples, cls.steps)
 
     def in_focus(self, a: Action) -> bool:
-        assert self.focus is not None
-        k = kind_of(a)
+        assert self.focus is not None and self.world is not None
+        k = kind_of(self.world, a)
         if k in {"progress", "interrupt"}:
             return True
         if a.cpu < 0:
@@ -258,7 +260,7 @@ class TlbMachine(RuleBasedStateMachine):
 
 def _setup(self: TlbMachine, config: Config, data: st.DataObject) -> None:
     self.world = World.initial(self.variant, config)
-    self.focus = data.draw(focus(config), label="focus")
+    self.focus = data.draw(focus(self.variant, config), label="focus")
 
 
 def machine_for(
@@ -280,7 +282,8 @@ def machine_for(
         "steps": 0,
         "__module__": __name__,
         "setup": initialize(
-            config=configs() if config_strategy is None else config_strategy, data=st.data()
+            config=configs(variant) if config_strategy is None else config_strategy,
+            data=st.data(),
         )(_setup),
     }
     return type(name, (TlbMachine,), body)
@@ -289,7 +292,6 @@ def machine_for(
 __all__ = [
     "ACCESS_KINDS",
     "EVENT_KINDS",
-    "PATH_KINDS",
     "PropertyViolated",
     "TlbMachine",
     "configs",

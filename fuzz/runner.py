@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import attrs
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
+from hypothesis import strategies as st
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -58,10 +59,13 @@ def run_machine(
     seed: int | None = None,
     cpus: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    config: Config | None = None,
 ) -> tuple[PropertyViolated | None, int, int]:
     """One Hypothesis run; returns (the violation raised, examples, steps). ``on_progress``
-    gets (examples, steps) as each example starts."""
-    machine = machine_for(variant, props, configs((cpus,)) if cpus else None)
+    gets (examples, steps) as each example starts. ``config`` fixes the model's size and
+    budgets (else they are drawn, with ``cpus`` CPUs if given)."""
+    strategy = st.just(config) if config else configs(variant, (cpus,)) if cpus else None
+    machine = machine_for(variant, props, strategy)
     machine.on_example = on_progress
     if seed is not None:
         machine = hypothesis_seed(seed)(machine)
@@ -92,12 +96,14 @@ def fuzz_variant(
     seconds: float | None = None,
     settings: Settings | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    config: Config | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
     until a run holds them all. Each finding is minimised and checked again by replay. With
     ``seconds``, keep going with fresh seeds (runs of ``max_examples``) until time is up.
     ``settings`` replaces the profile's (the benchmarks vary a profile's settings);
-    ``on_progress`` gets the (examples, steps) so far for this variant as examples start."""
+    ``on_progress`` gets the (examples, steps) so far for this variant as examples start;
+    ``config`` fixes the model's size and budgets (``tlbfuzz fuzz --budget``)."""
     settings = PROFILES[profile] if settings is None else settings
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
@@ -117,7 +123,7 @@ def fuzz_variant(
                 on_progress(bx + ex, bs + st)
 
         err, examples, steps = run_machine(
-            variant, tuple(remaining), settings, run_seed, cpus, progress
+            variant, tuple(remaining), settings, run_seed, cpus, progress, config
         )
         total_examples += examples
         total_steps += steps

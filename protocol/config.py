@@ -1,43 +1,89 @@
 """The size of a model instance: CPUs, mms, pages and each CPU's budget of kernel paths.
 
-Budgets keep every run finite: a CPU starts at most ``budget.munmap`` munmaps, and so on.
-Hardware events (TLB fills, evictions, user accesses) and NMIs are not budgeted: they add no
-state that a TLB fill could not add, so the state space stays finite without a budget. (An NMI
-budget made the fuzzer spend NMIs before the window they are meant to hit.)
+Budgets keep every run finite: a CPU starts at most ``budget.munmap`` munmaps, and so on. The
+budget *kinds* are not listed here: each kernel path's record names the kind it spends
+(``protocol.paths.BudgetKind``), so a new path, built in or from a user's variant file, brings
+its kind with it. Hardware events (TLB fills, evictions, user accesses) and NMIs are not
+budgeted: they add no state that a TLB fill could not add, so the state space stays finite
+without a budget. (An NMI budget made the fuzzer spend NMIs before the window they are meant
+to hit.)
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-BUDGET_KINDS: Final = (
-    "munmap",
-    "madvise",
-    "mprotect",
-    "writeback",
-    "switch",
-    "ipi",
-    "irqs_off",
-)
-"""One counter per kind of path a CPU can start; their order is the order of ``Budget``."""
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from protocol.paths import BudgetKind
 
 
-@attrs.frozen
+def _counts(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    for k, n in counts.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"budget {k}={n!r}: want a whole number >= 0")
+    return tuple(sorted(counts.items()))
+
+
+@attrs.frozen(init=False)
 class Budget:
-    """How many of each kernel path one CPU may start."""
+    """How many kernel paths of each kind one CPU may start.
 
-    munmap: int = 1
-    madvise: int = 1
-    mprotect: int = 1
-    writeback: int = 1
-    switch: int = 2
-    ipi: int = 1
-    irqs_off: int = 1
+    ``Budget(madvise=2)``: two madvises, every other kind its default (``BudgetKind.default``).
+    ``Budget.only(madvise=1)``: one madvise and nothing else (the explorer's ``--budget``).
+    """
 
-    def as_tuple(self) -> tuple[int, ...]:
-        return tuple(getattr(self, k) for k in BUDGET_KINDS)
+    counts: tuple[tuple[str, int], ...]
+    rest: int | None
+    """The count of every kind not named; None: each kind's own default."""
+
+    def __init__(self, rest: int | None = None, **counts: int) -> None:
+        if rest is not None and (not isinstance(rest, int) or rest < 0):
+            raise ValueError(f"budget rest={rest!r}: want a whole number >= 0")
+        self.__attrs_init__(_counts(counts), rest)
+
+    @classmethod
+    def only(cls, **counts: int) -> Budget:
+        return cls(rest=0, **counts)
+
+    def named(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def count(self, kind: BudgetKind) -> int:
+        for k, n in self.counts:
+            if k == kind.name:
+                return n
+        return kind.default if self.rest is None else self.rest
+
+    def __getattr__(self, name: str) -> int:
+        # budget.madvise reads like the kernel path it bounds (a kind not named: AttributeError,
+        # since without the path's record its default is unknown)
+        counts: tuple[tuple[str, int], ...] = object.__getattribute__(self, "counts")
+        for k, n in counts:
+            if k == name:
+                return n
+        raise AttributeError(name)
+
+    def resolved(self, kinds: Iterable[BudgetKind]) -> Budget:
+        """Every kind of ``kinds`` named, with the count this budget gives it."""
+        return Budget.only(**{k.name: self.count(k) for k in kinds})
+
+    def to_dict(self) -> dict[str, int | None]:
+        d: dict[str, int | None] = dict(self.counts)
+        if self.rest != 0:
+            d["rest"] = self.rest
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Budget:
+        """The inverse of ``to_dict``. A saved budget names every kind its run had, so a kind
+        it does not name (one added to the model since) counts 0: the run replays as it was."""
+        d = dict(d)
+        rest = d.pop("rest", 0)
+        return cls(rest=rest, **d)
 
 
 @attrs.frozen
@@ -57,6 +103,10 @@ class Config:
     tlb_single_page_flush_ceiling: int = attrs.field(default=33, validator=attrs.validators.ge(1))
     """Ranges of more pages than this become full flushes (33 in the kernel)."""
     budget: Budget = Budget()
+    """Every CPU's budget..."""
+    cpu_budget: tuple[tuple[int, Budget], ...] = ()
+    """...except for the kinds these name, per CPU: ``((1, Budget.only(switch=2)),)`` lets
+    CPU1 switch twice whatever the others do."""
     reuse: bool = True
     """Enable ``alloc_page``: a freed frame is reallocated to another mm or a device."""
 
@@ -70,12 +120,70 @@ class Config:
     def is_file_va(self, va: int) -> bool:
         return va // 0x1000 > self.anon_pages
 
+    def budget_of(self, cpu: int, kind: BudgetKind) -> int:
+        for c, b in self.cpu_budget:
+            if c == cpu and kind.name in b.named():
+                return b.named()[kind.name]
+        return self.budget.count(kind)
+
+    def resolved(self, kinds: tuple[BudgetKind, ...]) -> Config:
+        """The same instance with every budget kind of ``kinds`` named: what a saved run
+        records, so that it replays the same whatever the defaults become."""
+        return attrs.evolve(
+            self,
+            budget=self.budget.resolved(kinds),
+            cpu_budget=tuple(
+                (c, Budget.only(**{k: n for k, n in b.counts if any(k == x.name for x in kinds)}))
+                for c, b in self.cpu_budget
+            ),
+        )
+
     def to_dict(self) -> dict[str, object]:
-        return attrs.asdict(self)
+        d: dict[str, object] = {
+            f.name: getattr(self, f.name)
+            for f in attrs.fields(Config)
+            if f.name not in ("budget", "cpu_budget")
+        }
+        d["budget"] = self.budget.to_dict()
+        if self.cpu_budget:
+            d["cpu_budget"] = {str(c): b.to_dict() for c, b in self.cpu_budget}
+        # the order of the format's first version: budget before reuse
+        d["reuse"] = d.pop("reuse")
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Config:
+    def from_dict(cls, d: Mapping[str, Any]) -> Config:
         d = dict(d)
         b = d.pop("budget", None)
-        budget = Budget(**b) if isinstance(b, dict) else Budget()
-        return cls(budget=budget, **d)  # type: ignore[arg-type]
+        budget = Budget.from_dict(b) if isinstance(b, dict) else Budget()
+        per = d.pop("cpu_budget", None) or {}
+        if not isinstance(per, dict):
+            raise ValueError("cpu_budget must map CPU numbers to budgets")
+        cpu_budget = tuple(sorted((int(c), Budget.from_dict(v)) for c, v in per.items()))
+        return cls(budget=budget, cpu_budget=cpu_budget, **d)
+
+
+def parse_budgets(specs: Iterable[str], kinds: Iterable[str]) -> tuple[Budget, dict[int, Budget]]:
+    """The explorer's and the fuzzer's ``--budget``: each spec ``KIND=N,...`` (every CPU) or
+    ``cpuI:KIND=N,...`` (CPU I only). Kinds no spec names count 0. Raises ValueError with what
+    is wrong."""
+    known = tuple(kinds)
+    plain: dict[str, int] = {}
+    per: dict[int, dict[str, int]] = {}
+    for spec in specs:
+        target = plain
+        head, sep, counts = spec.partition(":")
+        if sep:
+            if not (head.startswith("cpu") and head[3:].isascii() and head[3:].isdigit()):
+                raise ValueError(f"bad --budget {spec!r}: want cpuN:KIND=N")
+            target = per.setdefault(int(head[3:]), {})
+        else:
+            counts = spec
+        for part in counts.split(","):
+            kind, eq, n = part.partition("=")
+            if not eq or kind not in known or not (n.isascii() and n.isdigit()):
+                raise ValueError(
+                    f"bad --budget {part!r} (want KIND=N with KIND in {', '.join(known)})"
+                )
+            target[kind] = int(n)
+    return Budget.only(**plain), {c: Budget.only(**b) for c, b in sorted(per.items())}

@@ -19,6 +19,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from protocol.properties import (
+    NMI_UACCESS_SAFETY,
+    NO_USE_AFTER_FREE,
+    NO_WALK_OF_FREED_PAGE_TABLE,
+    NO_WRITE_AFTER_WRITE_PROTECT,
+)
 from protocol.state import (
     FILE,
     INIT_MM,
@@ -51,7 +57,7 @@ def walk(w: World, cpu: int, va: int, write: bool, who: str) -> TlbEntry | None:
         frame = w.frames[pwc.pfn]
         if frame.version != pwc.frame_version:
             w.report(
-                "no_walk_of_freed_page_table",
+                NO_WALK_OF_FREED_PAGE_TABLE,
                 f"cpu{cpu} {who} walks {va:#x} of mm {mm_name(mm_id)} through its "
                 f"paging-structure cache: PMD -> pfn {pwc.pfn} v{pwc.frame_version}, but that "
                 f"page-table page is now {frame.describe()}",
@@ -99,7 +105,7 @@ def use_entry(w: World, cpu: int, va: int, e: TlbEntry, write: bool, who: str) -
     if frame.version != e.frame_version:
         c = w.cpus[cpu]
         w.report(
-            "no_use_after_free",
+            NO_USE_AFTER_FREE,
             f"cpu{cpu} {who} {'writes' if write else 'reads'} {va:#x} through a stale TLB entry "
             f"-> pfn {e.pfn} v{e.frame_version}, but pfn {e.pfn} is now {frame.describe()} "
             f"(cpu{cpu} loaded_mm={mm_name(c.loaded_mm)} "
@@ -107,7 +113,7 @@ def use_entry(w: World, cpu: int, va: int, e: TlbEntry, write: bool, who: str) -
         )
         if who.startswith("NMI"):
             w.report(
-                "nmi_uaccess_safety",
+                NMI_UACCESS_SAFETY,
                 f"cpu{cpu} copy_from_user_nmi({va:#x}) passed nmi_uaccess_okay() but used a "
                 f"stale TLB entry -> pfn {e.pfn} v{e.frame_version}; pfn {e.pfn} is now "
                 f"{frame.describe()}",
@@ -133,7 +139,7 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
             mm = w.mms[c.cr3_mm]
             if va in mm.write_protected:
                 w.report(
-                    "no_write_after_write_protect",
+                    NO_WRITE_AFTER_WRITE_PROTECT,
                     f"cpu{cpu} {who} writes {va:#x} of mm {mm_name(c.cr3_mm)} through a cached "
                     f"writable entry (pfn {e.pfn}) after mprotect(PROT_READ)'s flush returned",
                 )

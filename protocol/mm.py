@@ -4,6 +4,8 @@ Each path changes page tables in its first step (under the PTL and mmap_lock, wh
 takes as atomic), then runs the variant's flush_tlb_mm_range() steps, then does what must wait
 for the flush (free pages, install the clean PTE, write the page back). The mmu_gather order of
 include/asm-generic/tlb.h: "1) unhook page 2) TLB invalidate page 3) free page".
+
+The paths' records are at the end of the module (``protocol.paths`` says what a record holds).
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocol import hw
+from protocol.paths import FLUSH_TLB_MM_RANGE, MM_VA, NO_ARGS, VA, BudgetKind, Path, Step, register
+from protocol.properties import (
+    NMI_UACCESS_SAFETY,
+    NO_STALE_ENTRY_AT_FREE,
+    NO_WALK_OF_FREED_PAGE_TABLE,
+)
 from protocol.state import (
     ANON,
     DEVICE,
@@ -21,6 +29,7 @@ from protocol.state import (
     PGTABLE,
     REUSED,
     Frame,
+    Locals,
     Pte,
     mm_name,
 )
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
     from protocol.world import World
 
 
-def _zap_pte(w: World, mm_id: int, va: int) -> int:
+def zap_pte(w: World, mm_id: int, va: int) -> int:
     """zap_pte_range() for one PTE: ``ptent = ptep_get_and_clear_full(...)``; a dirty file
     PTE dirties its page (``set_page_dirty()``). Returns the anon pfn to free, or NO_PFN."""
     mm = w.mms[mm_id]
@@ -51,7 +60,7 @@ def munmap(w: World, cpu: int) -> None:
     mm_id = c.task
     mm = w.mms[mm_id]
     vas = w.config.vas()
-    pfns = [pfn for va in vas if (pfn := _zap_pte(w, mm_id, va)) != NO_PFN]
+    pfns = [pfn for va in vas if (pfn := zap_pte(w, mm_id, va)) != NO_PFN]
     for va in vas:
         mm.vma_writable.pop(va, None)
     mm.write_protected = frozenset()
@@ -67,7 +76,7 @@ def madvise_dontneed(w: World, cpu: int) -> None:
     """madvise(MADV_DONTNEED) of one page: zap_page_range(); the vma and page table stay."""
     c = w.cpus[cpu]
     mm_id, va = c.task, c.locals.va
-    pfn = _zap_pte(w, mm_id, va)
+    pfn = zap_pte(w, mm_id, va)
     c.locals = c.locals._replace(
         mm=mm_id, end=va + PAGE_SIZE, freed_tables=False, pfns=(pfn,) if pfn != NO_PFN else ()
     )
@@ -115,7 +124,7 @@ def free_page(w: World, pfn: int, by: str) -> None:
             ):
                 lazy = " (lazy)" if c.is_lazy else ""
                 w.report(
-                    "no_walk_of_freed_page_table",
+                    NO_WALK_OF_FREED_PAGE_TABLE,
                     f"{by} frees page-table page pfn {pfn} of mm {mm_name(frame.mm)} while "
                     f"cpu{cpu}{lazy} has CR3 = mm {mm_name(frame.mm)} and its paging-structure "
                     f"cache still points at pfn {pfn}: a speculative walk reads the freed page",
@@ -128,7 +137,7 @@ def free_page(w: World, pfn: int, by: str) -> None:
                 if afip:
                     state += f", async_func_in_progress={afip}"
                 w.report(
-                    "no_stale_entry_at_free",
+                    NO_STALE_ENTRY_AT_FREE,
                     f"{by} frees pfn {pfn} ({frame.describe()}) while cpu{cpu} ({state}) "
                     f"still caches {frame.va:#x} -> pfn {pfn}: speculation can use it",
                 )
@@ -150,7 +159,7 @@ def page_locked(w: World, pfn: int) -> bool:
     """PG_locked: writeback holds the page lock from before clear_page_dirty_for_io() until
     writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``).
     Derived from the CPUs' paths rather than stored, so it cannot go stale."""
-    return any(c.path == "clear_page_dirty_for_io" and c.locals.pfns[:1] == (pfn,) for c in w.cpus)
+    return any(c.path == WRITEBACK.name and c.locals.pfns[:1] == (pfn,) for c in w.cpus)
 
 
 def clear_page_dirty_for_io(w: World, cpu: int) -> None:
@@ -209,9 +218,116 @@ def nmi(w: World, cpu: int, va: int) -> None:
         return
     if c.cr3_mm != c.task:
         w.report(
-            "nmi_uaccess_safety",
+            NMI_UACCESS_SAFETY,
             f"cpu{cpu} copy_from_user_nmi({va:#x}) passed nmi_uaccess_okay() while CR3 holds "
             f"mm {mm_name(c.cr3_mm)} but current->mm is {mm_name(c.task)}",
         )
         return
     hw.access(w, cpu, va, write=False, who="NMI copy_from_user_nmi")
+
+
+# --- the paths ------------------------------------------------------------------------------
+
+
+def present_pte(w: World, cpu: int, lv: Locals) -> bool:
+    """A start guard: current->mm maps ``va`` (its PTE is present)."""
+    pte = w.mms[w.cpus[cpu].task].ptes.get(lv.va)
+    return pte is not None and pte.present
+
+
+def _munmap_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    """The mapping still exists (its page table has not been freed)."""
+    return w.mms[w.cpus[cpu].task].pgtable_pfn != NO_PFN
+
+
+def _mprotect_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    """A present PTE of a writable vma: mprotect(PROT_READ) has something to change."""
+    return present_pte(w, cpu, lv) and bool(w.mms[w.cpus[cpu].task].vma_writable.get(lv.va))
+
+
+def _uaccess_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    """The address is mapped, or this CPU still caches a translation for it."""
+    c = w.cpus[cpu]
+    return present_pte(w, cpu, lv) or (c.cr3_asid, lv.va) in c.tlb
+
+
+def _writeback_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    """A dirty page-cache page, mapped writable or dirty, whose lock is free (lock_page()
+    would sleep)."""
+    pte = w.mms[lv.mm].ptes.get(lv.va)
+    if pte is None or not pte.present or not (pte.dirty or pte.writable):
+        return False
+    frame = w.frames[pte.pfn]
+    return frame.kind == FILE and frame.page_dirty and not page_locked(w, pte.pfn)
+
+
+TLB_FINISH_MMU = Step("tlb_finish_mmu", tlb_finish_mmu)
+
+MUNMAP = register(
+    Path(
+        "munmap",
+        BudgetKind("munmap"),
+        NO_ARGS,
+        _munmap_may_start,
+        (Step("munmap", munmap, c="unmap_region()"), FLUSH_TLB_MM_RANGE, TLB_FINISH_MMU),
+        from_user=True,
+        summary="munmap() of current->mm's whole mapping; page tables freed (freed_tables)",
+    )
+)
+MADVISE = register(
+    Path(
+        "madvise",
+        BudgetKind("madvise"),
+        VA,
+        present_pte,
+        (
+            Step("madvise_dontneed", madvise_dontneed, c="zap_page_range()"),
+            FLUSH_TLB_MM_RANGE,
+            TLB_FINISH_MMU,
+        ),
+        from_user=True,
+        summary="madvise(MADV_DONTNEED) of one present page",
+    )
+)
+MPROTECT = register(
+    Path(
+        "mprotect",
+        BudgetKind("mprotect"),
+        VA,
+        _mprotect_may_start,
+        (Step("mprotect", mprotect, c="change_pte_range()"), FLUSH_TLB_MM_RANGE),
+        returns=mprotect_done,
+        from_user=True,
+        summary="mprotect(PROT_READ) of one present writable page",
+    )
+)
+WRITEBACK = register(
+    Path(
+        "writeback",
+        BudgetKind("writeback"),
+        MM_VA,
+        _writeback_may_start,
+        (
+            Step("clear_page_dirty_for_io", clear_page_dirty_for_io, c="ptep_clear_flush()"),
+            FLUSH_TLB_MM_RANGE,
+            Step("page_mkclean_one__set_pte_at", page_mkclean_one__set_pte_at, c="set_pte_at()"),
+            Step("writepage", writepage, c="->writepage()"),
+        ),
+        summary="writeback of one dirty file page: clear_page_dirty_for_io() -> page_mkclean()",
+    )
+)
+IRQS_OFF_UACCESS = register(
+    Path(
+        "irqs_off_uaccess",
+        BudgetKind("irqs_off"),
+        VA,
+        _uaccess_may_start,
+        (
+            Step("local_irq_disable", local_irq_disable),
+            Step("copy_from_user", copy_from_user, c="__copy_from_user_inatomic()"),
+            Step("local_irq_enable", local_irq_enable),
+        ),
+        from_user=True,
+        summary="a syscall that reads user memory with IRQs disabled",
+    )
+)

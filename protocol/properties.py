@@ -23,6 +23,18 @@ if TYPE_CHECKING:
     from protocol.world import World
 
 
+# The properties' names, for the code that reports them (a test checks every report names one).
+NO_USE_AFTER_FREE: Final = "no_use_after_free"
+NO_WALK_OF_FREED_PAGE_TABLE: Final = "no_walk_of_freed_page_table"
+NO_WRITE_AFTER_WRITE_PROTECT: Final = "no_write_after_write_protect"
+NO_LOST_WRITE: Final = "no_lost_write"
+NMI_UACCESS_SAFETY: Final = "nmi_uaccess_safety"
+TLB_GEN_SOUNDNESS: Final = "tlb_gen_soundness"
+REQUEST_INTEGRITY: Final = "request_integrity"
+NO_DEADLOCK: Final = "no_deadlock"
+NO_STALE_ENTRY_AT_FREE: Final = "no_stale_entry_at_free"
+
+
 @attrs.frozen
 class Property:
     name: str
@@ -45,7 +57,7 @@ def tlb_gen_soundness(w: World) -> Violation | None:
             for new_tlb_gen, fva, seq in w.mms[ctx_id].flush_log:
                 if fva == va and new_tlb_gen <= local_tlb_gen and e.pte_seq < seq:
                     return Violation(
-                        "tlb_gen_soundness",
+                        TLB_GEN_SOUNDNESS,
                         f"cpu{cpu} ASID {asid} claims mm {mm_name(ctx_id)} tlb_gen "
                         f"{local_tlb_gen} but still caches {va:#x} -> pfn {e.pfn} from before "
                         f"the PTE change flushed at tlb_gen {new_tlb_gen}",
@@ -65,7 +77,7 @@ def no_lost_write(w: World) -> Violation | None:
         if pte is not None and pte.present and pte.pfn == pfn and pte.dirty:
             continue
         return Violation(
-            "no_lost_write",
+            NO_LOST_WRITE,
             f"file page pfn {pfn} ({mm_name(f.mm)} {f.va:#x}) was written after writeback "
             f"saved it, yet it is clean: PG_dirty=0 and its PTE is clean; the write is lost",
         )
@@ -80,7 +92,7 @@ def no_deadlock(w: World) -> Violation | None:
         return None
     stuck = [f"cpu{c}" for c in range(len(w.cpus)) if w.is_blocked(c)]
     return Violation(
-        "no_deadlock",
+        NO_DEADLOCK,
         f"{', '.join(stuck)} spin waiting for csds that no CPU can ever unlock",
     )
 
@@ -89,45 +101,45 @@ PROPERTIES: Final[dict[str, Property]] = {
     p.name: p
     for p in (
         Property(
-            "no_use_after_free",
+            NO_USE_AFTER_FREE,
             "no access (user, uaccess, NMI, IPI callback) goes through a TLB entry to a frame "
             "that has been freed or reused since the entry was filled",
         ),
         Property(
-            "no_walk_of_freed_page_table",
+            NO_WALK_OF_FREED_PAGE_TABLE,
             "a page-table page is freed only when no CPU that can walk its mm caches a pointer "
             "to it, and no walk ever reads a freed one",
         ),
         Property(
-            "no_write_after_write_protect",
+            NO_WRITE_AFTER_WRITE_PROTECT,
             "once mprotect(PROT_READ)'s flush has returned, no write uses a writable entry",
         ),
         Property(
-            "no_lost_write",
+            NO_LOST_WRITE,
             "a file page written after writeback saved it is still dirty (PG_dirty or PTE D)",
             check=no_lost_write,
         ),
         Property(
-            "nmi_uaccess_safety",
+            NMI_UACCESS_SAFETY,
             "an NMI uaccess that nmi_uaccess_okay() allows uses current->mm's page tables and "
             "no stale translation",
         ),
         Property(
-            "tlb_gen_soundness",
+            TLB_GEN_SOUNDNESS,
             "a CPU whose ASID slot claims tlb_gen k holds no entry that a flush at <= k retired",
             check=tlb_gen_soundness,
         ),
         Property(
-            "request_integrity",
+            REQUEST_INTEGRITY,
             "a remote flush_tlb_func() acts on exactly the flush_tlb_info it was sent",
         ),
         Property(
-            "no_deadlock",
+            NO_DEADLOCK,
             "no CPU spins forever in csd_lock()/csd_lock_wait()",
             check=no_deadlock,
         ),
         Property(
-            "no_stale_entry_at_free",
+            NO_STALE_ENTRY_AT_FREE,
             "strict: when a user page is freed, no running (non-lazy) CPU still caches a "
             "translation to it, so not even speculation can touch it",
             default=False,

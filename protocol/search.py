@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from protocol.state import Cpu, Mm
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from protocol.actions import Action
     from protocol.config import Config
-    from protocol.state import CsdKey, FlushTlbInfo, Violation
+    from protocol.state import Violation
     from protocol.variants import Variant
     from protocol.world import World
 
@@ -160,9 +162,6 @@ def _path(parents: dict[int, tuple[int, Action]], index: int) -> list[Action]:
     return out
 
 
-FLUSH_STARTS: Final = frozenset({"munmap", "madvise_dontneed", "mprotect"})
-
-
 def minimise(
     start: World,
     schedule: Sequence[Action],
@@ -174,6 +173,7 @@ def minimise(
     to create and use a translation): breadth-first, so nothing shorter exists in that
     alphabet. Falls back to the ddmin result if the search would exceed ``max_states``."""
     from protocol.actions import Action
+    from protocol.paths import FLUSH_TLB_MM_RANGE, Inline
 
     props = tuple(props)
     reduced = ddmin(start, schedule, props)
@@ -186,14 +186,20 @@ def minimise(
     ]
     # A CPU that starts one user-mapping change may start another instead: mprotect's flush
     # has no tlb_finish_mmu step, so swapping a madvise for it can shorten a schedule that
-    # only needs a flush (the pointer-info race).
-    flushers = sorted({a.cpu for a in reduced if a.op in FLUSH_STARTS})
-    extra += [Action(cpu, "munmap", ()) for cpu in flushers]
+    # only needs a flush (the pointer-info race). The swappable paths: syscalls that flush.
+    kernel = start.kernel
+    swappable = {
+        name
+        for name, p in kernel.paths.items()
+        if p.from_user and any(isinstance(s, Inline) and s is FLUSH_TLB_MM_RANGE for s in p.steps)
+    }
+    starts = [s for row in kernel.starts for s in row if s.path.name in swappable]
+    first = {s.action for s in starts}
+    flushers = {a.cpu for a in reduced if a in first}
     extra += [
-        Action(cpu, op, (("va", va),))
-        for cpu in flushers
-        for op in ("madvise_dontneed", "mprotect")
-        for va in vas
+        s.action
+        for s in starts
+        if s.action.cpu in flushers and all(v in vas for k, v in s.action.args if k == "va")
     ]
     alphabet = frozenset(reduced) | frozenset(extra)
     found = bfs(start, props, len(reduced) - 1, max_states, allowed=alphabet.__contains__)
@@ -257,63 +263,22 @@ def fewer_cpus(
     return best
 
 
-def _perm_mask(mask: int, perm: Sequence[int]) -> int:
-    out = 0
-    for cpu, new in enumerate(perm):
-        if mask >> cpu & 1:
-            out |= 1 << new
-    return out
-
-
-def _perm_info(info: FlushTlbInfo | None, perm: Sequence[int]) -> FlushTlbInfo | None:
-    if info is None:
-        return None
-    return attrs.evolve(info, initiating_cpu=perm[info.initiating_cpu])
-
-
-def _perm_key(key: CsdKey, perm: Sequence[int]) -> CsdKey:
-    return key._replace(sender=perm[key.sender], target=perm[key.target])
-
-
 def permuted_snapshot(w: World, perm: Sequence[int]) -> tuple[object, ...]:
-    """The snapshot of ``w`` with CPU ``i`` renamed ``perm[i]`` everywhere a CPU is named:
-    the order of CPUs, cpumasks, csd senders and targets, queued csds, IRQ batches, and the
-    initiating CPU of flush_tlb_info. Violation messages are left as they are (a search
+    """The snapshot of ``w`` with CPU ``i`` renamed ``perm[i]`` everywhere a CPU is named: the
+    order of CPUs, and every field that its record declares as naming CPUs (``names_cpus`` in
+    ``protocol.state``: cpumasks, csd senders and targets, queued csds, IRQ batches, the
+    initiating CPU of flush_tlb_info...). Violation messages are left as they are (a search
     stops at the first one)."""
-    n = len(w.cpus)
-    cpus: list[object] = [None] * n
-    for i, c in enumerate(w.cpus):
-        snap = list(c.snapshot())
-        snap[11] = tuple(_perm_key(k, perm) for k in c.queue)  # queue
-        snap[14] = _perm_info(c.flush_tlb_info, perm)  # flush_tlb_info
-        lv = c.locals
-        target = perm[lv.target] if lv.target >= 0 else -1
-        snap[17] = lv._replace(targets=_perm_mask(lv.targets, perm), target=target)
-        if c.irq is not None:
-            snap[18] = tuple(
-                it._replace(
-                    key=_perm_key(it.key, perm),
-                    asked=_perm_info(it.asked, perm),
-                    info=_perm_info(it.info, perm),
-                )
-                for it in c.irq
-            )
-        cpus[perm[i]] = tuple(snap)
-    mms = []
-    for m in w.mms:
-        snap = list(m.snapshot())
-        snap[2] = _perm_mask(m.cpumask, perm)
-        mms.append(tuple(snap))
-    csds = tuple(
-        sorted(
-            (
-                _perm_key(k, perm),
-                v._replace(asked=_perm_info(v.asked, perm), info=_perm_info(v.info, perm)),
-            )
-            for k, v in w.csds.items()
-        )
-    )
-    return (tuple(cpus), tuple(mms), tuple(w.frames), csds, w.found)
+    snap: Any = w.snapshot()
+    cpus: list[object] = [None] * len(w.cpus)
+    for i, c in enumerate(snap.cpus):
+        cpus[perm[i]] = _renamed(c, Cpu.perms, perm)
+    mms = tuple(_renamed(m, Mm.perms, perm) for m in snap.mms)
+    return _renamed(snap._replace(cpus=tuple(cpus), mms=mms), type(w).perms, perm)  # type: ignore[no-any-return]
+
+
+def _renamed(snap: Any, perms: Iterable[tuple[str, Any]], perm: Sequence[int]) -> Any:
+    return snap._replace(**{name: fn(getattr(snap, name), perm) for name, fn in perms})
 
 
 def symmetric_fingerprint(w: World) -> int:

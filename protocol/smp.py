@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocol import hw
+from protocol.paths import TARGET_VA, BudgetKind, Path, Step, always, register
+from protocol.properties import REQUEST_INTEGRITY
 from protocol.state import (
     CSD_MANY,
     CSD_SINGLE,
@@ -44,7 +46,8 @@ def _queue_csd(w: World, key: CsdKey, csd: Csd) -> None:
 def flush_targets(w: World, cpu: int, info: FlushTlbInfo) -> list[int]:
     """The CPUs of mm_cpumask(mm) but this one that the variant decides to IPI."""
     mask = w.mms[info.mm].cpumask & ~(1 << cpu)
-    return [t for t in for_each_cpu(mask) if w.variant.should_flush_tlb(w, t, info)]
+    at = w.site(cpu)
+    return [t for t in for_each_cpu(mask) if w.variant.should_flush_tlb(at, w, t, info)]
 
 
 def send_ipis_enabled(w: World, cpu: int) -> bool:
@@ -61,7 +64,9 @@ def send_ipis(w: World, cpu: int) -> None:
     info = c.flush_tlb_info
     assert info is not None
     v = w.variant
-    sync = v.flush_is_sync(info)
+    at = w.site(cpu)
+    sync = v.flush_is_sync(at, info)
+    inline = v.csd_info_inline(at, info)
     targets = 0
     for t in flush_targets(w, cpu, info):
         key = CsdKey(cpu, t, CSD_MANY)
@@ -73,11 +78,15 @@ def send_ipis(w: World, cpu: int) -> None:
                 func=FLUSH_TLB_FUNC,
                 sync=sync,
                 asked=info,
-                info=info if v.inline_info else None,
+                info=info if inline else None,
             ),
         )
         targets |= 1 << t
     c.locals = c.locals._replace(targets=targets, sync=sync)
+
+
+def csd_lock_wait(w: World, cpu: int) -> None:
+    """Every target has unlocked its csd: the initiator returns from smp_call_function_many()."""
 
 
 def csd_lock_wait_enabled(w: World, cpu: int) -> bool:
@@ -91,7 +100,7 @@ def csd_lock_wait_enabled(w: World, cpu: int) -> bool:
 def csd_lock_wait_skipped(w: World, cpu: int) -> bool:
     """No wait when nothing was sent, or for an ASYNC csd of a variant that does not wait."""
     lv = w.cpus[cpu].locals
-    return lv.targets == 0 or not w.variant.initiator_waits(lv.sync)
+    return lv.targets == 0 or not w.variant.initiator_waits(w.site(cpu), lv.sync)
 
 
 def smp_call_function_single_enabled(w: World, cpu: int) -> bool:
@@ -129,7 +138,7 @@ def next_irq_op(w: World, cpu: int) -> tuple[str, int]:
     """The handler's next step: (op, index of the batch item it works on)."""
     items = w.cpus[cpu].irq
     assert items
-    if w.variant.batch_ack:
+    if w.variant.unlock_async_csds_first(w, cpu):
         for i, it in enumerate(items):
             if not it.sync and not it.unlocked:
                 return "csd_unlock", i
@@ -167,7 +176,7 @@ def run_csd_func(w: World, cpu: int) -> None:
         assert info is not None and it.asked is not None
         if info != it.asked:
             w.report(
-                "request_integrity",
+                REQUEST_INTEGRITY,
                 f"cpu{cpu} flush_tlb_func() for cpu{it.key.sender}'s request "
                 f"[{it.asked.describe()}] read [{info.describe()}] through the pointer to "
                 f"cpu{it.key.sender}'s per-CPU flush_tlb_info, already reused",
@@ -185,3 +194,46 @@ def run_csd_func(w: World, cpu: int) -> None:
     else:
         c.irq = None
         c.irqs_on = True
+
+
+# --- the steps and paths -------------------------------------------------------------------
+
+NATIVE_FLUSH_TLB_OTHERS = Step(
+    "native_flush_tlb_others__send_ipis",
+    send_ipis,
+    guard=send_ipis_enabled,
+    c="native_flush_tlb_others()",
+)
+"""5.2: ``flush_tlb_others()`` after the local flush; csd_lock() spins on a csd in use."""
+NATIVE_FLUSH_TLB_MULTI = Step(
+    "native_flush_tlb_multi__send_ipis",
+    send_ipis,
+    guard=send_ipis_enabled,
+    c="native_flush_tlb_multi()",
+)
+"""Since 5.13: ``native_flush_tlb_multi()`` before the local flush."""
+CSD_LOCK_WAIT = Step(
+    "smp_call_function_many__csd_lock_wait",
+    csd_lock_wait,
+    guard=csd_lock_wait_enabled,
+    skip=csd_lock_wait_skipped,
+    c="csd_lock_wait()",
+)
+
+SMP_CALL_FUNCTION_SINGLE = register(
+    Path(
+        "smp_call_function_single",
+        BudgetKind("ipi"),
+        TARGET_VA,
+        always,
+        (
+            Step(
+                "smp_call_function_single",
+                smp_call_function_single,
+                guard=smp_call_function_single_enabled,
+            ),
+        ),
+        background=True,
+        summary="another subsystem's cross-call whose callback reads user memory",
+    )
+)

@@ -12,9 +12,14 @@ ASID slots, page frame numbers (pfn) and virtual addresses (page aligned, ``0x10
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+import collections
+import operator
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Self, TypeVar
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 # --- sentinels (kernel names) -------------------------------------------------------------
 INIT_MM: Final = 0
@@ -195,47 +200,170 @@ def cpumask_str(mask: int) -> str:
     return "{" + ",".join(f"cpu{c}" for c in for_each_cpu(mask)) + "}"
 
 
+# --- records that change in place: copy() and snapshot() derived from their fields -----------
+
+
+def _items(d: dict[Any, Any]) -> tuple[tuple[Any, Any], ...]:
+    return tuple(sorted(d.items()))
+
+
+def _perm_mask(mask: int, perm: Sequence[int]) -> int:
+    out = 0
+    for cpu, new in enumerate(perm):
+        if mask >> cpu & 1:
+            out |= 1 << new
+    return out
+
+
+def _perm_info(info: FlushTlbInfo | None, perm: Sequence[int]) -> FlushTlbInfo | None:
+    if info is None:
+        return None
+    return attrs.evolve(info, initiating_cpu=perm[info.initiating_cpu])
+
+
+def _perm_key(key: CsdKey, perm: Sequence[int]) -> CsdKey:
+    return key._replace(sender=perm[key.sender], target=perm[key.target])
+
+
+def _perm_queue(queue: tuple[CsdKey, ...], perm: Sequence[int]) -> tuple[CsdKey, ...]:
+    return tuple(_perm_key(k, perm) for k in queue)
+
+
+def _perm_locals(lv: Locals, perm: Sequence[int]) -> Locals:
+    target = perm[lv.target] if lv.target >= 0 else -1
+    return lv._replace(targets=_perm_mask(lv.targets, perm), target=target)
+
+
+def _perm_irq(irq: tuple[IrqItem, ...] | None, perm: Sequence[int]) -> tuple[IrqItem, ...] | None:
+    if irq is None:
+        return None
+    return tuple(
+        it._replace(
+            key=_perm_key(it.key, perm),
+            asked=_perm_info(it.asked, perm),
+            info=_perm_info(it.info, perm),
+        )
+        for it in irq
+    )
+
+
+def perm_csds(
+    csds: tuple[tuple[CsdKey, Csd], ...], perm: Sequence[int]
+) -> tuple[tuple[CsdKey, Csd], ...]:
+    return tuple(
+        sorted(
+            (
+                _perm_key(k, perm),
+                v._replace(asked=_perm_info(v.asked, perm), info=_perm_info(v.info, perm)),
+            )
+            for k, v in csds
+        )
+    )
+
+
+def _none(_: object) -> None:
+    return None
+
+
+# Field metadata: how a field is copied, frozen for the snapshot, and renamed with CPUs.
+MUTABLE: Final = {"copy": dict, "freeze": _items}
+"""A dict field: copied by ``copy()``, frozen to sorted items by ``snapshot()``."""
+NOT_STATE: Final = {"snapshot": False}
+"""Not model state (the variant, the configuration, tables derived from them): left out of
+the snapshot, shared by ``copy()``."""
+CACHE: Final = {"snapshot": False, "copy": _none}
+"""Computed from the state and kept until it changes: left out of the snapshot, None in a
+copy."""
+
+
+def names_cpus(perm: Callable[[Any, Sequence[int]], Any], **more: Any) -> dict[str, Any]:
+    """Metadata of a field whose value names CPUs: ``perm(snapshot value, perm)`` renames
+    them, for the explorer's symmetry reduction (``protocol.search.permuted_snapshot``)."""
+    return {"perm": perm, **more}
+
+
+class Snapshotted:
+    """``copy()`` and ``snapshot()`` derived from the attrs fields of the class (``derive``).
+
+    A field's metadata says how (``MUTABLE``, ``NOT_STATE``, ``CACHE``, ``names_cpus``):
+    ``copy`` (a copier, for a field changed in place), ``freeze`` (a hashable form, for the
+    snapshot), ``perm`` (how renaming CPUs changes the frozen value) and ``snapshot: False``
+    (not state). Every other field is in the snapshot, a named tuple
+    of them all, so a new field cannot be left out of the explorer's visited set unnoticed
+    (``tests/test_state.py`` changes every field in turn and watches the snapshot)."""
+
+    __slots__ = ()
+    Snapshot: ClassVar[Any]
+    _get: ClassVar[Callable[[Any], tuple[Any, ...]]]
+    _copiers: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]]
+    _freezers: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]]
+    _state: ClassVar[tuple[int, ...] | None]
+    perms: ClassVar[tuple[tuple[str, Callable[[Any, Sequence[int]], Any]], ...]]
+
+    def copy(self) -> Self:
+        v = list(type(self)._get(self))
+        for i, fn in self._copiers:
+            v[i] = fn(v[i])
+        return type(self)(*v)
+
+    def snapshot(self) -> Any:
+        v = list(type(self)._get(self))
+        for i, fn in self._freezers:
+            v[i] = fn(v[i])
+        if self._state is not None:
+            v = [v[i] for i in self._state]
+        return self.Snapshot._make(v)
+
+
+_S = TypeVar("_S", bound=Snapshotted)
+
+
+def derive(cls: type[_S]) -> type[_S]:
+    """Attach what ``Snapshotted`` needs, from ``attrs.fields(cls)`` (after ``attrs.define``)."""
+    fields = attrs.fields(cls)  # type: ignore[arg-type]  # an attrs class, by contract
+    names = tuple(f.name for f in fields)
+    state = tuple(i for i, f in enumerate(fields) if f.metadata.get("snapshot", True))
+    get: Callable[[Any], Any] = operator.attrgetter(*names)
+    if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
+        one = get
+        get = lambda obj: (one(obj),)  # noqa: E731
+    cls._get = get
+    cls._copiers = tuple(
+        (i, f.metadata["copy"]) for i, f in enumerate(fields) if "copy" in f.metadata
+    )
+    cls._freezers = tuple(
+        (i, f.metadata["freeze"]) for i, f in enumerate(fields) if "freeze" in f.metadata
+    )
+    cls._state = None if len(state) == len(fields) else state
+    snapshot_type = collections.namedtuple(  # type: ignore[misc]  # one per record class
+        cls.__name__ + "Snapshot", [names[i] for i in state]
+    )
+    cls.Snapshot = snapshot_type
+    cls.perms = tuple((f.name, f.metadata["perm"]) for f in fields if f.metadata.get("perm"))
+    return cls
+
+
+@derive
 @attrs.define(slots=True)
-class Mm:
+class Mm(Snapshotted):
     """``struct mm_struct`` with ``mm->context`` and a one-PMD page table."""
 
     ctx_id: int
     tlb_gen: int
-    cpumask: int
+    cpumask: int = attrs.field(metadata=names_cpus(_perm_mask))
     pgtable_pfn: int  # what the PMD entry points at; NO_PFN once free_pgtables() cleared it
-    ptes: dict[int, Pte]
-    vma_writable: dict[int, bool]  # va -> VM_WRITE; a va with no vma is absent
+    ptes: dict[int, Pte] = attrs.field(metadata=MUTABLE)
+    vma_writable: dict[int, bool] = attrs.field(
+        metadata=MUTABLE
+    )  # va -> VM_WRITE; a va with no vma is absent
     write_protected: frozenset[int]  # vas whose mprotect(PROT_READ) flush has returned
     flush_log: tuple[tuple[int, int, int], ...]
     """(new_tlb_gen, va, pte seq) per PTE change a flush request covered: tlb_gen_soundness."""
 
-    def copy(self) -> Mm:
-        return Mm(
-            self.ctx_id,
-            self.tlb_gen,
-            self.cpumask,
-            self.pgtable_pfn,
-            dict(self.ptes),
-            dict(self.vma_writable),
-            self.write_protected,
-            self.flush_log,
-        )
 
-    def snapshot(self) -> tuple[object, ...]:
-        return (
-            self.ctx_id,
-            self.tlb_gen,
-            self.cpumask,
-            self.pgtable_pfn,
-            tuple(sorted(self.ptes.items())),
-            tuple(sorted(self.vma_writable.items())),
-            tuple(sorted(self.write_protected)),
-            self.flush_log,
-        )
-
-
+@derive
 @attrs.define(slots=True)
-class Cpu:
+class Cpu(Snapshotted):
     """One CPU: ``current``, ``cpu_tlbstate``, CR3, TLB, paging-structure cache, csd queue and
     the kernel path (program counter and locals) it is executing."""
 
@@ -248,65 +376,22 @@ class Cpu:
     cr3_mm: int
     cr3_asid: int
     irqs_on: bool
-    tlb: dict[tuple[int, int], TlbEntry]  # (asid, va) -> entry
-    pwc: dict[int, PwcEntry]  # asid -> cached PMD entry
-    queue: tuple[CsdKey, ...]  # call_single_queue, oldest first
+    tlb: dict[tuple[int, int], TlbEntry] = attrs.field(metadata=MUTABLE)  # (asid, va) -> entry
+    pwc: dict[int, PwcEntry] = attrs.field(metadata=MUTABLE)  # asid -> cached PMD entry
+    queue: tuple[CsdKey, ...] = attrs.field(
+        metadata=names_cpus(_perm_queue)
+    )  # call_single_queue, oldest first
     ipi_pending: bool
     async_func_in_progress: str
-    flush_tlb_info: FlushTlbInfo | None  # the per-CPU info (5.2 and today pass a pointer)
+    flush_tlb_info: FlushTlbInfo | None = attrs.field(metadata=names_cpus(_perm_info))
+    """The per-CPU info (5.2 and today pass a pointer)."""
     path: str  # kernel path in progress ("" in user mode or idle)
     pc: int
-    locals: Locals
-    irq: tuple[IrqItem, ...] | None  # the batch of flush_smp_call_function_queue(), if in it
+    locals: Locals = attrs.field(metadata=names_cpus(_perm_locals))
+    irq: tuple[IrqItem, ...] | None = attrs.field(metadata=names_cpus(_perm_irq))
+    """The batch of flush_smp_call_function_queue(), if in it."""
     budget: tuple[int, ...]
-
-    def copy(self) -> Cpu:
-        return Cpu(
-            self.task,
-            self.loaded_mm,
-            self.loaded_mm_asid,
-            self.is_lazy,
-            self.ctxs,
-            self.next_asid,
-            self.cr3_mm,
-            self.cr3_asid,
-            self.irqs_on,
-            dict(self.tlb),
-            dict(self.pwc),
-            self.queue,
-            self.ipi_pending,
-            self.async_func_in_progress,
-            self.flush_tlb_info,
-            self.path,
-            self.pc,
-            self.locals,
-            self.irq,
-            self.budget,
-        )
-
-    def snapshot(self) -> tuple[object, ...]:
-        return (
-            self.task,
-            self.loaded_mm,
-            self.loaded_mm_asid,
-            self.is_lazy,
-            self.ctxs,
-            self.next_asid,
-            self.cr3_mm,
-            self.cr3_asid,
-            self.irqs_on,
-            tuple(sorted(self.tlb.items())),
-            tuple(sorted(self.pwc.items())),
-            self.queue,
-            self.ipi_pending,
-            self.async_func_in_progress,
-            self.flush_tlb_info,
-            self.path,
-            self.pc,
-            self.locals,
-            self.irq,
-            self.budget,
-        )
+    """Paths this CPU may still start, per budget kind (in the order of the world's kinds)."""
 
     @property
     def user_mode(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocol import hw
+from protocol.paths import NEXT, SWITCH_MM_IRQS_OFF, BudgetKind, Path, Step, register
 from protocol.state import (
     INIT_MM,
     KTHREAD,
@@ -23,6 +24,7 @@ from protocol.state import (
     PAGE_SIZE,
     TLB_FLUSH_ALL,
     FlushTlbInfo,
+    Locals,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
     if f.mm != loaded_mm:
         # 5.2 flush_tlb_func_remote(): "if (f->mm && f->mm != loaded_mm) return;"
         # Today the CPU also leaves the mm's cpumask here (mm_cpumask is trimmed lazily).
-        if not v.clear_cpumask_on_switch:
+        if v.flush_tlb_func_trims_cpumask(w, cpu, f):
             w.mms[f.mm].cpumask &= ~(1 << cpu)
         return
     if c.is_lazy:
@@ -48,7 +50,7 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
         return
     asid = c.loaded_mm_asid
     local_tlb_gen = c.ctxs[asid][1]
-    if v.skip_caught_up_flush and f.new_tlb_gen <= local_tlb_gen:
+    if v.flush_is_caught_up(w, cpu, f, local_tlb_gen):
         return  # "The TLB is already up to date in respect to f->new_tlb_gen."
     mm_tlb_gen = w.mms[loaded_mm].tlb_gen
     if local_tlb_gen == mm_tlb_gen:
@@ -60,10 +62,7 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
     # be a performance win to do a partial flush if that won't bring our TLB fully up to
     # date. [...] if f->new_tlb_gen == 3, then we know that the flush needed to bring us up
     # to date for tlb_gen 3 is the partial flush we're processing."
-    partial = f.end != TLB_FLUSH_ALL and f.new_tlb_gen == mm_tlb_gen
-    if v.partial_flush_needs_next_gen:
-        partial = partial and f.new_tlb_gen == local_tlb_gen + 1
-    if partial:
+    if v.partial_flush(w, cpu, f, local_tlb_gen, mm_tlb_gen):
         for va in range(f.start, f.end, PAGE_SIZE):
             hw.flush_tlb_one_user(c, va)
     else:
@@ -82,7 +81,7 @@ def switch_to_init_mm(w: World, cpu: int) -> None:
     mappings, so nothing of the user mm can be walked. 5.2 also leaves prev's mm_cpumask."""
     c = w.cpus[cpu]
     prev = c.loaded_mm
-    if w.variant.clear_cpumask_on_switch and prev > INIT_MM:
+    if prev > INIT_MM and w.variant.switch_to_init_mm_clears_cpumask(w, cpu):
         w.mms[prev].cpumask &= ~(1 << cpu)
     c.is_lazy = False
     c.loaded_mm = INIT_MM
@@ -119,21 +118,22 @@ def switch_mm_irqs_off__loaded_mm_switching(w: World, cpu: int) -> None:
 def switch_mm_irqs_off__cpumask_set_cpu(w: World, cpu: int) -> None:
     """ "Start remote flushes and then read tlb_gen": ``cpumask_set_cpu(cpu,
     mm_cpumask(next))`` (a locked RMW: a full barrier). 5.2 first writes ``is_lazy = false``
-    and "Stop remote flushes for the previous mm": ``cpumask_clear_cpu(cpu,
-    mm_cpumask(real_prev))``, while CR3 still points at prev's page tables."""
+    (today's order did that in the step before) and "Stop remote flushes for the previous mm":
+    ``cpumask_clear_cpu(cpu, mm_cpumask(real_prev))``, while CR3 still points at prev's page
+    tables (``Variant.switch_clears_prev_cpumask``)."""
     c = w.cpus[cpu]
     nxt = c.locals.next_task
-    if w.variant.clear_cpumask_on_switch:
-        c.is_lazy = False
-        if c.loaded_mm > INIT_MM:
-            w.mms[c.loaded_mm].cpumask &= ~(1 << cpu)
+    c.is_lazy = False
+    prev = c.cr3_mm
+    if prev > INIT_MM and w.variant.switch_clears_prev_cpumask(w, cpu):
+        w.mms[prev].cpumask &= ~(1 << cpu)
     w.mms[nxt].cpumask |= 1 << cpu
 
 
 def switch_mm_irqs_off__choose_new_asid(w: World, cpu: int) -> None:
     """``next_tlb_gen = atomic64_read(&next->context.tlb_gen); choose_new_asid(...)``; 5.2 then
     writes ``loaded_mm = LOADED_MM_SWITCHING`` ("Let nmi_uaccess_okay() know that we're
-    changing CR3")."""
+    changing CR3"), which today's order wrote first: the same value either way."""
     c = w.cpus[cpu]
     nxt = c.locals.next_task
     next_tlb_gen = w.mms[nxt].tlb_gen
@@ -141,8 +141,7 @@ def switch_mm_irqs_off__choose_new_asid(w: World, cpu: int) -> None:
     c.locals = c.locals._replace(
         next_tlb_gen=next_tlb_gen, new_asid=new_asid, need_flush=need_flush
     )
-    if w.variant.clear_cpumask_on_switch:
-        c.loaded_mm = LOADED_MM_SWITCHING
+    c.loaded_mm = LOADED_MM_SWITCHING
 
 
 def switch_mm_irqs_off__load_new_mm_cr3(w: World, cpu: int) -> None:
@@ -231,3 +230,90 @@ def flush_tlb_mm_range__flush_tlb_func_local(w: World, cpu: int) -> None:
     assert info is not None
     if c.loaded_mm == info.mm:
         flush_tlb_func(w, cpu, info)
+
+
+# --- the steps and paths -------------------------------------------------------------------
+
+INC_MM_TLB_GEN = Step(
+    "flush_tlb_mm_range__inc_mm_tlb_gen", flush_tlb_mm_range__inc_mm_tlb_gen, c="inc_mm_tlb_gen()"
+)
+FLUSH_TLB_FUNC_LOCAL = Step(
+    "flush_tlb_mm_range__flush_tlb_func_local",
+    flush_tlb_mm_range__flush_tlb_func_local,
+    c="flush_tlb_func() (local)",
+)
+LOADED_MM_SWITCHING_STEP = Step(
+    "switch_mm_irqs_off__loaded_mm_switching",
+    switch_mm_irqs_off__loaded_mm_switching,
+    c="loaded_mm = LOADED_MM_SWITCHING",
+)
+CPUMASK_SET_CPU = Step(
+    "switch_mm_irqs_off__cpumask_set_cpu",
+    switch_mm_irqs_off__cpumask_set_cpu,
+    c="cpumask_set_cpu(cpu, mm_cpumask(next))",
+)
+CHOOSE_NEW_ASID = Step("switch_mm_irqs_off__choose_new_asid", switch_mm_irqs_off__choose_new_asid)
+LOAD_NEW_MM_CR3 = Step("switch_mm_irqs_off__load_new_mm_cr3", switch_mm_irqs_off__load_new_mm_cr3)
+FINISH_TASK_SWITCH = Step("finish_task_switch", finish_task_switch)
+
+SWITCH = BudgetKind("switch", default=2, fuzz_max=3)
+"""Context switches: to another mm, to a kernel thread (lazy), back from lazy."""
+
+
+def _enter_lazy_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    return lv.next_task == KTHREAD and w.cpus[cpu].task != KTHREAD
+
+
+def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
+    """A lazy kernel thread switching to a task of the mm it kept loaded: prev == next."""
+    c = w.cpus[cpu]
+    return c.task == KTHREAD and c.is_lazy and nxt == c.loaded_mm
+
+
+def _switch_mm_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    nxt = lv.next_task
+    return nxt != KTHREAD and nxt != w.cpus[cpu].task and not _leaves_lazy(w, cpu, nxt)
+
+
+ENTER_LAZY_TLB = register(
+    Path(
+        "enter_lazy_tlb",
+        SWITCH,
+        NEXT,
+        _enter_lazy_may_start,
+        (Step("enter_lazy_tlb", enter_lazy_tlb),),
+        summary="context_switch() to a kernel thread: the mm stays loaded, lazily",
+    )
+)
+SWITCH_MM = register(
+    Path(
+        "switch_mm",
+        SWITCH,
+        NEXT,
+        _switch_mm_may_start,
+        (SWITCH_MM_IRQS_OFF,),
+        irqs_off=True,  # schedule(): context_switch() runs with IRQs disabled
+        focus="context_switch",
+        summary="context_switch() to a task of another mm: switch_mm_irqs_off(), prev != next",
+    )
+)
+LEAVE_LAZY = register(
+    Path(
+        "leave_lazy",
+        SWITCH,
+        NEXT,
+        lambda w, cpu, lv: _leaves_lazy(w, cpu, lv.next_task),
+        (
+            Step("switch_mm_irqs_off__leave_lazy", switch_mm_irqs_off__leave_lazy),
+            Step(
+                "switch_mm_irqs_off__lazy_tlb_gen_check",
+                switch_mm_irqs_off__lazy_tlb_gen_check,
+                c="smp_mb(); next_tlb_gen = ...",
+            ),
+            FINISH_TASK_SWITCH,
+        ),
+        irqs_off=True,
+        focus="context_switch",
+        summary="a lazy CPU switches back to a task of the mm it kept: prev == next",
+    )
+)

@@ -1,11 +1,16 @@
 """Protocol variants: the kernels and patches the model can run, as named switches.
 
-A variant is a frozen record of switches, one per kernel decision point, plus the methods that
-make each decision. The model calls the methods at the spot where the kernel makes that decision
-(``should_flush_tlb()`` in ``native_flush_tlb_multi()``, ``nmi_uaccess_okay()`` in
-``copy_from_user_nmi()``...), so a user can model a patch of their own by changing switches with
-``attrs.evolve`` or by subclassing and overriding the one method their patch changes; see
-``examples/my_variant.py``. Nothing in ``protocol/`` needs editing for that.
+A variant is a frozen record of switches plus the methods that make each kernel decision. The
+model calls a method at the spot where the kernel makes that decision (``should_flush_tlb()``
+in ``native_flush_tlb_multi()``, ``nmi_uaccess_okay()`` in ``copy_from_user_nmi()``...), and
+every method's docstring quotes the kernel condition it stands for. Methods asked from inside
+a kernel path get the ``Site`` (path and step) that asks; the others can ask ``w.site(cpu)``.
+
+A user models a patch of their own without editing ``protocol/``: change switches with
+``attrs.evolve``; or subclass and override the one method the patch changes
+(``examples/my_variant.py``); or add a kernel path of their own, or reorder one path's steps
+(``extra_paths``, ``path_steps``: ``examples/new_path.py``). The switches stay the simple way
+in: each method's default reads the switch that names it.
 """
 
 from __future__ import annotations
@@ -14,42 +19,51 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol.state import FLUSH_TLB_FUNC, LOADED_MM_SWITCHING, FlushTlbInfo, IrqItem
+from protocol.paths import PATHS, Path, Site, Step, expand
+from protocol.smp import CSD_LOCK_WAIT, NATIVE_FLUSH_TLB_MULTI, NATIVE_FLUSH_TLB_OTHERS
+from protocol.state import FLUSH_TLB_FUNC, LOADED_MM_SWITCHING, TLB_FLUSH_ALL
+from protocol.tlb import (
+    CHOOSE_NEW_ASID,
+    CPUMASK_SET_CPU,
+    FINISH_TASK_SWITCH,
+    FLUSH_TLB_FUNC_LOCAL,
+    INC_MM_TLB_GEN,
+    LOAD_NEW_MM_CR3,
+    LOADED_MM_SWITCHING_STEP,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from protocol.state import FlushTlbInfo, IrqItem, Locals
     from protocol.world import World
 
 # The steps of flush_tlb_mm_range() in the two orders the kernel has had.
 FLUSH_STEPS_LOCAL_FIRST: Final = (
-    "flush_tlb_mm_range__inc_mm_tlb_gen",
-    "flush_tlb_mm_range__flush_tlb_func_local",
-    "native_flush_tlb_others__send_ipis",
-    "smp_call_function_many__csd_lock_wait",
+    INC_MM_TLB_GEN,
+    FLUSH_TLB_FUNC_LOCAL,
+    NATIVE_FLUSH_TLB_OTHERS,
+    CSD_LOCK_WAIT,
 )
 """5.2: ``inc_mm_tlb_gen()``, local flush with IRQs off, then ``flush_tlb_others()``."""
 
 FLUSH_STEPS_CONCURRENT: Final = (
-    "flush_tlb_mm_range__inc_mm_tlb_gen",
-    "native_flush_tlb_multi__send_ipis",
-    "flush_tlb_mm_range__flush_tlb_func_local",
-    "smp_call_function_many__csd_lock_wait",
+    INC_MM_TLB_GEN,
+    NATIVE_FLUSH_TLB_MULTI,
+    FLUSH_TLB_FUNC_LOCAL,
+    CSD_LOCK_WAIT,
 )
 """Since 2021 (4ce94eabac16): queue csds and send IPIs, flush locally while remotes run, wait."""
 
-SWITCH_STEPS_5_2: Final = (
-    "switch_mm_irqs_off__cpumask_set_cpu",
-    "switch_mm_irqs_off__choose_new_asid",
-    "switch_mm_irqs_off__load_new_mm_cr3",
-    "finish_task_switch",
-)
+SWITCH_STEPS_5_2: Final = (CPUMASK_SET_CPU, CHOOSE_NEW_ASID, LOAD_NEW_MM_CR3, FINISH_TASK_SWITCH)
 """4.19-5.x order: clear prev's cpumask bit, set next's, read tlb_gen, LOADED_MM_SWITCHING, CR3."""
 
 SWITCH_STEPS_CURRENT: Final = (
-    "switch_mm_irqs_off__loaded_mm_switching",
-    "switch_mm_irqs_off__cpumask_set_cpu",
-    "switch_mm_irqs_off__choose_new_asid",
-    "switch_mm_irqs_off__load_new_mm_cr3",
-    "finish_task_switch",
+    LOADED_MM_SWITCHING_STEP,
+    CPUMASK_SET_CPU,
+    CHOOSE_NEW_ASID,
+    LOAD_NEW_MM_CR3,
+    FINISH_TASK_SWITCH,
 )
 """Today: LOADED_MM_SWITCHING first, set next's cpumask bit (prev's is trimmed lazily), read
 tlb_gen, CR3."""
@@ -87,32 +101,52 @@ class Variant:
     should_flush_loaded_mm_only: bool = False
     """Today's should_flush_tlb(): skip CPUs whose loaded_mm is another mm (lazy mm_cpumask)."""
     clear_cpumask_on_switch: bool = True
-    """5.2 switch_mm_irqs_off() clears prev's mm_cpumask bit; today flush_tlb_func() trims it."""
+    """5.2's switch_mm_irqs_off(): the 5.2 step order, and prev's mm_cpumask bit cleared at
+    the switch (and by switch_to_init_mm()); today the order differs and flush_tlb_func()
+    trims the bit. Four decisions read it: ``switch_steps``, ``switch_clears_prev_cpumask``,
+    ``switch_to_init_mm_clears_cpumask`` and ``flush_tlb_func_trims_cpumask``."""
     skip_caught_up_flush: bool = False
     """Today's flush_tlb_func(): ``if (f->new_tlb_gen <= local_tlb_gen) return;``."""
     partial_flush_needs_next_gen: bool = True
     """flush_tlb_func(): a partial flush only if ``new_tlb_gen == local_tlb_gen + 1``."""
+    extra_paths: tuple[Path, ...] = ()
+    """Kernel paths of the variant's own, next to the built-in ones (``examples/new_path.py``)."""
 
-    # ---- decision points ---------------------------------------------------------------
-    def flush_steps(self) -> tuple[str, ...]:
-        """The steps of flush_tlb_mm_range() for this variant."""
+    # ---- which kernel paths exist, how they start, and their steps -----------------------
+    def paths(self) -> Mapping[str, Path]:
+        """Every kernel path a CPU may run: the built-in ones and ``extra_paths``."""
+        return {**PATHS, **{p.name: p for p in self.extra_paths}}
+
+    def path_steps(self, path: Path) -> tuple[Step, ...]:
+        """The steps of ``path``: its record's, with the runs a variant decides
+        (``flush_steps``, ``switch_steps``) filled in. Override to reorder one path."""
+        return expand(self, path, path.steps)
+
+    def may_start(self, w: World, cpu: int, path: Path, lv: Locals) -> bool:
+        """Whether ``cpu`` may start ``path`` with arguments ``lv`` now (its budget allowing):
+        the record's guard, e.g. madvise only on a present PTE."""
+        return path.may_start(w, cpu, lv)
+
+    def flush_steps(self, path: str) -> tuple[Step, ...]:
+        """The steps of flush_tlb_mm_range() when ``path`` flushes."""
         return FLUSH_STEPS_CONCURRENT if self.concurrent_flush else FLUSH_STEPS_LOCAL_FIRST
 
-    def switch_steps(self) -> tuple[str, ...]:
+    def switch_steps(self, path: str) -> tuple[Step, ...]:
         """The steps of switch_mm_irqs_off() (prev != next) and finish_task_switch()."""
         return SWITCH_STEPS_5_2 if self.clear_cpumask_on_switch else SWITCH_STEPS_CURRENT
 
-    def flush_is_sync(self, info: FlushTlbInfo) -> bool:
+    # ---- the initiator: flush_tlb_mm_range() -> native_flush_tlb_multi() -----------------
+    def flush_is_sync(self, at: Site, info: FlushTlbInfo) -> bool:
         """native_flush_tlb_multi(): ``wait`` argument of the csd (SYNC or ASYNC)."""
         if not self.async_flush:
             return True
         return info.freed_tables and not self.async_freed_tables
 
-    def initiator_waits(self, sync: bool) -> bool:
+    def initiator_waits(self, at: Site, sync: bool) -> bool:
         """smp_call_function_many(): whether the initiator spins in csd_lock_wait()."""
         return sync or self.wait_for_csd_unlock
 
-    def should_flush_tlb(self, w: World, cpu: int, info: FlushTlbInfo) -> bool:
+    def should_flush_tlb(self, at: Site, w: World, cpu: int, info: FlushTlbInfo) -> bool:
         """Whether the initiator IPIs ``cpu``, read racily from the remote's cpu_tlbstate.
 
         5.2: ``if (info->freed_tables) smp_call_function_many(...); else
@@ -128,6 +162,54 @@ class Variant:
             return True
         return c.loaded_mm in (LOADED_MM_SWITCHING, info.mm)
 
+    def csd_info_inline(self, at: Site, info: FlushTlbInfo) -> bool:
+        """RFC v2 10/12: the csd carries a copy of ``*info`` (else a pointer to the
+        initiator's per-CPU ``flush_tlb_info``, which its next flush overwrites)."""
+        return self.inline_info
+
+    # ---- the receiver: flush_smp_call_function_queue() -------------------------------------
+    def batch_order(self, items: tuple[IrqItem, ...]) -> tuple[IrqItem, ...]:
+        """The order in which flush_smp_call_function_queue() handles a dequeued batch."""
+        if self.sync_csds_first:
+            return tuple(i for i in items if i.sync) + tuple(i for i in items if not i.sync)
+        return items
+
+    def unlock_async_csds_first(self, w: World, cpu: int) -> bool:
+        """Whether the receiver unlocks every ASYNC csd of its batch before running any."""
+        return self.batch_ack
+
+    # ---- flush_tlb_func() ------------------------------------------------------------------
+    def flush_tlb_func_trims_cpumask(self, w: World, cpu: int, f: FlushTlbInfo) -> bool:
+        """``if (f->mm && f->mm != loaded_mm) { cpumask_clear_cpu(cpu, mm_cpumask(f->mm));
+        ...; return; }``: today a CPU leaves the mm's cpumask when a flush finds it gone."""
+        return not self.clear_cpumask_on_switch
+
+    def flush_is_caught_up(self, w: World, cpu: int, f: FlushTlbInfo, local_tlb_gen: int) -> bool:
+        """``if (f->new_tlb_gen <= local_tlb_gen) return;`` (today's flush_tlb_func())."""
+        return self.skip_caught_up_flush and f.new_tlb_gen <= local_tlb_gen
+
+    def partial_flush(
+        self, w: World, cpu: int, f: FlushTlbInfo, local_tlb_gen: int, mm_tlb_gen: int
+    ) -> bool:
+        """``if (f->end != TLB_FLUSH_ALL && f->new_tlb_gen == local_tlb_gen + 1 &&
+        f->new_tlb_gen == mm_tlb_gen)``: flush only the range, else everything."""
+        partial = f.end != TLB_FLUSH_ALL and f.new_tlb_gen == mm_tlb_gen
+        if self.partial_flush_needs_next_gen:
+            partial = partial and f.new_tlb_gen == local_tlb_gen + 1
+        return partial
+
+    # ---- switch_mm_irqs_off() --------------------------------------------------------------
+    def switch_clears_prev_cpumask(self, w: World, cpu: int) -> bool:
+        """5.2: ``if (real_prev != &init_mm) cpumask_clear_cpu(cpu, mm_cpumask(real_prev));``
+        ("Stop remote flushes for the previous mm")."""
+        return self.clear_cpumask_on_switch
+
+    def switch_to_init_mm_clears_cpumask(self, w: World, cpu: int) -> bool:
+        """A lazy CPU's flush_tlb_func() switches to init_mm; in 5.2 that switch also leaves
+        prev's mm_cpumask."""
+        return self.clear_cpumask_on_switch
+
+    # ---- NMIs ------------------------------------------------------------------------------
     def nmi_uaccess_okay(self, w: World, cpu: int) -> bool:
         """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no
         asynchronous flush_tlb_func() dequeued but not yet finished on this CPU."""
@@ -135,12 +217,6 @@ class Variant:
         if c.loaded_mm != c.task:
             return False
         return not (self.nmi_checks_async_flush and c.async_func_in_progress == FLUSH_TLB_FUNC)
-
-    def batch_order(self, items: tuple[IrqItem, ...]) -> tuple[IrqItem, ...]:
-        """The order in which flush_smp_call_function_queue() handles a dequeued batch."""
-        if self.sync_csds_first:
-            return tuple(i for i in items if i.sync) + tuple(i for i in items if not i.sync)
-        return items
 
 
 LINUX_5_2: Final = Variant(

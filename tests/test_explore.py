@@ -11,11 +11,9 @@ from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, Viola
 from protocol.search import bfs, symmetric_fingerprint
 from tests.schedules import SHORTEST
 
-NONE = dict.fromkeys(("munmap", "madvise", "mprotect", "writeback", "switch", "ipi", "irqs_off"), 0)
-
 
 def config(**budget: int) -> Config:
-    return Config(budget=Budget(**{**NONE, **budget}), reuse=False)
+    return Config(budget=Budget.only(**budget), reuse=False)
 
 
 # (variant, property) -> the only kernel paths its shortest schedule needs

@@ -66,11 +66,20 @@ def test_answering_variants_stay_clean_under_ci(variant: str, props: tuple[str, 
 
 
 def test_kind_of_separates_progress_from_path_starts() -> None:
-    assert kind_of(parse("cpu0 flush_tlb_func")) == "progress"
-    assert kind_of(parse("cpu0 flush_smp_call_function_queue")) == "interrupt"
-    assert kind_of(parse("cpu0 munmap")) == "munmap"
-    assert kind_of(parse("cpu0 switch_mm_irqs_off__cpumask_set_cpu next=B")) == "context_switch"
-    assert kind_of(parse("cpu0 switch_mm_irqs_off__cpumask_set_cpu")) == "progress"
+    w = World.initial(VARIANTS["linux-5.2"])
+    assert kind_of(w, parse("cpu0 munmap")) == "munmap"
+    assert kind_of(w, parse("cpu0 madvise_dontneed va=0x1000")) == "madvise"
+    assert kind_of(w, parse("cpu0 switch_mm_irqs_off__cpumask_set_cpu next=B")) == "context_switch"
+    assert kind_of(w, parse("cpu0 user_read va=0x1000")) == "user_read"
+    w.run(["cpu0 munmap"])
+    assert kind_of(w, parse("cpu0 flush_tlb_mm_range__inc_mm_tlb_gen")) == "progress"
+    w.run(
+        ["cpu0 flush_tlb_mm_range__inc_mm_tlb_gen", "cpu0 flush_tlb_mm_range__flush_tlb_func_local"]
+    )
+    w.run(["cpu0 native_flush_tlb_others__send_ipis"])
+    assert kind_of(w, parse("cpu1 flush_smp_call_function_queue")) == "interrupt"
+    w.run(["cpu1 flush_smp_call_function_queue"])
+    assert kind_of(w, parse("cpu1 flush_tlb_func")) == "progress"
 
 
 def test_machine_names_are_distinct_per_variant_and_property() -> None:
@@ -117,7 +126,7 @@ def test_minimise_swaps_a_flush_path_for_a_shorter_one() -> None:
         "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu0 flush_tlb_func",
     ]
-    config = Config(cpus=2, budget=Budget(madvise=2, mprotect=2))
+    config = Config(cpus=2, budget=Budget(madvise=2, mprotect=2))  # the rest: their defaults
     start = World.initial(VARIANTS["rfc-async-pointer-info"], config)
     schedule = [parse(s) for s in found]
     assert first_violation(start, schedule, ["request_integrity"]) is not None

@@ -124,3 +124,27 @@ def test_writeback_holds_the_page_lock() -> None:
     w.apply(parse("cpu1 user_write va=0x2000"))
     assert pte_writable(w, 0x2000)
     assert w.is_enabled(parse("cpu1 clear_page_dirty_for_io mm=A va=0x2000"))
+
+
+def test_smp_call_function_single_spins_in_csd_lock_on_a_csd_in_use() -> None:
+    """``csd_lock(csd)`` waits for the previous use of this CPU's single-call csd to be
+    unlocked. The model once ran a path's first step without its guard, so a second
+    smp_call_function_single() to the same target overwrote a csd still queued there (found by
+    mutation testing): the first request was lost and the second run twice."""
+    from protocol import Budget
+
+    w = World.initial(VARIANTS["linux-current"], Config(budget=Budget.only(ipi=2)))
+    w.run(
+        [
+            "cpu0 smp_call_function_single target=cpu1 va=0x1000",
+            "cpu0 smp_call_function_single target=cpu1 va=0x2000",  # csd_lock() spins
+        ]
+    )
+    (key,) = w.cpus[1].queue
+    assert w.csds[key].va == 0x1000  # the queued request is intact
+    assert w.is_blocked(0)
+    assert parse("cpu0 smp_call_function_single") not in w.enabled_actions()
+    w.run(["cpu1 flush_smp_call_function_queue", "cpu1 csd_unlock"])  # ASYNC: unlock first
+    w.run(["cpu0 smp_call_function_single"])  # the lock is free: queue the second request
+    assert w.csds[key].va == 0x2000
+    assert not w.cpus[0].path
