@@ -14,7 +14,7 @@ import attrs
 from protocol import VARIANTS, Variant
 
 if TYPE_CHECKING:
-    from protocol import World
+    from protocol import Site, World
     from protocol.state import FlushTlbInfo
 
 
@@ -22,10 +22,10 @@ if TYPE_CHECKING:
 class SkipSwitchingCpus(Variant):
     """Today's should_flush_tlb() minus its LOADED_MM_SWITCHING case: is it needed?"""
 
-    def should_flush_tlb(self, w: World, cpu: int, info: FlushTlbInfo) -> bool:
+    def should_flush_tlb(self, at: Site, w: World, cpu: int, info: FlushTlbInfo) -> bool:
         c = w.cpus[cpu]
         if info.freed_tables or c.is_lazy:
-            return super().should_flush_tlb(w, cpu, info)
+            return super().should_flush_tlb(at, w, cpu, info)
         return c.loaded_mm == info.mm  # no "loaded_mm == LOADED_MM_SWITCHING" here
 
 

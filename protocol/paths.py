@@ -6,7 +6,8 @@ needs to run it, in one place:
 
 - its name and the budget kind it spends (``Config.budget`` bounds how often a CPU starts it);
 - its arguments (``VA``: one user address; ``MM_VA``: a page of any mm; ``TARGET_VA``: another
-  CPU and an address; ``NEXT``: the task switched to), and ``may_start``, the guard on them;
+  CPU and an address; ``NEXT_MM``/``NEXT_KTHREAD``: the task switched to), and ``may_start``,
+  the guard on them (``always`` if any arguments do);
 - its steps, each a ``Step`` (the function that runs it, and the guard it spins on, if any),
   with ``Inline`` placeholders for the code a variant decides (``flush_tlb_mm_range()``'s steps,
   ``switch_mm_irqs_off()``'s order): ``Variant.path_steps()`` expands them;
@@ -110,10 +111,13 @@ TARGET_VA: Final = ArgDomain(
     lambda config, cpu: [(t, va) for t in range(config.cpus) if t != cpu for va in config.vas()],
     3,
 )
-NEXT: Final = ArgDomain(
-    ("next",), lambda config, cpu: [(KTHREAD,)] + [(m,) for m in range(1, config.mms + 1)], 4
+NEXT_KTHREAD: Final = ArgDomain(("next",), lambda config, cpu: [(KTHREAD,)], 4)
+"""A context switch to a kernel thread (``next=kthread``)."""
+NEXT_MM: Final = ArgDomain(
+    ("next",), lambda config, cpu: [(m,) for m in range(1, config.mms + 1)], 4
 )
-"""The task a context switch goes to: a kernel thread (``KTHREAD``) or a user task of an mm."""
+"""A context switch to a user task of an mm (``next=B``); same rank as ``NEXT_KTHREAD``, so
+a CPU's switches are listed by the task they go to."""
 
 FLUSH_TLB_MM_RANGE: Final = Inline(
     "flush_tlb_mm_range", lambda variant, path: variant.flush_steps(path)
@@ -206,7 +210,8 @@ def always(w: World, cpu: int, lv: Locals) -> bool:
 __all__ = [
     "FLUSH_TLB_MM_RANGE",
     "MM_VA",
-    "NEXT",
+    "NEXT_KTHREAD",
+    "NEXT_MM",
     "NO_ARGS",
     "PATHS",
     "SWITCH_MM_IRQS_OFF",

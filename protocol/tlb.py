@@ -16,7 +16,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocol import hw
-from protocol.paths import NEXT, SWITCH_MM_IRQS_OFF, BudgetKind, Path, Step, register
+from protocol.paths import (
+    NEXT_KTHREAD,
+    NEXT_MM,
+    SWITCH_MM_IRQS_OFF,
+    BudgetKind,
+    Path,
+    Step,
+    always,
+    register,
+)
 from protocol.state import (
     INIT_MM,
     KTHREAD,
@@ -261,7 +270,7 @@ SWITCH = BudgetKind("switch", default=2, fuzz_max=3)
 
 
 def _enter_lazy_may_start(w: World, cpu: int, lv: Locals) -> bool:
-    return lv.next_task == KTHREAD and w.cpus[cpu].task != KTHREAD
+    return w.cpus[cpu].task != KTHREAD
 
 
 def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
@@ -272,14 +281,14 @@ def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
 
 def _switch_mm_may_start(w: World, cpu: int, lv: Locals) -> bool:
     nxt = lv.next_task
-    return nxt != KTHREAD and nxt != w.cpus[cpu].task and not _leaves_lazy(w, cpu, nxt)
+    return nxt != w.cpus[cpu].task and not _leaves_lazy(w, cpu, nxt)
 
 
 ENTER_LAZY_TLB = register(
     Path(
         "enter_lazy_tlb",
         SWITCH,
-        NEXT,
+        NEXT_KTHREAD,
         _enter_lazy_may_start,
         (Step("enter_lazy_tlb", enter_lazy_tlb),),
         summary="context_switch() to a kernel thread: the mm stays loaded, lazily",
@@ -289,7 +298,7 @@ SWITCH_MM = register(
     Path(
         "switch_mm",
         SWITCH,
-        NEXT,
+        NEXT_MM,
         _switch_mm_may_start,
         (SWITCH_MM_IRQS_OFF,),
         irqs_off=True,  # schedule(): context_switch() runs with IRQs disabled
@@ -301,7 +310,7 @@ LEAVE_LAZY = register(
     Path(
         "leave_lazy",
         SWITCH,
-        NEXT,
+        NEXT_MM,
         lambda w, cpu, lv: _leaves_lazy(w, cpu, lv.next_task),
         (
             Step("switch_mm_irqs_off__leave_lazy", switch_mm_irqs_off__leave_lazy),

@@ -16,7 +16,7 @@ import attrs
 from protocol import hw, mm, smp
 from protocol.actions import GLOBAL, Action
 from protocol.config import Config
-from protocol.paths import ARG_TO_LOCAL, Path, Site, Step, budget_kinds
+from protocol.paths import ARG_TO_LOCAL, Path, Site, StartGuard, Step, always, budget_kinds
 from protocol.properties import PROPERTIES
 from protocol.state import (
     ANON,
@@ -62,11 +62,14 @@ HW_OPS: Final = frozenset({"tlb_evict", "pwc_evict", "tlb_fill", "user_read", "u
 
 
 class Start(NamedTuple):
-    """One way a CPU may start a path: the path, its budget slot, its locals, the action."""
+    """One way a CPU may start a path: the path (and its index in ``Kernel.gates``), its
+    budget slot, its locals, its start guard (None: ``always``), the action."""
 
     path: Path
+    index: int
     budget: int
     locals: Locals
+    guard: StartGuard | None
     action: Action
 
 
@@ -90,6 +93,8 @@ class Kernel:
                 if by_name.setdefault(st.name, st) != st:
                     raise ValueError(f"two different steps are named {st.name!r}")
         self.may_start = None if type(variant).may_start is Variant.may_start else variant.may_start
+        self.gates = [(slot[p.budget.name], p.from_user) for p in self.paths.values()]
+        """Per path: its budget slot, and whether only a user task may start it."""
         n = config.cpus
         ops = sorted({*by_name, "flush_smp_call_function_queue", *IRQ_OPS})
         self.step = [{op: Action(c, op) for op in ops} for c in range(n)]
@@ -102,7 +107,10 @@ class Kernel:
                 for values in p.args.values(config, cpu):
                     args = tuple(zip(p.args.names, values, strict=True))
                     lv = Locals()._replace(**{ARG_TO_LOCAL[k]: v for k, v in args})  # type: ignore[arg-type]
-                    start = Start(p, slot[p.budget.name], lv, Action(cpu, first, args))
+                    guard = None if p.may_start is always else p.may_start
+                    start = Start(
+                        p, index, slot[p.budget.name], lv, guard, Action(cpu, first, args)
+                    )
                     row.append(((p.args.rank, values, index), start))
             row.sort(key=lambda r: r[0])  # by argument domain, then value, then path
             self.starts.append([s for _, s in row])
@@ -131,6 +139,18 @@ class Kernel:
         self.nmi = [[a for _, a in row] for row in per_va("nmi")]
         self.alloc: dict[int, list[Action]] = {}
 
+    @classmethod
+    def of(cls, variant: Variant, config: Config) -> Kernel:
+        """The kernel of ``variant`` in ``config``, built once (a walker or the fuzzer starts
+        thousands of worlds of the same instance; building it was a quarter of their time)."""
+        key = (variant, config)
+        k = _KERNELS.get(key)
+        if k is None:
+            if len(_KERNELS) >= 64:
+                _KERNELS.clear()
+            k = _KERNELS[key] = cls(variant, config)
+        return k
+
     def alloc_for(self, pfn: int, mms: int) -> list[Action]:
         acts = self.alloc.get(pfn)
         if acts is None:
@@ -138,6 +158,9 @@ class Kernel:
                 Action(GLOBAL, "alloc_page", (("pfn", pfn), ("to", to))) for to in range(mms + 1)
             ]
         return acts
+
+
+_KERNELS: dict[tuple[Variant, Config], Kernel] = {}
 
 
 def _cpus_snapshot(cpus: list[Cpu]) -> tuple[object, ...]:
@@ -182,7 +205,7 @@ class World(Snapshotted):
         ``config.budget`` is resolved against the variant's budget kinds: the world's config
         names every kind, so a run saved from it replays the same."""
         config = config or Config()
-        kernel = Kernel(variant, config)
+        kernel = Kernel.of(variant, config)
         config = config.resolved(kernel.kinds)
         frames: list[Frame] = []
         mms = [Mm(0, 0, 0, NO_PFN, {}, {}, frozenset(), ())]
@@ -358,18 +381,18 @@ class World(Snapshotted):
         start guard (``Variant.may_start``, by default the path record's)."""
         budget = c.budget
         user = c.user_mode
-        decide = self.kernel.may_start
+        k = self.kernel
+        open_ = [budget[slot] > 0 and (user or not from_user) for slot, from_user in k.gates]
         out = []
-        for s in self.kernel.starts[cpu]:
-            if budget[s.budget] <= 0 or (s.path.from_user and not user):
-                continue
-            ok = (
-                s.path.may_start(self, cpu, s.locals)
-                if decide is None
-                else decide(self, cpu, s.path, s.locals)
-            )
-            if ok:
-                out.append(s.action)
+        if k.may_start is not None:  # the variant decides
+            decide = k.may_start
+            for path, index, _, lv, _, action in k.starts[cpu]:
+                if open_[index] and decide(self, cpu, path, lv):
+                    out.append(action)
+            return out
+        for _, index, _, lv, guard, action in k.starts[cpu]:
+            if open_[index] and (guard is None or guard(self, cpu, lv)):
+                out.append(action)
         return out
 
     # --- doing it -------------------------------------------------------------------------

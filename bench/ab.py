@@ -1,0 +1,77 @@
+"""Old against new in one run: a benchmark run in a checkout of another commit and in this
+tree, alternately, so that both see the same machine load.
+
+    python -m bench.ab --rev 9b2dd9e               # bench_model, 3 rounds each
+    python -m bench.ab --rev 9b2dd9e --rounds 5 -- --seconds 2
+
+The other commit is checked out with ``git worktree`` into a temporary folder (removed
+afterwards). Each round runs ``python -m bench.bench_model`` (with the arguments after
+``--``) in the old tree, then in this one; the figure per CPU count is the median over rounds
+of each run's "median" line (the median over the variants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def medians(out: str) -> dict[int, float]:
+    """``median  CPUS  RATE`` lines of bench_model's output."""
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"median\s+(\d+)\s+([\d,]+)", line)
+        if m:
+            found[int(m.group(1))] = float(m.group(2).replace(",", ""))
+    return found
+
+
+def run(tree: Path, args: list[str]) -> dict[int, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.bench_model", *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return medians(r.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rev", required=True, help="the old commit")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("bench_args", nargs="*", help="passed to bench_model (after --)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(old), args.rev], cwd=ROOT, check=True
+        )
+        try:
+            runs: dict[str, list[dict[int, float]]] = {"old": [], "new": []}
+            for i in range(args.rounds):
+                runs["old"].append(run(old, args.bench_args))
+                runs["new"].append(run(ROOT, args.bench_args))
+                print(f"round {i + 1}: old {runs['old'][-1]}  new {runs['new'][-1]}", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT)
+    print(f"\n{'cpus':>4} {'old actions/s':>14} {'new actions/s':>14} {'new/old':>8}")
+    for cpus in sorted(runs["old"][0]):
+        o = statistics.median(r[cpus] for r in runs["old"])
+        n = statistics.median(r[cpus] for r in runs["new"])
+        print(f"{cpus:>4} {o:>14,.0f} {n:>14,.0f} {n / o:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
