@@ -23,7 +23,6 @@ from protocol.paths import (
     BudgetKind,
     Path,
     Step,
-    always,
     register,
 )
 from protocol.state import (

@@ -66,7 +66,7 @@ class Start(NamedTuple):
     budget slot, its locals, its start guard (None: ``always``), the action."""
 
     path: Path
-    index: int
+    path_index: int
     budget: int
     locals: Locals
     guard: StartGuard | None
