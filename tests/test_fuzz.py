@@ -21,6 +21,12 @@ from tests.schedules import ALL_SCHEDULES, MINIMAL_SHAPES, SHORTEST
 NIGHTLY_ONLY = {
     ("linux-5.2", "no_use_after_free"),
     ("rfc-async", "no_use_after_free"),
+    # Found by ci in 5 of 20 seeds at the race's budget (README race table): the derandomized
+    # stream happened to be one of the five until kernel paths became records, which reordered
+    # the fuzzer's budget draws. A find that depends on where the stream falls says nothing
+    # about search power (issue 12 is about making it reliable); its schedule replays from the
+    # corpus and test_explore proves its length minimal.
+    ("rfc-async-batch-ack", "no_use_after_free"),
 }
 CI_FINDS = [k for k in SHORTEST if k not in NIGHTLY_ONLY]
 
