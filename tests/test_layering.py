@@ -37,7 +37,9 @@ def imported_modules(path: Path) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("path", sorted(PROTOCOL.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(PROTOCOL.rglob("*.py")), ids=lambda p: str(p.relative_to(PROTOCOL))
+)
 def test_protocol_module_imports_nothing_impure(path: Path) -> None:
     bad = imported_modules(path) & FORBIDDEN
     assert not bad, f"{path.name} imports {sorted(bad)}"
@@ -51,7 +53,7 @@ def test_the_scan_sees_imports() -> None:
 
 
 def test_no_open_or_print_calls_in_protocol() -> None:
-    for path in PROTOCOL.glob("*.py"):
+    for path in PROTOCOL.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in {"open", "print", "input", "exec", "eval"}, path.name

@@ -156,7 +156,7 @@ def reported_names() -> list[tuple[str, int, str]]:
     """(file, line, name) of the first argument of every ``report(...)`` and
     ``Violation(...)`` call in protocol/: a constant from protocol.properties."""
     out = []
-    for path in sorted(ROOT.glob("*.py")):
+    for path in sorted(ROOT.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not node.args:

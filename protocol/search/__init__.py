@@ -1,0 +1,19 @@
+"""Search over the model, by role, all pure and free of Hypothesis: breadth-first search
+(``bfs``), making a violating schedule small (``reduce``: replay, ddmin, minimise, fewest CPUs),
+symmetry reduction (``symmetry``) and random walks with the randomness passed in (``walk``)."""
+
+from protocol.search.bfs import SearchResult, bfs
+from protocol.search.reduce import ddmin, drop_cpu, fewer_cpus, first_violation, minimise
+from protocol.search.symmetry import permuted_snapshot, symmetric_fingerprint
+
+__all__ = [
+    "SearchResult",
+    "bfs",
+    "ddmin",
+    "drop_cpu",
+    "fewer_cpus",
+    "first_violation",
+    "minimise",
+    "permuted_snapshot",
+    "symmetric_fingerprint",
+]
