@@ -3,8 +3,10 @@
 Hot, frequently replaced records (``Pte``, ``TlbEntry``, ``Frame``, ``Csd``...) are
 ``NamedTuple``s: they are immutable, hashable and about twice as cheap to build as frozen attrs
 classes (``bench/bench_model.py`` is what decided it). Containers that change in place (``Cpu``,
-``Mm``) are slotted ``attrs`` classes with an explicit ``copy()`` and ``snapshot()``; every field
-is in the snapshot, because a field left out would make the explorer's visited set unsound.
+``Mm``, and ``World``) are slotted ``attrs`` classes whose ``copy()`` and ``snapshot()`` are
+derived from their fields (``Snapshotted``, ``derive``): every field is in the snapshot unless it
+is declared not to be state, because a field left out would make the explorer's visited set
+unsound (``tests/test_state.py``).
 
 Identifiers are plain ints, as in the kernel: CPU numbers, mm ids (``1`` is mm A, ``2`` is mm B),
 ASID slots, page frame numbers (pfn) and virtual addresses (page aligned, ``0x1000`` upwards).

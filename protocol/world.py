@@ -114,7 +114,9 @@ class Kernel:
                     row.append(((p.args.rank, values, index), start))
             row.sort(key=lambda r: r[0])  # by argument domain, then value, then path
             self.starts.append([s for _, s in row])
-            self.start_of.update((s.action, s) for _, s in row)
+            for _, s in row:
+                if self.start_of.setdefault(s.action, s) is not s:
+                    raise ValueError(f"two kernel paths start with the same action {s.action}")
 
         vas = config.vas()
         self.evict = [
