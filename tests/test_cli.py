@@ -47,7 +47,7 @@ def test_variants_and_properties_list_everything(capsys: pytest.CaptureFixture[s
     [
         (["fuzz", "-v", "linux-9.9"], "unknown variant 'linux-9.9'"),
         (["fuzz", "-p", "no_bugs"], "unknown property 'no_bugs'"),
-        (["fuzz", "-v", "missing.py:X"], "variant file missing.py not found"),
+        (["fuzz", "-v", "missing.py:X"], "variant file missing.py: No such file or directory"),
         (["replay", "/nonexistent/corpus"], "no such file or folder"),
         (["explore", "-v", "nope"], "unknown variant"),
     ],
