@@ -65,16 +65,23 @@ def smallest_budget(
 
 
 def plain_accesses(start: World, schedule: Sequence[Action], prop: str) -> list[Action]:
-    """Each access replaced by the first of ``ACCESSES`` that keeps the violation."""
+    """Each access replaced by the first of ``ACCESSES`` that keeps the violation, pass after
+    pass until none changes (a later step's change can free an earlier one: a fill need not
+    be a write once the access that uses it is a read). Each change lowers a step in
+    ``ACCESSES``, so it ends."""
     out = list(schedule)
-    for i, a in enumerate(out):
-        if a.op not in ACCESSES:
-            continue
-        for op in ACCESSES[: ACCESSES.index(a.op)]:
-            cand = [*out[:i], Action(a.cpu, op, a.args), *out[i + 1 :]]
-            if _breaks_at_end(start, cand, prop):
-                out = cand
-                break
+    changed = True
+    while changed:
+        changed = False
+        for i, a in enumerate(out):
+            if a.op not in ACCESSES:
+                continue
+            for op in ACCESSES[: ACCESSES.index(a.op)]:
+                cand = [*out[:i], Action(a.cpu, op, a.args), *out[i + 1 :]]
+                if _breaks_at_end(start, cand, prop):
+                    out = cand
+                    changed = True
+                    break
     return out
 
 
