@@ -14,10 +14,13 @@ minima that ``tests/test_fuzz.py`` asserts. ``nightly`` keeps it.
 
 What ``ci``'s derandomized stream depends on: the Hypothesis version (pinned by the test
 extra), the machine's strategies, and the integer literals Hypothesis mines from every *local*
-module loaded in the process (it mixes them into about 5% of its draws; there is no setting
-for that). So the same ``tlbfuzz fuzz --profile ci`` gives the same findings, but a test that
-fuzzes in the test process would depend on which test modules ran before it: the tests that
-assert what ``ci`` finds run the CLI in a subprocess, whose modules are fixed.
+module loaded in the process (not from installed packages) and mixes into about 5% of its
+draws. There is no setting for the last (Hypothesis 6.155), and patching Hypothesis's
+internals is not an option, so: one installed tlbfuzz gives the same findings run after run
+(a user variant file is local code, so its literals join in),
+but a checkout gives another stream than ``pip install .``, and a test fuzzing in the test
+process would depend on which modules ran before it. The tests that assert what ``ci`` finds
+therefore run the command from an installed copy, in its own process (``tests/clirun.py``).
 """
 
 from __future__ import annotations
@@ -74,25 +77,3 @@ shrinker."""
 
 for _name, _s in PROFILES.items():
     settings.register_profile(f"tlbfuzz-{_name}", _s)
-
-
-def pin_local_constants() -> None:
-    """Make a derandomized run depend on the model only, not on which modules are loaded.
-
-    Hypothesis mixes integer and string literals mined from every *local* module in
-    ``sys.modules`` into about 5% of its draws
-    (``hypothesis.internal.conjecture.providers._get_local_constants``). Which of our modules
-    are loaded differs between ``tlbfuzz fuzz``, one test file and the whole test suite, so the
-    derandomized ``ci`` stream differed too: it found the posted lost write when
-    ``tests/test_fuzz.py`` ran alone and missed it in the full suite on CI. There is no setting
-    for this (Hypothesis 6.155), so the pool is pinned to empty; ``tests/test_fuzz.py`` checks
-    that the internal is still there and that loading more modules changes nothing.
-    """
-    from hypothesis.internal.conjecture import providers
-    from hypothesis.internal.constants_ast import Constants
-
-    empty = Constants()
-    providers._get_local_constants = lambda: empty
-
-
-pin_local_constants()

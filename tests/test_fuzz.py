@@ -192,39 +192,3 @@ def test_nightly_profile_finds_concern_4_alone() -> None:
     (o,) = fuzz_variant(CONCERN_4_ALONE, ["no_use_after_free"], profile="nightly", cpus=2)
     assert isinstance(o, Finding), "concern 4 alone held under the nightly profile"
     assert len(o.schedule) == 12
-
-
-PROBE = """
-import sys
-for m in sys.argv[1:]:
-    __import__(m)
-from fuzz.runner import fuzz_variant
-from protocol import VARIANTS
-(o,) = fuzz_variant(VARIANTS["linux-current"], ["no_deadlock"], profile="ci", max_examples=80)
-print(o.examples, o.steps)
-"""
-
-
-def test_a_derandomized_run_does_not_depend_on_the_modules_loaded() -> None:
-    """Hypothesis mines literals from every local module loaded; fuzz.profiles pins that pool,
-    so the ci stream is the same for `tlbfuzz fuzz`, one test file and the whole suite."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from hypothesis.internal.conjecture import providers
-
-    assert hasattr(providers, "_get_local_constants"), "Hypothesis moved the constant pool"
-    root = Path(__file__).resolve().parent.parent
-
-    def run(*modules: str) -> str:
-        r = subprocess.run(
-            [sys.executable, "-c", PROBE, *modules],
-            capture_output=True,
-            text=True,
-            cwd=root,
-            check=True,
-        )
-        return r.stdout
-
-    assert run() == run("tests.test_cli", "bench.bench_race", "examples.my_variant")
