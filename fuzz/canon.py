@@ -7,9 +7,9 @@ than the schedule uses. The corpus names a file by a digest of its contents, so 
 was a new file. ``canonical`` maps every spelling to one:
 
 1. the budget: each kind lowered to what the schedule still needs;
-2. equivalent hardware steps: an access that caches a translation becomes the first of
-   ``tlb_fill``, ``user_read``, ``user_write`` with which the schedule still breaks the
-   property at its last step;
+2. equivalent hardware steps: an access that caches or uses a translation becomes the first
+   of ``tlb_fill``, ``user_read``, ``user_write``, ``nmi`` with which the schedule still
+   breaks the property at its last step;
 3. CPU names and order: for every renaming of the CPUs (the model's CPUs are symmetric:
    each starts identical, as ``protocol.search.symmetric_fingerprint`` uses), adjacent steps of
    different CPUs are swapped into a fixed order while swapping them leaves the state the
@@ -34,8 +34,11 @@ if TYPE_CHECKING:
 
     from protocol import Config, Variant
 
-ACCESSES: Final = ("tlb_fill", "user_read", "user_write")
-"""Ways a CPU comes to cache a translation, in the order the canonical form prefers them."""
+ACCESSES: Final = ("tlb_fill", "user_read", "user_write", "nmi")
+"""Ways a CPU comes to cache or use a translation, in the order the canonical form prefers
+them: a speculative fill, a user access, an NMI's ``copy_from_user_nmi()``. Two runs of the
+main job found one use-after-free on ``rfc-async-posted`` with an NMI and with a fill as the
+step that caches the stale entry."""
 
 
 def _breaks_at_end(start: World, schedule: Sequence[Action], prop: str) -> bool:

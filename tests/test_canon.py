@@ -26,8 +26,9 @@ PROP = "no_use_after_free"
 
 
 def spellings() -> list[tuple[Config, list[str]]]:
-    """The race with every fill and use kind that breaks the property, each CPU numbering,
-    under the default and a larger budget."""
+    """The race with every fill and use kind that breaks the property (an NMI too: two runs
+    of the main job found it with an NMI and with a fill caching the entry), each CPU
+    numbering, under the default and a larger budget."""
     out = []
     for fill, use, swap, budget in itertools.product(
         ACCESSES, ACCESSES, (False, True), (Budget(), Budget(munmap=2, switch=3, ipi=2))
