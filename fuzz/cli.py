@@ -20,7 +20,8 @@ from fuzz.corpus import CorpusError, Entry, folder_for, load, replay, save, targ
 from fuzz.inputs import UsageError
 from fuzz.report import render
 from fuzz.user import Registry, UserVariantError, cli_variant
-from protocol import DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Config
+from protocol import DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Config, World
+from protocol.search import first_violation
 
 if TYPE_CHECKING:
     import argparse
@@ -94,6 +95,8 @@ def _save_finding(o: Finding, ref: str, args: argparse.Namespace, seed: int | No
     """Print a finding, then save it. Returns False if it could not be saved (said in one
     line on stderr; the finding stays on screen)."""
     config, schedule = canonical(o.variant, o.config, o.schedule, o.prop)
+    hit = first_violation(World.initial(o.variant, config), schedule, [o.prop])
+    violation = o.violation if hit is None else hit[1]  # the canonical schedule's own words
     found = {
         "by": f"tlbfuzz fuzz --profile {args.profile}",
         "seed": seed,
@@ -102,7 +105,7 @@ def _save_finding(o: Finding, ref: str, args: argparse.Namespace, seed: int | No
         "hypothesis_length": o.found_length,
     }
     entry = Entry(
-        o.variant, ref, config, o.prop, "violates", tuple(schedule), found, o.violation.message
+        o.variant, ref, config, o.prop, "violates", tuple(schedule), found, violation.message
     )
     path = target(entry, args.corpus)
     print(
@@ -111,7 +114,7 @@ def _save_finding(o: Finding, ref: str, args: argparse.Namespace, seed: int | No
             config,
             schedule,
             o.prop,
-            o.violation,
+            violation,
             replay_cmd=f"tlbfuzz replay {path}",
         ),
         flush=True,
@@ -295,7 +298,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from protocol import World
     from protocol.search import bfs, symmetric_fingerprint
 
     _, v = _variants([args.variant])[0]

@@ -609,6 +609,7 @@ def test_one_race_is_one_file_whatever_the_cpu_numbering_or_fill(
     files = list((here / "findings").rglob("*.json"))  # the default: not the tracked corpus
     assert len(files) == 1
     assert "already in the corpus" in out
+    assert out.count("why: cpu0 user reads 0x1000") == 2  # the canonical schedule's own words
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o644
     assert load(files[0]).found["seed"] is not None  # dev draws a seed and records it
 
