@@ -1,33 +1,56 @@
 """Hypothesis profiles for the fuzzer: ``dev``, ``ci`` and ``nightly``.
 
-They are registered under our own names *and* applied explicitly by the runner, because
-Hypothesis loads a built-in ``ci`` profile of its own whenever a CI variable is set.
+They are registered under our own names (``tlbfuzz-dev``, ``tlbfuzz-ci``, ``tlbfuzz-nightly``;
+``tests/conftest.py`` imports this module, so ``pytest --hypothesis-profile=tlbfuzz-ci``
+works) *and* applied explicitly by the runner, because Hypothesis loads a built-in ``ci``
+profile of its own whenever a CI variable is set. Every setting that profile changes is given
+here explicitly, since a setting left out is inherited from whichever profile is loaded.
 
 Hypothesis's shrinker is left out of ``dev`` and ``ci``: in one-off runs during development
 (no script in bench/ repeats them) it spent tens of seconds per failure and still left
 schedules several steps longer than the minimum, while ``protocol.search.minimise`` (ddmin over
 named actions, breadth-first search over the actions that remain, fewest CPUs) reaches the
 minima that ``tests/test_fuzz.py`` asserts. ``nightly`` keeps it.
+
+What ``ci``'s derandomized stream depends on: the Hypothesis version (pinned by the test
+extra), the machine's strategies, and the integer literals Hypothesis mines from every *local*
+module loaded in the process (not from installed packages) and mixes into about 5% of its
+draws. There is no setting for the last (Hypothesis 6.155), and patching Hypothesis's
+internals is not an option, so: one installed tlbfuzz gives the same findings run after run
+(a user variant file is local code, so its literals join in),
+but a checkout gives another stream than ``pip install .``, and a test fuzzing in the test
+process would depend on which modules ran before it. The tests that assert what ``ci`` finds
+therefore run the command from an installed copy, in its own process (``tests/clirun.py``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 NO_SHRINK: Final = (Phase.explicit, Phase.reuse, Phase.generate)
+NIGHTLY_DB: Final = Path(".hypothesis/nightly")
+"""The nightly profile's example database (an output location: checked before a run)."""
 
 COMMON: Final = settings(
     deadline=None,
     suppress_health_check=list(HealthCheck),
     print_blob=False,
+    verbosity=Verbosity.normal,
+    report_multiple_bugs=True,
 )
 
 PROFILES: Final[dict[str, settings]] = {
     "dev": settings(
-        COMMON, max_examples=700, stateful_step_count=30, database=None, phases=NO_SHRINK
+        COMMON,
+        max_examples=700,
+        stateful_step_count=30,
+        database=None,
+        derandomize=False,
+        phases=NO_SHRINK,
     ),
     "ci": settings(
         COMMON,
@@ -41,7 +64,9 @@ PROFILES: Final[dict[str, settings]] = {
         COMMON,
         max_examples=20_000,
         stateful_step_count=50,
-        database=DirectoryBasedExampleDatabase(".hypothesis/nightly"),
+        database=DirectoryBasedExampleDatabase(str(NIGHTLY_DB)),
+        derandomize=False,
+        phases=tuple(Phase),
     ),
 }
 """Examples of 30 steps rather than 20: at a fixed budget of model steps they found 138 of
@@ -52,25 +77,3 @@ shrinker."""
 
 for _name, _s in PROFILES.items():
     settings.register_profile(f"tlbfuzz-{_name}", _s)
-
-
-def pin_local_constants() -> None:
-    """Make a derandomized run depend on the model only, not on which modules are loaded.
-
-    Hypothesis mixes integer and string literals mined from every *local* module in
-    ``sys.modules`` into about 5% of its draws
-    (``hypothesis.internal.conjecture.providers._get_local_constants``). Which of our modules
-    are loaded differs between ``tlbfuzz fuzz``, one test file and the whole test suite, so the
-    derandomized ``ci`` stream differed too: it found the posted lost write when
-    ``tests/test_fuzz.py`` ran alone and missed it in the full suite on CI. There is no setting
-    for this (Hypothesis 6.155), so the pool is pinned to empty; ``tests/test_fuzz.py`` checks
-    that the internal is still there and that loading more modules changes nothing.
-    """
-    from hypothesis.internal.conjecture import providers
-    from hypothesis.internal.constants_ast import Constants
-
-    empty = Constants()
-    providers._get_local_constants = lambda: empty
-
-
-pin_local_constants()

@@ -163,10 +163,12 @@ class Config:
         return cls(budget=budget, cpu_budget=cpu_budget, **d)
 
 
-def parse_budgets(specs: Iterable[str], kinds: Iterable[str]) -> tuple[Budget, dict[int, Budget]]:
+def parse_budgets(
+    specs: Iterable[str], kinds: Iterable[str], most: int = 8
+) -> tuple[Budget, dict[int, Budget]]:
     """The explorer's and the fuzzer's ``--budget``: each spec ``KIND=N,...`` (every CPU) or
-    ``cpuI:KIND=N,...`` (CPU I only). Kinds no spec names count 0. Raises ValueError with what
-    is wrong."""
+    ``cpuI:KIND=N,...`` (CPU I only), N from 0 to ``most``. Kinds no spec names count 0.
+    Raises ValueError with what is wrong."""
     known = tuple(kinds)
     plain: dict[str, int] = {}
     per: dict[int, dict[str, int]] = {}
@@ -175,15 +177,19 @@ def parse_budgets(specs: Iterable[str], kinds: Iterable[str]) -> tuple[Budget, d
         head, sep, counts = spec.partition(":")
         if sep:
             if not (head.startswith("cpu") and head[3:].isascii() and head[3:].isdigit()):
-                raise ValueError(f"bad --budget {spec!r}: want cpuN:KIND=N")
-            target = per.setdefault(int(head[3:]), {})
+                raise ValueError(f"bad --budget {spec[:40]!r}: want cpuN:KIND=N")
+            target = per.setdefault(int(head[3:][:6]), {})
         else:
             counts = spec
         for part in counts.split(","):
-            kind, eq, n = part.partition("=")
-            if not eq or kind not in known or not (n.isascii() and n.isdigit()):
+            kind, eq, n = part.strip().partition("=")
+            if not eq or kind not in known:
                 raise ValueError(
-                    f"bad --budget {part!r} (want KIND=N with KIND in {', '.join(known)})"
+                    f"bad --budget {part[:40]!r} (want KIND=N with KIND in {', '.join(known)})"
                 )
+            if not (n.isascii() and n.isdigit() and len(n) <= 3 and int(n) <= most):
+                raise ValueError(f"bad --budget {part[:40]!r} (N must be a whole number 0-{most})")
+            if kind in target:
+                raise ValueError(f"bad --budget: {kind} given twice")
             target[kind] = int(n)
     return Budget.only(**plain), {c: Budget.only(**b) for c, b in sorted(per.items())}

@@ -308,13 +308,15 @@ class Snapshotted:
             v[i] = fn(v[i])
         return type(self)(*v)
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> tuple[Any, ...]:
+        """A named tuple of every state field (its fields by name: ``snapshot().cpus``)."""
         v = list(type(self)._get(self))
         for i, fn in self._freezers:
             v[i] = fn(v[i])
         if self._state is not None:
             v = [v[i] for i in self._state]
-        return self.Snapshot._make(v)
+        snap: tuple[Any, ...] = self.Snapshot._make(v)
+        return snap
 
 
 _S = TypeVar("_S", bound=Snapshotted)

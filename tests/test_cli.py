@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.cli import main
+from tests.clirun import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-7-*.json"))[0]
@@ -47,7 +48,7 @@ def test_variants_and_properties_list_everything(capsys: pytest.CaptureFixture[s
     [
         (["fuzz", "-v", "linux-9.9"], "unknown variant 'linux-9.9'"),
         (["fuzz", "-p", "no_bugs"], "unknown property 'no_bugs'"),
-        (["fuzz", "-v", "missing.py:X"], "variant file missing.py not found"),
+        (["fuzz", "-v", "missing.py:X"], "variant file missing.py: No such file or directory"),
         (["replay", "/nonexistent/corpus"], "no such file or folder"),
         (["explore", "-v", "nope"], "unknown variant"),
     ],
@@ -98,7 +99,8 @@ def test_show_prints_lanes(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_finds_saves_and_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_fuzz_finds_saves_and_exits_1(tmp_path: Path) -> None:
+    """With the ci profile, so in its own process (tests/clirun.py says why)."""
     argv = [
         "fuzz",
         "-v",
@@ -110,16 +112,16 @@ def test_fuzz_finds_saves_and_exits_1(capsys: pytest.CaptureFixture[str], tmp_pa
         "--corpus",
         str(tmp_path),
     ]
-    code, out, _ = run(capsys, *argv)
-    assert code == 1
-    assert "no_walk_of_freed_page_table breaks in" in out
-    saved = list(tmp_path.rglob("*.json"))
-    assert len(saved) == 1
-    code, out, _ = run(capsys, *argv)  # the same finding again: not saved twice
-    assert "already in the corpus" in out
-    assert list(tmp_path.rglob("*.json")) == saved
-    assert main(["replay", str(saved[0])]) == 0
-    capsys.readouterr()
+    r = run_cli(*argv)
+    assert r.returncode == 1, r.stderr
+    assert "no_walk_of_freed_page_table breaks in" in r.stdout
+    files = list(tmp_path.rglob("*.json"))
+    assert len(files) == 1
+    assert f"replay: tlbfuzz replay {files[0]}" in r.stdout
+    r = run_cli(*argv)  # the same finding again: not saved twice
+    assert "already in the corpus" in r.stdout
+    assert list(tmp_path.rglob("*.json")) == files
+    assert main(["replay", str(files[0])]) == 0
 
 
 @pytest.mark.slow

@@ -4,17 +4,28 @@ gets one line naming the file and step; nothing saved is ever overwritten."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from fuzz.corpus import CorpusError, Entry, iter_files, load, load_variant, replay, save
+from fuzz.corpus import CorpusError, Entry, iter_files, load, replay, save, walk
+from fuzz.user import UserVariantError, cli_variant
 from protocol import VARIANTS, Config, parse
 from tests.schedules import ALL_SCHEDULES, SHORTEST
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
-FILES = sorted(CORPUS.rglob("*.json"))
+
+
+def corpus_files(folder: Path) -> list[Path]:
+    """The files the tests below replay: every ``*.json`` under ``folder``. Loading one runs
+    no code (a user variant it names resolves only against files passed on the command line,
+    and the tests pass none), so a .py beside a JSON is never imported."""
+    return sorted(p for p in walk([folder]) if isinstance(p, Path))
+
+
+FILES = corpus_files(CORPUS)
 
 
 def test_every_concern_has_both_its_entries() -> None:
@@ -77,7 +88,7 @@ def _good() -> dict[str, object]:
         (lambda d: {**d, "format": 99}, "unknown format 99"),
         (lambda d: {**d, "expect": "maybe"}, "expect must be"),
         (lambda d: {**d, "schedule": ["cpu0 user_read va=zz"]}, "step 1: bad value"),
-        (lambda d: {**d, "config": {"cpus": 0}}, "bad config"),
+        (lambda d: {**d, "config": {"cpus": 0}}, "config: cpus 0 is out of range 1-4"),
         (lambda d: {**d, "length": 99}, "says length 99"),
         (lambda d: [1, 2], "expected a JSON object"),
     ],
@@ -114,30 +125,35 @@ def test_a_verdict_that_changed_is_reported(tmp_path: Path) -> None:
 def test_unreadable_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(CorpusError, match="no such file or folder"):
         list(iter_files([tmp_path / "missing"]))
+    (tmp_path / "sub").mkdir()
+    real_scandir = os.scandir
 
-    def denied(self: Path, pattern: str) -> list[Path]:
-        raise PermissionError(13, "Permission denied")
+    def denied(path: str | Path) -> object:
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
 
     # CI runs as root, where chmod cannot make a folder unreadable: make the walk fail instead
-    monkeypatch.setattr(Path, "rglob", denied)
-    with pytest.raises(CorpusError, match="cannot read folder: Permission denied"):
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(CorpusError, match="sub: cannot read folder: Permission denied"):
         list(iter_files([tmp_path]))
 
 
 def test_user_variant_file_that_raises_on_import(tmp_path: Path) -> None:
     f = tmp_path / "v.py"
-    f.write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(CorpusError, match=r"v.py: raised RuntimeError on import: boom"):
-        load_variant(f"{f}:X")
-    f.write_text("X = 3\n")
-    with pytest.raises(CorpusError, match=r"is not a protocol\.Variant"):
-        load_variant(f"{f}:X")
-    with pytest.raises(CorpusError, match="not found"):
-        load_variant(f"{tmp_path}/none.py:X")
+    f.write_text("import os\nraise RuntimeError('boom')\n")
+    with pytest.raises(UserVariantError, match=r"v.py:2: raised RuntimeError: boom on import"):
+        cli_variant(f"{f}:X")
+    g = tmp_path / "w.py"
+    g.write_text("X = 3\n")
+    with pytest.raises(UserVariantError, match=r"w.py:1: X is not a protocol\.Variant"):
+        cli_variant(f"{g}:X")
+    with pytest.raises(UserVariantError, match="No such file"):
+        cli_variant(f"{tmp_path}/none.py:X")
 
 
 def test_user_variant_from_a_file() -> None:
-    v = load_variant(str(ROOT / "examples" / "my_variant.py") + ":SKIP_SWITCHING_CPUS")
+    v = cli_variant(str(ROOT / "examples" / "my_variant.py") + ":SKIP_SWITCHING_CPUS")
     assert v.name == "skip-switching-cpus"
     assert type(v).should_flush_tlb is not type(VARIANTS["linux-current"]).should_flush_tlb
 

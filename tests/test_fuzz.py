@@ -4,6 +4,9 @@ on the variants that answer the concerns."""
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
 import attrs
 import pytest
 
@@ -11,7 +14,11 @@ from fuzz.machine import kind_of, machine_for
 from fuzz.runner import Finding, Held, fuzz_variant
 from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, World, parse
 from protocol.search import ddmin, first_violation, minimise
+from tests.clirun import run_cli, saved
 from tests.schedules import ALL_SCHEDULES, MINIMAL_SHAPES, SHORTEST
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Not found by the ci profile's derandomized 5000 examples (measured: it finds every review
 # concern, 1-7, but not the switch-window NMI on these two, which needs a context switch, an
@@ -33,13 +40,17 @@ CI_FINDS = [k for k in SHORTEST if k not in NIGHTLY_ONLY]
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "prop"), CI_FINDS, ids=str)
-def test_ci_profile_finds_the_shortest_schedule(variant: str, prop: str) -> None:
-    (o,) = fuzz_variant(VARIANTS[variant], [prop], profile="ci")
-    assert isinstance(o, Finding), f"{variant} held {prop} under the ci profile"
-    assert len(o.schedule) in MINIMAL_SHAPES[(variant, prop)], [str(a) for a in o.schedule]
-    hit = first_violation(World.initial(o.variant, o.config), o.schedule, [prop])
+def test_ci_profile_finds_the_shortest_schedule(variant: str, prop: str, tmp_path: Path) -> None:
+    """`tlbfuzz fuzz --profile ci`, in its own process (tests/clirun.py says why)."""
+    r = run_cli("fuzz", "-v", variant, "-p", prop, "--profile", "ci", "--corpus", str(tmp_path))
+    assert r.returncode == 1, f"{variant} held {prop} under the ci profile\n{r.stdout}{r.stderr}"
+    (found,) = saved(tmp_path)
+    schedule = [parse(s) for s in found["schedule"]]
+    assert len(schedule) in MINIMAL_SHAPES[(variant, prop)], found["schedule"]
+    config = Config.from_dict(found["config"])
+    hit = first_violation(World.initial(VARIANTS[variant], config), schedule, [prop])
     assert hit is not None
-    assert hit[0] == len(o.schedule)
+    assert hit[0] == len(schedule)
 
 
 @pytest.mark.nightly
@@ -64,11 +75,20 @@ CLEAN = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "props"), CLEAN, ids=lambda x: str(x)[:20])
-def test_answering_variants_stay_clean_under_ci(variant: str, props: tuple[str, ...]) -> None:
-    outcomes = fuzz_variant(VARIANTS[variant], list(props), profile="ci", max_examples=600)
-    broken = [o for o in outcomes if isinstance(o, Finding)]
-    assert not broken, "\n".join(f"{o.prop}: {[str(a) for a in o.schedule]}" for o in broken)
-    assert all(isinstance(o, Held) and o.examples > 0 for o in outcomes)
+def test_answering_variants_stay_clean_under_ci(
+    variant: str, props: tuple[str, ...], tmp_path: Path
+) -> None:
+    argv = ["fuzz", "-v", variant, "--profile", "ci", "--max-examples", "600"]
+    argv += [a for p in props for a in ("-p", p)]
+    r = run_cli(*argv, "--corpus", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not saved(tmp_path)
+    row = next(line for line in r.stdout.splitlines() if line.startswith(variant + " "))
+    assert row.split().count("held") == len(props), row
+    tried = re.search(r"(\d+) examples, (\d+) steps", row)
+    assert tried is not None
+    assert int(tried[1]) > 0
+    assert int(tried[2]) > 0
 
 
 def test_kind_of_separates_progress_from_path_starts() -> None:
@@ -187,39 +207,3 @@ def test_nightly_profile_finds_concern_4_alone() -> None:
     (o,) = fuzz_variant(CONCERN_4_ALONE, ["no_use_after_free"], profile="nightly", cpus=2)
     assert isinstance(o, Finding), "concern 4 alone held under the nightly profile"
     assert len(o.schedule) == 12
-
-
-PROBE = """
-import sys
-for m in sys.argv[1:]:
-    __import__(m)
-from fuzz.runner import fuzz_variant
-from protocol import VARIANTS
-(o,) = fuzz_variant(VARIANTS["linux-current"], ["no_deadlock"], profile="ci", max_examples=80)
-print(o.examples, o.steps)
-"""
-
-
-def test_a_derandomized_run_does_not_depend_on_the_modules_loaded() -> None:
-    """Hypothesis mines literals from every local module loaded; fuzz.profiles pins that pool,
-    so the ci stream is the same for `tlbfuzz fuzz`, one test file and the whole suite."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from hypothesis.internal.conjecture import providers
-
-    assert hasattr(providers, "_get_local_constants"), "Hypothesis moved the constant pool"
-    root = Path(__file__).resolve().parent.parent
-
-    def run(*modules: str) -> str:
-        r = subprocess.run(
-            [sys.executable, "-c", PROBE, *modules],
-            capture_output=True,
-            text=True,
-            cwd=root,
-            check=True,
-        )
-        return r.stdout
-
-    assert run() == run("tests.test_cli", "bench.bench_race", "examples.my_variant")

@@ -142,7 +142,7 @@ def test_the_copy_check_catches_a_shared_container() -> None:
 
 
 def test_snapshot_fields_are_named() -> None:
-    snap = busy_world().snapshot()
+    snap: Any = busy_world().snapshot()
     assert snap.cpus[1].tlb  # by name, not position
     assert snap.mms[1].cpumask == 0b11
 
