@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from protocol import Action, Budget, World, budget_kinds
+from protocol.search import rename_cpus
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -89,13 +90,8 @@ def plain_accesses(start: World, schedule: Sequence[Action], prop: str) -> list[
     return out
 
 
-def rename(schedule: Sequence[Action], perm: Sequence[int]) -> list[Action]:
-    """CPU ``i`` renamed ``perm[i]``, in every action and every argument naming a CPU."""
-    out = []
-    for a in schedule:
-        args = tuple((k, perm[v] if k == "target" else v) for k, v in a.args)
-        out.append(Action(perm[a.cpu] if a.cpu >= 0 else a.cpu, a.op, args))
-    return out
+rename = rename_cpus
+"""CPU ``i`` renamed ``perm[i]`` (``protocol.search.rename_cpus``)."""
 
 
 def _key(a: Action) -> tuple[int, str]:

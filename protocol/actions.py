@@ -48,7 +48,13 @@ def _fmt(name: str, value: int) -> str:
     return str(value)
 
 
+MAX_VALUE_TEXT: Final = 20
+"""The longest argument value a schedule line may hold (a 64-bit number in decimal)."""
+
+
 def _parse_value(name: str, text: str) -> int:
+    if len(text) > MAX_VALUE_TEXT:
+        raise ParseError(f"value of {name} is longer than {MAX_VALUE_TEXT} characters")
     try:
         if name == "va":
             return int(text, 16)

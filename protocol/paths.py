@@ -111,6 +111,9 @@ TARGET_VA: Final = ArgDomain(
     lambda config, cpu: [(t, va) for t in range(config.cpus) if t != cpu for va in config.vas()],
     3,
 )
+CPU_ARGS: Final = frozenset({"target"})
+"""Action arguments whose value is a CPU number (renamed with the CPUs by symmetry, dropped
+with a CPU by ``drop_cpu``)."""
 NEXT_KTHREAD: Final = ArgDomain(("next",), lambda config, cpu: [(KTHREAD,)], 4)
 """A context switch to a kernel thread (``next=kthread``)."""
 NEXT_MM: Final = ArgDomain(
@@ -208,6 +211,7 @@ def always(w: World, cpu: int, lv: Locals) -> bool:
 
 
 __all__ = [
+    "CPU_ARGS",
     "FLUSH_TLB_MM_RANGE",
     "MM_VA",
     "NEXT_KTHREAD",

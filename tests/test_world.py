@@ -131,3 +131,8 @@ def test_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="cpus"):
         Config(cpus=0)
     assert Config.from_dict(Config(cpus=3).to_dict()) == Config(cpus=3)
+
+
+def test_parse_refuses_an_overlong_value() -> None:
+    with pytest.raises(ParseError, match="longer than 20 characters"):
+        parse("cpu0 user_read va=0x" + "1" * 5000)

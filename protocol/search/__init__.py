@@ -4,7 +4,7 @@ symmetry reduction (``symmetry``) and random walks with the randomness passed in
 
 from protocol.search.bfs import SearchResult, bfs
 from protocol.search.reduce import ddmin, drop_cpu, fewer_cpus, first_violation, minimise
-from protocol.search.symmetry import permuted_snapshot, symmetric_fingerprint
+from protocol.search.symmetry import permuted_snapshot, rename_cpus, symmetric_fingerprint
 
 __all__ = [
     "SearchResult",
@@ -15,5 +15,6 @@ __all__ = [
     "first_violation",
     "minimise",
     "permuted_snapshot",
+    "rename_cpus",
     "symmetric_fingerprint",
 ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from protocol.paths import CPU_ARGS
 from protocol.search.bfs import bfs
 
 if TYPE_CHECKING:
@@ -122,9 +123,9 @@ def drop_cpu(schedule: Sequence[Action], cpu: int) -> list[Action] | None:
             continue
         args = []
         for k, v in a.args:
-            if k == "target" and v == cpu:
+            if k in CPU_ARGS and v == cpu:
                 return None
-            args.append((k, v - (v > cpu) if k == "target" else v))
+            args.append((k, v - (v > cpu) if k in CPU_ARGS else v))
         out.append(Action(a.cpu - (a.cpu > cpu), a.op, tuple(args)))
     return out
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from protocol.paths import CPU_ARGS
 from protocol.state import Cpu, Mm
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from protocol.actions import Action
     from protocol.world import World
 
 
@@ -32,6 +34,18 @@ def permuted_snapshot(w: World, perm: Sequence[int]) -> tuple[object, ...]:
 
 def _renamed(snap: Any, perms: Iterable[tuple[str, Any]], perm: Sequence[int]) -> Any:
     return snap._replace(**{name: fn(getattr(snap, name), perm) for name, fn in perms})
+
+
+def rename_cpus(schedule: Sequence[Action], perm: Sequence[int]) -> list[Action]:
+    """``schedule`` with CPU ``i`` renamed ``perm[i]``, in every action and every argument
+    naming a CPU (``protocol.paths.CPU_ARGS``)."""
+    from protocol.actions import Action
+
+    out = []
+    for a in schedule:
+        args = tuple((k, perm[v] if k in CPU_ARGS else v) for k, v in a.args)
+        out.append(Action(perm[a.cpu] if a.cpu >= 0 else a.cpu, a.op, args))
+    return out
 
 
 def symmetric_fingerprint(w: World) -> int:
