@@ -29,6 +29,9 @@ class SearchResult:
     states: int  # unique states seen
     complete: bool  # False if max_states cut the search short
     exhausted: bool = False  # every reachable state was explored: a proof for this config
+    reached: dict[str, int] = attrs.field(factory=dict)
+    """With ``windows``: per window of ``protocol.windows``, the unique states visited in it
+    (0: never reached, so what a held property claims did not include that window)."""
 
 
 def bfs(
@@ -40,6 +43,7 @@ def bfs(
     key: Callable[[World], object] | None = None,
     on_level: Callable[[int, int], None] | None = None,
     on_violation: Callable[[list[Action], Violation], bool] | None = None,
+    windows: bool = False,
 ) -> SearchResult:
     """Breadth-first search from ``start`` for a state breaking one of ``props``: the first
     found is at the least depth. ``allowed`` restricts the actions tried; ``key`` maps a world
@@ -52,11 +56,25 @@ def bfs(
     too, since the shortest way to break one property may pass through breaking another.
     If the callback stops the search, the result carries that last violation; if the search
     ends otherwise, its schedule and violation are None (the callback has had them all).
+
+    With ``windows``, every unique state visited is checked against the reachability windows
+    (``protocol.windows``) and the result counts the states in each.
     """
+    from protocol.windows import WINDOWS
+
     props = tuple(props)
+    counts = dict.fromkeys(WINDOWS, 0) if windows else {}
+    checks = [(name, win.reached) for name, win in WINDOWS.items()] if windows else []
+
+    def visit(x: World) -> None:
+        for name, inside in checks:
+            if inside(x):
+                counts[name] += 1
+
     reported: set[str] = set()
     key = key or (lambda w: w.snapshot())
     seen = {key(start)}
+    visit(start)
     parents: dict[int, tuple[int, Action]] = {}
     worlds = [start]
     frontier = deque([0])
@@ -86,9 +104,11 @@ def bfs(
             worlds.append(x)
             index = len(worlds) - 1
             parents[index] = (i, a)
+            visit(x)
             found = x.violations(props)
             if found and on_violation is None:
-                return SearchResult(_path(parents, index), found[0], depth + 1, len(seen), True)
+                path = _path(parents, index)
+                return SearchResult(path, found[0], depth + 1, len(seen), True, reached=counts)
             for v in found:
                 if v.prop in reported:
                     continue
@@ -96,14 +116,16 @@ def bfs(
                 assert on_violation is not None
                 path = _path(parents, index)
                 if not on_violation(path, v):
-                    return SearchResult(path, v, depth + 1, len(seen), True)
+                    return SearchResult(path, v, depth + 1, len(seen), True, reached=counts)
             if len(seen) >= max_states:
-                return SearchResult(None, None, depth, len(seen), False)
+                return SearchResult(None, None, depth, len(seen), False, reached=counts)
             frontier.append(index)
             next_level_end = index + 1
         worlds[i] = None  # type: ignore[call-overload]  # free the explored level as we go
     exhausted = not frontier and depth < max_depth
-    return SearchResult(None, None, min(depth, max_depth), len(seen), True, exhausted)
+    return SearchResult(
+        None, None, min(depth, max_depth), len(seen), True, exhausted, reached=counts
+    )
 
 
 def _path(parents: dict[int, tuple[int, Action]], index: int) -> list[Action]:

@@ -1,0 +1,134 @@
+"""Reachability windows ("sometimes" properties, next to the "always" ones in properties.py).
+
+A property that holds says something only if the search reached the states where it could have
+broken. Each window names such a state: a CPU still caches a translation that a PTE change has
+retired while the flush is in flight; a flush csd still waits on its target after the initiator
+returned; loaded_mm and CR3 disagree (the switch window an NMI can land in); a flush csd queued
+behind another cross-call; a freed page-table page still in a paging-structure cache. A search
+counts the states it visits in each window, and a "held" is reported with them: a window never
+reached means the search never looked where that property could break.
+
+Each predicate reads the state only, like the state properties, and is cheap: it is asked of
+every state the explorer visits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from protocol.state import CSD_MANY, FLUSH_TLB_FUNC, READ_USER_FUNC
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from protocol.world import World
+
+
+@attrs.frozen
+class Window:
+    name: str
+    summary: str
+    reached: Callable[[World], bool]
+
+
+def _flush_in_flight(w: World) -> bool:
+    """Some CPU is inside a kernel path, or some flush csd is queued or being handled."""
+    if any(c.path for c in w.cpus):
+        return True
+    return any(csd.locked and csd.func == FLUSH_TLB_FUNC for csd in w.csds.values())
+
+
+def stale_entry_during_flush(w: World) -> bool:
+    """A CPU caches a translation that a PTE change has retired (the entry predates the PTE's
+    current contents), while a flush is still in flight."""
+    for c in w.cpus:
+        for (asid, va), e in c.tlb.items():
+            ctx_id = c.ctxs[asid][0] if 0 <= asid < len(c.ctxs) else 0
+            if ctx_id <= 0:
+                continue
+            pte = w.mms[ctx_id].ptes.get(va)
+            if pte is not None and pte.seq > e.pte_seq and _flush_in_flight(w):
+                return True
+    return False
+
+
+def flush_ipi_pending_after_return(w: World) -> bool:
+    """A flush csd is still locked on its target while its sender has returned from the
+    flush (the asynchronous window of the 2019 RFC)."""
+    return any(
+        key.kind == CSD_MANY
+        and csd.locked
+        and csd.func == FLUSH_TLB_FUNC
+        and not w.cpus[key.sender].path
+        for key, csd in w.csds.items()
+    )
+
+
+def loaded_mm_cr3_disagree(w: World) -> bool:
+    """``cpu_tlbstate.loaded_mm`` and CR3 name different mms (switch_mm_irqs_off() between
+    its two writes): the window nmi_uaccess_okay() must refuse."""
+    return any(c.loaded_mm != c.cr3_mm for c in w.cpus)
+
+
+def flush_csd_behind_cross_call(w: World) -> bool:
+    """A flush csd waits behind another subsystem's cross-call on one CPU, queued or in the
+    batch its IPI handler took (Peter Zijlstra's question in the review)."""
+    for c in w.cpus:
+        funcs = [w.csds[k].func for k in c.queue]
+        if c.irq is not None:
+            funcs = [it.func for it in c.irq] + funcs
+        if READ_USER_FUNC in funcs and FLUSH_TLB_FUNC in funcs[funcs.index(READ_USER_FUNC) :]:
+            return True
+    return False
+
+
+def freed_table_still_cached(w: World) -> bool:
+    """A page-table page was freed while a CPU's paging-structure cache still points at it."""
+    for c in w.cpus:
+        for pwc in c.pwc.values():
+            if w.frames[pwc.pfn].version != pwc.frame_version:
+                return True
+    return False
+
+
+WINDOWS: Final[dict[str, Window]] = {
+    win.name: win
+    for win in (
+        Window(
+            "stale_entry_during_flush",
+            "a CPU caches a translation a PTE change retired, while the flush is in flight",
+            stale_entry_during_flush,
+        ),
+        Window(
+            "flush_ipi_pending_after_return",
+            "a flush csd is still locked on its target after the initiator returned",
+            flush_ipi_pending_after_return,
+        ),
+        Window(
+            "loaded_mm_cr3_disagree",
+            "loaded_mm and CR3 name different mms (where an NMI must not touch user memory)",
+            loaded_mm_cr3_disagree,
+        ),
+        Window(
+            "flush_csd_behind_cross_call",
+            "a flush csd waits behind another subsystem's cross-call on one CPU",
+            flush_csd_behind_cross_call,
+        ),
+        Window(
+            "freed_table_still_cached",
+            "a freed page-table page is still in a CPU's paging-structure cache",
+            freed_table_still_cached,
+        ),
+    )
+}
+"""Every window, by name."""
+
+
+def reached(w: World) -> list[str]:
+    """The windows ``w`` is in."""
+    return [name for name, win in WINDOWS.items() if win.reached(w)]
+
+
+__all__ = ["WINDOWS", "Window", "reached"]

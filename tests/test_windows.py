@@ -1,0 +1,55 @@
+"""Reachability windows: a held property is reported with the windows the search reached, and
+a window a variant cannot reach is reported as never reached."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol import VARIANTS, Budget, Config, World
+from protocol.search import bfs
+from protocol.windows import WINDOWS, reached
+
+MADVISE = Config(budget=Budget.only(madvise=1), reuse=False)
+
+
+@pytest.mark.slow
+def test_the_posted_rfc_reaches_the_async_window_and_5_2_never_does() -> None:
+    """5.2's initiator waits in csd_lock_wait() until every target has run its flush, so a
+    flush csd can never be pending after it returned: the whole state space never reaches
+    that window, and says so; the RFC as posted reaches it."""
+    sync = bfs(World.initial(VARIANTS["linux-5.2"], MADVISE), [], 200, windows=True)
+    assert sync.exhausted
+    assert sync.reached["flush_ipi_pending_after_return"] == 0
+    assert sync.reached["stale_entry_during_flush"] > 0
+    posted = bfs(World.initial(VARIANTS["rfc-async-posted"], MADVISE), [], 8, windows=True)
+    assert posted.reached["flush_ipi_pending_after_return"] > 0
+
+
+def test_the_review_schedules_pass_through_their_windows() -> None:
+    w = World.initial(VARIANTS["rfc-async-posted"])
+    assert reached(w) == []
+    w.run(
+        [
+            "cpu0 user_read va=0x1000",
+            "cpu1 madvise_dontneed va=0x1000",
+            "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu1 native_flush_tlb_multi__send_ipis",
+        ]
+    )
+    assert "stale_entry_during_flush" in reached(w)
+    w.run(["cpu1 flush_tlb_mm_range__flush_tlb_func_local", "cpu1 tlb_finish_mmu"])
+    assert "flush_ipi_pending_after_return" in reached(w)
+
+
+def test_a_context_switch_opens_the_cr3_window() -> None:
+    w = World.initial(VARIANTS["linux-current"])
+    w.run(
+        [
+            "cpu0 switch_mm_irqs_off__loaded_mm_switching next=B",
+        ]
+    )
+    assert "loaded_mm_cr3_disagree" in reached(w)
+
+
+def test_every_window_has_a_summary() -> None:
+    assert all(win.summary for win in WINDOWS.values())
