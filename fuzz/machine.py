@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
+from protocol.windows import WINDOWS, reached
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -187,6 +188,8 @@ class TlbMachine(RuleBasedStateMachine):
     # Statistics, for the CLI's "held after N examples, M steps".
     examples: ClassVar[int] = 0
     steps: ClassVar[int] = 0
+    windows: ClassVar[dict[str, int]]
+    """Per reachability window (``protocol.windows``): the steps that ended in it."""
     # Called with (examples, steps) as each example starts: the CLI's progress line.
     on_example: ClassVar[Callable[[int, int], None] | None] = None
 
@@ -242,7 +245,10 @@ class TlbMachine(RuleBasedStateMachine):
         action = self.pick(choice)
         self.world.apply(action)
         self.schedule.append(action)
-        type(self).steps += 1
+        cls = type(self)
+        cls.steps += 1
+        for name in reached(self.world):
+            cls.windows[name] += 1
 
     @precondition(lambda self: self.terminal())
     @rule()
@@ -280,6 +286,7 @@ def machine_for(
         "properties": props,
         "examples": 0,
         "steps": 0,
+        "windows": dict.fromkeys(WINDOWS, 0),
         "__module__": __name__,
         "setup": initialize(
             config=configs(variant) if config_strategy is None else config_strategy,

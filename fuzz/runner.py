@@ -47,6 +47,9 @@ class Held:
     examples: int
     steps: int
     seconds: float
+    windows: dict[str, int] = attrs.field(factory=dict)
+    """Per reachability window (``protocol.windows``): the steps that ended in it; 0 means
+    the search never looked where the property could break there."""
 
 
 Outcome = Finding | Held
@@ -60,10 +63,12 @@ def run_machine(
     cpus: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     config: Config | None = None,
+    windows: dict[str, int] | None = None,
 ) -> tuple[PropertyViolated | None, int, int]:
     """One Hypothesis run; returns (the violation raised, examples, steps). ``on_progress``
     gets (examples, steps) as each example starts. ``config`` fixes the model's size and
-    budgets (else they are drawn, with ``cpus`` CPUs if given)."""
+    budgets (else they are drawn, with ``cpus`` CPUs if given). ``windows``, if given, gets
+    the run's steps per reachability window added."""
     strategy = st.just(config) if config else configs(variant, (cpus,)) if cpus else None
     machine = machine_for(variant, props, strategy)
     machine.on_example = on_progress
@@ -73,6 +78,7 @@ def run_machine(
         with with_reporter(lambda _msg: None):
             run_state_machine_as_test(machine, settings=settings)  # type: ignore[no-untyped-call]
     except PropertyViolated as e:
+        _add(windows, machine.windows)
         return e, machine.examples, machine.steps
     except BaseExceptionGroup as group:  # several distinct failures: take a property one
         match, rest = group.split(PropertyViolated)
@@ -81,8 +87,16 @@ def run_machine(
         first = match.exceptions[0]
         assert isinstance(first, PropertyViolated)
         del rest
+        _add(windows, machine.windows)
         return first, machine.examples, machine.steps
+    _add(windows, machine.windows)
     return None, machine.examples, machine.steps
+
+
+def _add(total: dict[str, int] | None, more: dict[str, int]) -> None:
+    if total is not None:
+        for k, n in more.items():
+            total[k] = total.get(k, 0) + n
 
 
 def fuzz_variant(
@@ -112,6 +126,7 @@ def fuzz_variant(
     deadline = None if seconds is None else time.perf_counter() + seconds
     run = 0
     total_examples = total_steps = 0
+    windows: dict[str, int] = {}
     t_start = time.perf_counter()
     while remaining:
         t0 = time.perf_counter()
@@ -123,7 +138,7 @@ def fuzz_variant(
                 on_progress(bx + ex, bs + st)
 
         err, examples, steps = run_machine(
-            variant, tuple(remaining), settings, run_seed, cpus, progress, config
+            variant, tuple(remaining), settings, run_seed, cpus, progress, config, windows
         )
         total_examples += examples
         total_steps += steps
@@ -135,7 +150,7 @@ def fuzz_variant(
         seconds_used = time.perf_counter() - t0
         if err is None:
             for p in remaining:
-                o: Outcome = Held(variant, p, examples, steps, seconds_used)
+                o: Outcome = Held(variant, p, examples, steps, seconds_used, dict(windows))
                 outcomes.append(o)
                 if on_outcome:
                     on_outcome(o)
