@@ -24,6 +24,7 @@ from protocol.properties import (
     NO_USE_AFTER_FREE,
     NO_WALK_OF_FREED_PAGE_TABLE,
     NO_WRITE_AFTER_WRITE_PROTECT,
+    UACCESS_IN_CURRENT_MM,
 )
 from protocol.state import (
     FILE,
@@ -127,6 +128,12 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
     """A load or store to user address ``va`` in CR3's address space, by user code or by a
     kernel uaccess. Returns what happened, for the trace."""
     c = w.cpus[cpu]
+    if who != "user" and c.loaded_mm != c.task:
+        w.report(
+            UACCESS_IN_CURRENT_MM,
+            f"cpu{cpu} {who} reads {va:#x} while loaded_mm={mm_name(c.loaded_mm)} but "
+            f"current->mm is {mm_name(c.task) if c.task else 'NULL (kthread)'}",
+        )
     if c.cr3_mm <= INIT_MM:
         return "fault (no user mapping in CR3)"
     key = (c.cr3_asid, va)

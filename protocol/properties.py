@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol.state import FILE, Violation, mm_name
+from protocol.state import ANON, FILE, KTHREAD, Violation, mm_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,6 +33,9 @@ TLB_GEN_SOUNDNESS: Final = "tlb_gen_soundness"
 REQUEST_INTEGRITY: Final = "request_integrity"
 NO_DEADLOCK: Final = "no_deadlock"
 NO_STALE_ENTRY_AT_FREE: Final = "no_stale_entry_at_free"
+USER_NEVER_LAZY: Final = "user_never_lazy"
+UACCESS_IN_CURRENT_MM: Final = "uaccess_in_current_mm"
+PTES_MAP_OWN_FRAMES: Final = "ptes_map_own_frames"
 
 
 @attrs.frozen
@@ -97,6 +100,37 @@ def no_deadlock(w: World) -> Violation | None:
     )
 
 
+def user_never_lazy(w: World) -> Violation | None:
+    """A CPU whose current task is a user task is not in lazy TLB mode: ``enter_lazy_tlb()``
+    is for kernel threads, and switch_mm_irqs_off() clears ``is_lazy`` before the switch to
+    a user task completes."""
+    for cpu, c in enumerate(w.cpus):
+        if c.is_lazy and c.task != KTHREAD:
+            return Violation(
+                USER_NEVER_LAZY,
+                f"cpu{cpu} runs a task of mm {mm_name(c.task)} with is_lazy set "
+                f"(loaded_mm={mm_name(c.loaded_mm)})",
+            )
+    return None
+
+
+def ptes_map_own_frames(w: World) -> Violation | None:
+    """Every present PTE of an mm maps a page of that mm at that address: never a free frame,
+    a page-table page, or a frame reallocated to someone else."""
+    for mm_id, mm in enumerate(w.mms):
+        for va, pte in mm.ptes.items():
+            if not pte.present:
+                continue
+            f = w.frames[pte.pfn]
+            if f.kind not in (ANON, FILE) or f.mm != mm_id or f.va != va:
+                return Violation(
+                    PTES_MAP_OWN_FRAMES,
+                    f"mm {mm_name(mm_id)} PTE {va:#x} is present and maps pfn {pte.pfn}, "
+                    f"which is {f.describe()}",
+                )
+    return None
+
+
 PROPERTIES: Final[dict[str, Property]] = {
     p.name: p
     for p in (
@@ -137,6 +171,21 @@ PROPERTIES: Final[dict[str, Property]] = {
             NO_DEADLOCK,
             "no CPU spins forever in csd_lock()/csd_lock_wait()",
             check=no_deadlock,
+        ),
+        Property(
+            USER_NEVER_LAZY,
+            "a CPU running a user task is never in lazy TLB mode",
+            check=user_never_lazy,
+        ),
+        Property(
+            UACCESS_IN_CURRENT_MM,
+            "a kernel uaccess (syscall, IPI callback, NMI) happens only while loaded_mm is "
+            "current->mm",
+        ),
+        Property(
+            PTES_MAP_OWN_FRAMES,
+            "a present PTE maps a page of its own mm and address, never a free or reused frame",
+            check=ptes_map_own_frames,
         ),
         Property(
             NO_STALE_ENTRY_AT_FREE,
