@@ -14,14 +14,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+import attrs
+
 from fuzz.corpus import CorpusError, Entry, iter_files, load, load_variant, replay, save
-from fuzz.report import render
+from fuzz.mail import FORMATS, render_as
+from fuzz.results import Record
 from protocol import BUDGET_KINDS, DEFAULT_PROPERTIES, PROPERTIES, VARIANTS, Budget, Config
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from fuzz.runner import Outcome
     from protocol import Action, Variant, Violation
 
 DEFAULT_CORPUS = Path("corpus")
@@ -71,157 +73,125 @@ def _stamp() -> str:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from fuzz.runner import Finding, fuzz_variant
+    from fuzz.campaign import Campaign, CampaignError, Plan, default_workers, parse_shard
 
     variants = _variants(args.variant)
     props = _props(args.property)
     corpus = Path(args.corpus)
     if args.cpus is not None and args.cpus not in (1, 2, 3, 4):
         _fail("--cpus must be 1 to 4")
-    table: dict[str, dict[str, str]] = {}
-    findings = 0
-    tty = sys.stderr.isatty()
-    t_all = time.perf_counter()
-    interrupted = False
+    if args.workers is not None and args.workers < 1:
+        _fail("--workers must be at least 1")
+    if args.time_budget is not None and args.time_budget <= 0:
+        _fail("--time-budget must be a positive number of seconds")
     try:
-        for ref, v in variants:
-            row = table.setdefault(ref, {})
-            if tty:
-                print(f"fuzzing {ref} ({args.profile})...", file=sys.stderr, flush=True)
+        plan = Plan(
+            tuple(ref for ref, _ in variants),
+            tuple(props),
+            profile=args.profile,
+            seed=args.seed,
+            max_examples=args.max_examples,
+            cpus=args.cpus,
+            seconds=args.seconds,
+            corpus=str(corpus),
+            database=args.database,
+            shard=parse_shard(args.shard),
+            fmt=args.format,
+        )
+        workers = args.workers or default_workers()
+        campaign = Campaign(plan, workers, args.time_budget, progress=sys.stderr.isatty(), err=_err)
+        t0 = time.perf_counter()
+        records = campaign.run()
+    except CampaignError as e:
+        _fail(str(e))
+    dt = time.perf_counter() - t0
+    if campaign.interrupted:
+        _err("interrupted: findings so far are saved")
+    from fuzz.results import table_lines
 
-            def show(o: Outcome, ref: str = ref, row: dict[str, str] = row) -> None:
-                nonlocal findings
-                if tty:  # clear the progress line
-                    print("\r\033[K", end="", file=sys.stderr, flush=True)
-                if isinstance(o, Finding):
-                    findings += 1
-                    entry = Entry(
-                        o.variant,
-                        ref,
-                        o.config,
-                        o.prop,
-                        "violates",
-                        tuple(o.schedule),
-                        {
-                            "by": f"tlbfuzz fuzz --profile {args.profile}",
-                            "seed": args.seed,
-                            "when": _stamp(),
-                            "examples": o.examples,
-                            "hypothesis_length": o.found_length,
-                        },
-                        o.violation.message,
-                    )
-                    path, created = save(entry, corpus)
-                    print(
-                        render(
-                            o.variant,
-                            o.config,
-                            o.schedule,
-                            o.prop,
-                            o.violation,
-                            replay_cmd=f"tlbfuzz replay {path}",
-                        )
-                    )
-                    print(
-                        f"(found after {o.examples} examples in {o.seconds:.1f}s, "
-                        f"{o.found_length} steps before minimising; "
-                        f"{'saved' if created else 'already in the corpus'})\n"
-                    )
-                    row[o.prop] = str(len(o.schedule))
-                else:
-                    row[o.prop] = "held"
-                    row["tried"] = f"{o.examples} examples, {o.steps} steps"
-                    if tty:
-                        rate = o.steps / o.seconds if o.seconds else 0
-                        print(
-                            f"  {ref} {o.prop}: held, {o.examples} examples, {o.steps} steps, "
-                            f"{rate:,.0f} steps/s",
-                            file=sys.stderr,
-                        )
-
-            t_variant = time.perf_counter()
-
-            def progress(
-                examples: int,
-                steps: int,
-                ref: str = ref,
-                t0: float = t_variant,
-                last: list[float] = [0.0],  # noqa: B006  # one list per variant, by design
-            ) -> None:
-                now = time.perf_counter()
-                if now - last[0] < 0.5:
-                    return
-                last[0] = now
-                rate = steps / max(now - t0, 1e-9)
-                print(
-                    f"\r  {ref}: {examples} examples, {steps} steps, {rate:,.0f} steps/s, "
-                    f"{findings} violation(s) so far",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-            fuzz_variant(
-                v,
-                props,
-                profile=args.profile,
-                seed=args.seed,
-                max_examples=args.max_examples,
-                cpus=args.cpus,
-                on_outcome=show,
-                seconds=args.seconds,
-                on_progress=progress if tty else None,
-            )
-            if tty:
-                print("\r\033[K", end="", file=sys.stderr)
-    except KeyboardInterrupt:
-        interrupted = True
-        clear = "\r\033[K" if tty else ""
-        print(f"{clear}interrupted: findings so far are saved", file=sys.stderr)
-    _print_table(table, props)
-    print(f"{findings} violation(s) in {time.perf_counter() - t_all:.0f}s; corpus: {corpus}/")
-    return 1 if findings else 130 if interrupted else 0
+    for line in table_lines(records, props):
+        print(line)
+    findings = sum(r.verdict == "violates" for r in records)
+    print(f"{findings} violation(s) in {dt:.0f}s; corpus: {corpus}/")
+    status = 1 if findings else 130 if campaign.interrupted else 3 if campaign.lost else 0
+    meta = {
+        "profile": args.profile,
+        "seed": args.seed,
+        "workers": workers,
+        "shard": args.shard,
+        "database": args.database,
+        "complete": campaign.complete,
+        "resumed": campaign.resumed,
+        "exit_status": status,
+    }
+    _write_results(args, "fuzz", records, dt, meta)
+    return status
 
 
-def _print_table(table: dict[str, dict[str, str]], props: list[str]) -> None:
-    if not table:
-        return
-    props = [*props, "tried"]
-    w0 = max(len(v) for v in table)
-    widths = [max(len(p), *(len(r.get(p, "")) for r in table.values())) for p in props]
-    print(
-        "\n" + " " * w0 + "  " + "  ".join(f"{p:<{w}}" for p, w in zip(props, widths, strict=True))
-    )
-    for v, r in table.items():
-        cells = "  ".join(f"{r.get(p, '-'):<{w}}" for p, w in zip(props, widths, strict=True))
-        print(f"{v:<{w0}}  {cells}")
-    print(
-        "(a number: the length of the shortest violating schedule found, minimised; held: no "
-        "violation in the examples and steps tried by the variant's last run)"
-    )
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _write_results(
+    args: argparse.Namespace,
+    command: str,
+    records: Sequence[Record],
+    seconds: float,
+    meta: dict[str, object] | None = None,
+) -> None:
+    """``--json PATH`` and ``--junit PATH``, if asked for."""
+    from fuzz.results import document, write_json, write_junit
+
+    try:
+        if args.json:
+            write_json(Path(args.json), document(command, records, seconds, **(meta or {})))
+        if args.junit:
+            write_junit(Path(args.junit), command, records, seconds)
+    except OSError as e:
+        _fail(f"cannot write results: {e}")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from fuzz.results import Record, replay_record
+
     files = list(iter_files([Path(p) for p in args.paths]))
     if not files:
         _fail("no corpus files found in " + " ".join(args.paths))
     bad = unreadable = 0
+    records: list[Record] = []
+    t_all = time.perf_counter()
     for f in files:
+        t0 = time.perf_counter()
         try:
             r = replay(load(f))
         except CorpusError as e:  # say so, and go on with the other files
             print(f"tlbfuzz: {e}", file=sys.stderr)
             unreadable += 1
+            records.append(
+                Record(None, None, "error", schedule_file=str(f), message=str(e), ok=False)
+            )
             continue
         print(("" if r.ok else "FAIL ") + r.message)
         bad += not r.ok
+        records.append(replay_record(r, f, time.perf_counter() - t0))
     print(f"{len(files) - bad - unreadable} passed, {bad + unreadable} failed")
+    _write_results(args, "replay", records, time.perf_counter() - t_all)
     return 2 if unreadable else 1 if bad else 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     e = load(Path(args.path))
-    print(render(e.variant, e.config, e.schedule, e.prop, replay_cmd=f"tlbfuzz replay {args.path}"))
+    if args.format == "python":
+        from fuzz.reproducer import render_python
+
+        print(render_python(e), end="")
+        return 0
+    replay_cmd = f"tlbfuzz replay {args.path}"
+    print(
+        render_as(
+            args.format, e.variant, e.config, e.schedule, e.prop, None, replay_cmd, expect=e.expect
+        )
+    )
     return 0
 
 
@@ -255,16 +225,26 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     tty = sys.stderr.isatty()
     found: list[str] = []
+    records: dict[str, Record] = {}
 
     def report(schedule: list[Action], violation: Violation) -> bool:
         found.append(violation.prop)  # first: a Ctrl-C while printing still counts it
+        records[violation.prop] = Record(
+            args.variant,
+            violation.prop,
+            "violates",
+            length=len(schedule),
+            seconds=time.perf_counter() - t0,
+            message=violation.message,
+            ok=False,
+        )
         if tty:
             print(file=sys.stderr)
         title = (
             f"{v.name}: shortest schedule breaking {violation.prop}: "
             f"{len(schedule)} steps ({config.cpus} CPUs)"
         )
-        print(render(v, config, schedule, violation.prop, violation, title=title))
+        print(render_as(args.format, v, config, schedule, violation.prop, violation, title=title))
         if args.save:
             entry = Entry(
                 v,
@@ -276,7 +256,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 {"by": "tlbfuzz explore", "when": _stamp()},
                 violation.message,
             )
-            path, _ = save(entry, Path(args.corpus))
+            path, created = save(entry, Path(args.corpus))
+            records[violation.prop] = attrs.evolve(
+                records[violation.prop], schedule_file=str(path), new=created
+            )
             print(f"saved: {path}")
         print(flush=True)
         return len(found) < len(props)
@@ -297,7 +280,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     if res is None:
         print(f"{v.name}: interrupted after {dt:.1f}s; broken so far: {', '.join(found) or 'none'}")
-        return 1 if found else 130
+        status = 1 if found else 130
+        for p in props:
+            records.setdefault(p, Record(args.variant, p, "incomplete", ok=False))
+        _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
+        return status
     rate = res.states / dt if dt else 0.0
     stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
     held = [p for p in props if p not in found]
@@ -312,7 +299,19 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if found:
         print(f"{v.name}: broken: " + ", ".join(found))
     print(stats)
-    return 1 if found else 0
+    for p in held:
+        records[p] = Record(
+            args.variant,
+            p,
+            "holds",
+            steps=res.states,
+            seconds=dt,
+            message=verdict,
+            extra={"depth": res.depth, "exhausted": res.exhausted},
+        )
+    status = 1 if found else 0
+    _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,12 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seconds", type=float, help="keep fuzzing each variant this long")
     f.add_argument("--cpus", type=int, help="fix the number of CPUs (default: 2 or 3)")
     f.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    _campaign_options(f)
+    _output_options(f)
     f.set_defaults(fn=cmd_fuzz)
     r = sub.add_parser("replay", help="replay corpus files or folders")
     r.add_argument("paths", nargs="+")
+    _output_options(r, formats=False)
     r.set_defaults(fn=cmd_replay)
-    s = sub.add_parser("show", help="print a corpus file as per-CPU lanes")
+    s = sub.add_parser("show", help="print a corpus file for a mail, as wide lanes, or as a test")
     s.add_argument("path")
+    s.add_argument(
+        "--format",
+        choices=(*FORMATS, "python"),
+        default="mail",
+        help="mail: 72 columns (default); wide: lanes with an effect column; python: a test",
+    )
     s.set_defaults(fn=cmd_show)
     e = sub.add_parser("explore", help="breadth-first search for a shortest violation")
     e.add_argument("-v", "--variant", required=True)
@@ -357,8 +365,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="store full states, not fingerprints equal for states that differ by CPU names",
     )
     e.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    _output_options(e)
     e.set_defaults(fn=cmd_explore)
     return ap
+
+
+def _output_options(p: argparse.ArgumentParser, formats: bool = True) -> None:
+    if formats:
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="mail",
+            help="how schedules print: mail (72 columns, default) or wide (lanes and effects)",
+        )
+    p.add_argument("--json", metavar="PATH", help="write one record per variant and property")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML for CI systems")
+
+
+def _campaign_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="processes to run (default: the machine's cores)")
+    p.add_argument(
+        "--shard", default="1/1", help="I/N: run the I-th of N deterministic parts of the work"
+    )
+    p.add_argument(
+        "--database",
+        metavar="DIR|redis://HOST:PORT/DB",
+        help="Hypothesis's example database, shared by workers and machines; a stopped "
+        "campaign resumes from it",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="run further rounds with new seeds until this much time has passed",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,7 +87,7 @@ def test_replay_ok_drift_and_corrupt(capsys: pytest.CaptureFixture[str], tmp_pat
 
 
 def test_show_prints_lanes(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "show", str(SAMPLE))
+    code, out, _ = run(capsys, "show", "--format", "wide", str(SAMPLE))
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("rfc-async-posted: no_use_after_free breaks in 7 steps")

@@ -1,0 +1,529 @@
+"""A fuzzing campaign: a work list of (variant, properties, seed) items, run by N worker
+processes, split across machines by shards, sharing Hypothesis's example database, bounded by a
+time budget, and resumable from that database.
+
+The work list. Round ``r`` holds one item per variant, numbered ``r * len(variants) + v``. An
+item runs ``fuzz.runner.fuzz_variant`` on the variant's properties that no earlier item broke.
+Round 0 uses the campaign's seed (None: Hypothesis's own randomness, as a plain run always did);
+later rounds, which only a ``time_budget`` asks for, use ``seed + r``. Shard ``I/N`` takes the
+items whose number is ``I - 1`` modulo ``N``, so N machines split one campaign without talking.
+
+One item per variant rather than per property: one machine checks every property at each step
+for about the cost of checking one (Hypothesis is most of the time: ``bench/bench_machine.py``),
+so splitting properties into items would multiply the work.
+
+Workers. Each is a process (spawned, so it also works under pytest) with a pipe to the parent;
+the parent hands an item to an idle worker and waits on every pipe and process at once. A
+worker saves each finding to the corpus itself, the moment it has one, before telling the
+parent: a worker killed mid-run loses nothing already saved (the corpus write is atomic, and
+Hypothesis saved the failing example to its database before that). The parent then marks the
+item lost, starts a new worker and goes on.
+
+Resume. With a database (``--database``, or the nightly profile's own), the parent records
+each finished item under a key derived from the campaign's parameters, through the database's
+public ``save``/``fetch``/``delete``. A campaign started again with the same parameters takes the
+items recorded there as done (their results included in the table) and runs the rest; a
+campaign whose finite work list is complete deletes the record, so the next run starts afresh.
+A time-budgeted campaign never completes its (unbounded) list, so the next run goes on from the
+next round: a nightly campaign continues night after night.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from fuzz.results import Record, merge
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from hypothesis.database import ExampleDatabase
+
+    from fuzz.runner import Outcome
+
+STATE_PREFIX: Final = b"tlbfuzz-campaign:"
+
+
+class CampaignError(Exception):
+    """Bad campaign parameters (a one-line usage error)."""
+
+
+@attrs.frozen
+class Plan:
+    """Everything that defines a campaign's work, and how its output looks."""
+
+    refs: tuple[str, ...]
+    props: tuple[str, ...]
+    profile: str = "dev"
+    seed: int | None = None
+    max_examples: int | None = None
+    cpus: int | None = None
+    seconds: float | None = None  # per item: keep fuzzing a variant this long
+    corpus: str = "corpus"
+    database: str | None = None
+    shard: tuple[int, int] = (1, 1)
+    fmt: str = "mail"
+
+    def key(self) -> bytes:
+        """The campaign's identity in the database: what decides its work items and results,
+        not how many workers run them, for how long, or how findings are printed."""
+        ident = [
+            self.refs,
+            self.props,
+            self.profile,
+            self.seed,
+            self.max_examples,
+            self.cpus,
+            self.seconds,
+            self.shard,
+            str(Path(self.corpus).resolve()),
+        ]
+        return STATE_PREFIX + hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24].encode()
+
+
+@attrs.frozen
+class Item:
+    index: int
+    ref: str
+    props: tuple[str, ...]
+    seed: int | None
+    round: int
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` with 1 <= I <= N."""
+    i, sep, n = text.partition("/")
+    if not sep or not i.isdigit() or not n.isdigit() or not 1 <= int(i) <= int(n):
+        raise CampaignError(f"bad --shard {text!r} (want I/N with 1 <= I <= N, e.g. 2/4)")
+    return int(i), int(n)
+
+
+def open_database(spec: str | None, profile: str) -> ExampleDatabase | None:
+    """``redis://HOST:PORT/DB`` (needs ``tlbfuzz[redis]``), a directory, or None: the profile's
+    own database (the nightly profile has one; dev and ci have none)."""
+    if spec is None:
+        from fuzz.profiles import PROFILES
+
+        db: ExampleDatabase | None = PROFILES[profile].database
+        return db
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            import redis
+            from hypothesis.extra.redis import RedisExampleDatabase
+        except ImportError:
+            raise CampaignError(
+                "--database redis://... needs the redis client: pip install 'tlbfuzz[redis]'"
+            ) from None
+        try:
+            client = redis.Redis.from_url(spec)
+            client.ping()
+        except (ValueError, redis.RedisError) as e:
+            raise CampaignError(f"--database {spec}: {e}") from None
+        return RedisExampleDatabase(client)
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    path = Path(spec)
+    if path.exists() and not path.is_dir():
+        raise CampaignError(f"--database {spec}: not a directory")
+    return DirectoryBasedExampleDatabase(path)
+
+
+# --- one work item, in whichever process runs it ----------------------------------------------
+
+
+def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: bool) -> list[Record]:
+    from fuzz.runner import Finding
+
+    if isinstance(o, Finding):
+        return [
+            Record(
+                item.ref,
+                o.prop,
+                "violates",
+                length=len(o.schedule),
+                schedule_file=str(path),
+                seed=item.seed,
+                examples=o.examples,
+                steps=o.steps,
+                seconds=o.seconds,
+                message=o.violation.message,
+                ok=False,
+                new=created,
+                extra={"found_length": o.found_length, "cpus": o.config.cpus},
+            )
+        ]
+    return [
+        Record(
+            item.ref,
+            o.prop,
+            "holds",
+            seed=item.seed,
+            examples=o.examples,
+            steps=o.steps,
+            seconds=o.seconds,
+        )
+    ]
+
+
+def run_item(
+    plan: Plan,
+    item: Item,
+    emit: Callable[[str, Any], None],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Record]:
+    """Fuzz one item; save each finding to the corpus at once, then ``emit("finding",
+    (record, text))`` with the schedule rendered in the plan's format. Returns its records."""
+    from hypothesis import settings as Settings
+
+    from fuzz.corpus import Entry, load_variant, save
+    from fuzz.mail import render_as
+    from fuzz.profiles import PROFILES
+    from fuzz.runner import Finding, fuzz_variant
+
+    variant = load_variant(item.ref)
+    settings = PROFILES[plan.profile]
+    if plan.database is not None:
+        settings = Settings(settings, database=open_database(plan.database, plan.profile))
+    out: list[Record] = []
+
+    def on_outcome(o: Outcome) -> None:
+        path, created = None, False
+        text = ""
+        if isinstance(o, Finding):
+            entry = Entry(
+                o.variant,
+                item.ref,
+                o.config,
+                o.prop,
+                "violates",
+                tuple(o.schedule),
+                {
+                    "by": f"tlbfuzz fuzz --profile {plan.profile}",
+                    "seed": item.seed,
+                    "when": _stamp(),
+                    "examples": o.examples,
+                    "hypothesis_length": o.found_length,
+                },
+                o.violation.message,
+            )
+            path, created = save(entry, Path(plan.corpus))
+            text = render_as(
+                plan.fmt,
+                o.variant,
+                o.config,
+                o.schedule,
+                o.prop,
+                o.violation,
+                replay_cmd=f"tlbfuzz replay {path}",
+            )
+            text += (
+                f"\n(found after {o.examples} examples in {o.seconds:.1f}s, "
+                f"{o.found_length} steps before minimising; "
+                f"{'saved' if created else 'already in the corpus'})\n"
+            )
+        recs = _records(plan, item, o, path, created)
+        out.extend(recs)
+        if isinstance(o, Finding):
+            emit("finding", (recs[0].to_dict(), text))
+
+    fuzz_variant(
+        variant,
+        list(item.props),
+        profile=plan.profile,
+        seed=item.seed,
+        max_examples=plan.max_examples,
+        cpus=plan.cpus,
+        on_outcome=on_outcome,
+        seconds=plan.seconds,
+        settings=settings,
+        on_progress=on_progress,
+    )
+    return out
+
+
+def _stamp() -> str:
+    from fuzz.results import stamp
+
+    return stamp()
+
+
+def _worker(conn: Connection, plan: Plan) -> None:
+    """A worker process: items in, ("finding", ...) and ("done", ...) messages out."""
+    try:
+        while True:
+            item = conn.recv()
+            if item is None:
+                return
+            recs = run_item(plan, item, lambda kind, payload: conn.send((kind, payload)))
+            conn.send(("done", (item.index, [r.to_dict() for r in recs])))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        return
+
+
+# --- the campaign -----------------------------------------------------------------------------
+
+
+@attrs.define
+class Campaign:
+    """Runs a plan; prints findings as they come and returns every record, merged."""
+
+    plan: Plan
+    workers: int = 1
+    time_budget: float | None = None
+    out: Callable[[str], None] = print
+    err: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
+    progress: bool = False
+    records: list[Record] = attrs.field(factory=list)
+    broken: dict[str, set[str]] = attrs.field(factory=dict)
+    done: set[int] = attrs.field(factory=set)
+    resumed: int = 0
+    lost: list[Item] = attrs.field(factory=list)
+    interrupted: bool = False
+    complete: bool = False
+    _db: ExampleDatabase | None = None
+    _deadline: float | None = None
+
+    # work list ---------------------------------------------------------------------------
+    def items(self) -> Iterator[Item]:
+        """This shard's items in order, skipping done ones and variants with nothing left;
+        endless with a time budget (the caller stops at the deadline)."""
+        refs, (i, n) = self.plan.refs, self.plan.shard
+        rounds = range(sys.maxsize) if self.time_budget is not None else range(1)
+        for r in rounds:
+            for v, ref in enumerate(refs):
+                index = r * len(refs) + v
+                if index % n != i - 1 or index in self.done:
+                    continue
+                props = tuple(p for p in self.plan.props if p not in self.broken.get(ref, ()))
+                if not props:
+                    continue
+                seed = self.plan.seed if r == 0 else (self.plan.seed or 0) + r
+                yield Item(index, ref, props, seed, r)
+            if all(set(self.plan.props) <= self.broken.get(ref, set()) for ref in refs):
+                return
+
+    def _time_left(self) -> bool:
+        return self._deadline is None or time.perf_counter() < self._deadline
+
+    # results -----------------------------------------------------------------------------
+    def _finding(self, rec: dict[str, Any], text: str) -> None:
+        self.out(text)
+        r = Record.from_dict(rec)
+        assert r.variant is not None and r.property is not None
+        self.broken.setdefault(r.variant, set()).add(r.property)
+
+    def _done(self, item: Item, recs: list[Record]) -> None:
+        self.records.extend(recs)
+        self.done.add(item.index)
+        for r in recs:
+            if r.verdict == "violates" and r.variant and r.property:
+                self.broken.setdefault(r.variant, set()).add(r.property)
+        if self._db is not None:
+            value = {"index": item.index, "records": [r.to_dict() for r in recs]}
+            self._db.save(self.plan.key(), json.dumps(value, sort_keys=True).encode())
+        if self.progress:
+            held = sum(r.verdict == "holds" for r in recs)
+            self.err(f"  {item.ref} (round {item.round}): done, {held} held")
+
+    def _resume(self) -> None:
+        assert self._db is not None
+        for raw in self._db.fetch(self.plan.key()):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                value = json.loads(raw)
+                recs = [Record.from_dict(d) for d in value["records"]]
+                index = int(value["index"])
+                if index in self.done:
+                    continue
+                self.done.add(index)
+                self.records.extend(recs)
+                for r in recs:
+                    if r.verdict == "violates" and r.variant and r.property:
+                        self.broken.setdefault(r.variant, set()).add(r.property)
+                self.resumed += 1
+        if self.resumed:
+            self.err(f"resuming: {self.resumed} work item(s) already done in the database")
+
+    def _forget(self) -> None:
+        """The finite work list is complete: the next run with these parameters starts anew."""
+        assert self._db is not None
+        key = self.plan.key()
+        for raw in list(self._db.fetch(key)):
+            self._db.delete(key, raw)
+
+    # running -----------------------------------------------------------------------------
+    def run(self) -> list[Record]:
+        """Run the work list; returns the merged records (one per variant and property)."""
+        self._db = open_database(self.plan.database, self.plan.profile)
+        if self._db is not None:
+            self._resume()
+        if self.time_budget is not None:
+            self._deadline = time.perf_counter() + self.time_budget
+        try:
+            if self.workers <= 1 or self._single_item():
+                self._run_here()
+            else:
+                self._run_workers()
+        except KeyboardInterrupt:
+            self.interrupted = True
+        if self.time_budget is None and not self.interrupted and not self.lost:
+            self.complete = True
+            if self._db is not None:
+                self._forget()
+        return self.result()
+
+    def result(self) -> list[Record]:
+        """One record per (variant, property) of this shard, in the plan's order; those with
+        no result (a lost item, an interruption, a spent budget) are ``incomplete``."""
+        merged = {(r.variant, r.property): r for r in merge(self.records)}
+        out = []
+        for ref in self.plan.refs:
+            if not self._mine(ref):
+                continue
+            for p in self.plan.props:
+                r = merged.get((ref, p))
+                out.append(r or Record(ref, p, "incomplete", ok=False, message="no result"))
+        return out
+
+    def _mine(self, ref: str) -> bool:
+        i, n = self.plan.shard
+        return any(
+            k % n == i - 1 for k in range(len(self.plan.refs)) if self.plan.refs[k] == ref
+        ) or (self.time_budget is not None)
+
+    def _single_item(self) -> bool:
+        if self.time_budget is not None:
+            return False
+        it = self.items()
+        first = next(it, None)
+        return first is None or next(it, None) is None
+
+    def _run_here(self) -> None:
+        for item in self.items():
+            if not self._time_left():
+                return
+            if self.progress:
+                self.err(f"fuzzing {item.ref} ({self.plan.profile})...")
+            recs = run_item(
+                self.plan,
+                item,
+                lambda _kind, payload: self._finding(*payload),
+                on_progress=self._progress_line(item) if self.progress else None,
+            )
+            if self.progress:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            self._done(item, recs)
+
+    def _progress_line(self, item: Item) -> Callable[[int, int], None]:
+        t0 = time.perf_counter()
+        last = [0.0]
+
+        def show(examples: int, steps: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] < 0.5:
+                return
+            last[0] = now
+            rate = steps / max(now - t0, 1e-9)
+            print(
+                f"\r  {item.ref}: {examples} examples, {steps} steps, {rate:,.0f} steps/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        return show
+
+    def _run_workers(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        todo = self.items()
+        pool: dict[int, tuple[BaseProcess, Connection]] = {}
+        busy: dict[int, Item] = {}
+        next_id = 0
+        exhausted = False
+
+        def start() -> None:
+            nonlocal next_id
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(child, self.plan), daemon=True)
+            p.start()
+            child.close()
+            pool[next_id] = (p, parent)
+            next_id += 1
+
+        def feed(wid: int) -> None:
+            nonlocal exhausted
+            item = None if exhausted or not self._time_left() else next(todo, None)
+            if item is None:
+                exhausted = True
+                pool[wid][1].send(None)
+                return
+            busy[wid] = item
+            pool[wid][1].send(item)
+
+        for _ in range(self.workers):
+            start()
+        try:
+            for wid in list(pool):
+                feed(wid)
+            while busy:
+                waitables: dict[object, int] = {}
+                for w in busy:
+                    waitables[pool[w][1]] = w
+                    waitables[pool[w][0].sentinel] = w
+                for obj in multiprocessing.connection.wait(list(waitables)):  # type: ignore[arg-type]
+                    wid = waitables[obj]
+                    if wid not in busy:
+                        continue
+                    proc, conn = pool[wid]
+                    try:  # what it sent before it ended, then its end
+                        while wid in busy and conn.poll():
+                            kind, payload = conn.recv()
+                            if kind == "finding":
+                                self._finding(*payload)
+                            else:  # done
+                                _, recs = payload
+                                self._done(busy.pop(wid), [Record.from_dict(d) for d in recs])
+                                feed(wid)
+                    except (EOFError, OSError):
+                        pass
+                    if wid in busy and not proc.is_alive():
+                        item = busy.pop(wid)
+                        proc.join(1)
+                        self.lost.append(item)
+                        self.err(
+                            f"tlbfuzz: worker {proc.pid} died (exit {proc.exitcode}) while "
+                            f"fuzzing {item.ref}; its saved findings are kept"
+                        )
+                        conn.close()
+                        del pool[wid]
+                        if not exhausted and self._time_left():
+                            start()
+                            feed(next_id - 1)
+        finally:
+            for _proc, conn in pool.values():
+                with contextlib.suppress(OSError, BrokenPipeError):
+                    conn.send(None)
+            for proc, _ in pool.values():
+                proc.join(5)
+                if proc.is_alive():
+                    proc.terminate()
+
+
+def default_workers() -> int:
+    """The machine's cores, as this process may use them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
