@@ -320,13 +320,15 @@ class Campaign:
 
     # results -----------------------------------------------------------------------------
     def _finding(self, rec: dict[str, Any], text: str) -> None:
+        """A finding, as soon as it is saved: printed, and kept even if its item is lost."""
         self.out(text)
         r = Record.from_dict(rec)
+        self.records.append(r)
         assert r.variant is not None and r.property is not None
         self.broken.setdefault(r.variant, set()).add(r.property)
 
     def _done(self, item: Item, recs: list[Record]) -> None:
-        self.records.extend(recs)
+        self.records.extend(r for r in recs if r.verdict != "violates")  # those came already
         self.done.add(item.index)
         for r in recs:
             if r.verdict == "violates" and r.variant and r.property:

@@ -15,6 +15,7 @@ steps that are not a function call and for hardware events, which are said in pl
 
 from __future__ import annotations
 
+import contextlib
 import re
 import textwrap
 from typing import TYPE_CHECKING, Final
@@ -42,7 +43,6 @@ C_NAMES: Final[dict[str, str]] = {
     "switch_mm_irqs_off__lazy_tlb_gen_check": "tlb_gen check",
     "page_mkclean_one__set_pte_at": "page_mkclean_one()",
     "csd_unlock": "csd_unlock()",
-    "read_user_func": "func(): reads user memory",
 }
 """Op name -> C, where the rule (the step's own name, or the path's, with ``()``) would not
 read as the kernel does."""
@@ -84,10 +84,10 @@ def c_text(action: Action) -> str:
     """The action as a kernel engineer writes it: C function names with ``()``, hardware
     events in plain words. The single mapping from op names to C (see the module doc)."""
     op = action.op
-    if op in HARDWARE:
-        return HARDWARE[op](action)
-    if op in PATH_STARTS:
-        return PATH_STARTS[op](action)
+    for table in (HARDWARE, PATH_STARTS):
+        if op in table:
+            with contextlib.suppress(KeyError):  # an argument missing: fall back to the rule
+                return table[op](action)
     path, sep, step = op.partition("__")
     if action.args and sep:  # a path started at a step of its own: switch_mm_irqs_off(next)
         nxt = dict(action.args).get("next")
