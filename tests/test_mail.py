@@ -44,9 +44,7 @@ def test_every_corpus_schedule_fits_in_72_columns(path: Path) -> None:
 def test_op_names_become_c_function_names() -> None:
     assert c_text(parse("cpu0 flush_tlb_mm_range__inc_mm_tlb_gen")) == "inc_mm_tlb_gen()"
     assert c_text(parse("cpu0 native_flush_tlb_multi__send_ipis")) == "native_flush_tlb_multi()"
-    assert c_text(parse("cpu0 native_flush_tlb_others__send_ipis")) == (
-        "native_flush_tlb_others()"
-    )
+    assert c_text(parse("cpu0 native_flush_tlb_others__send_ipis")) == ("native_flush_tlb_others()")
     assert c_text(parse("cpu1 flush_tlb_func")) == "flush_tlb_func()"
     assert c_text(parse("cpu1 smp_call_function_many__csd_lock_wait")) == "csd_lock_wait()"
     assert c_text(parse("cpu0 madvise_dontneed va=0x1000")) == "madvise(0x1000, MADV_DONTNEED)"
