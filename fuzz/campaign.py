@@ -267,7 +267,14 @@ def _worker(conn: Connection, plan: Plan) -> None:
             item = conn.recv()
             if item is None:
                 return
-            recs = run_item(plan, item, lambda kind, payload: conn.send((kind, payload)))
+            last = [0.0]
+
+            def progress(examples: int, steps: int, last: list[float] = last) -> None:
+                if time.perf_counter() - last[0] >= 1.0:  # for a cut at the time budget
+                    last[0] = time.perf_counter()
+                    conn.send(("progress", (examples, steps)))
+
+            recs = run_item(plan, item, lambda kind, payload: conn.send((kind, payload)), progress)
             conn.send(("done", (item.index, [r.to_dict() for r in recs])))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         return
@@ -340,6 +347,19 @@ class Campaign:
             held = sum(r.verdict == "holds" for r in recs)
             self.err(f"  {item.ref} (round {item.round}): done, {held} held")
 
+    def _cut(self, item: Item, tried: tuple[int, int], seconds: float) -> None:
+        """An item stopped by the time budget: what it tried so far held (or it would have
+        said); recorded for the table, not as done, so a resumed campaign runs it again."""
+        examples, steps = tried
+        for p in item.props:
+            if p not in self.broken.get(item.ref, set()):
+                r = Record(item.ref, p, "holds", seed=item.seed, examples=examples, steps=steps)
+                r.seconds = seconds
+                r.extra = {"cut_by_time_budget": True}
+                self.records.append(r)
+        if self.progress:
+            self.err(f"  {item.ref} (round {item.round}): stopped by the time budget")
+
     def _resume(self) -> None:
         assert self._db is not None
         for raw in self._db.fetch(self.plan.key()):
@@ -374,7 +394,8 @@ class Campaign:
         if self.time_budget is not None:
             self._deadline = time.perf_counter() + self.time_budget
         try:
-            if self.workers <= 1 or self._single_item():
+            # a time budget needs processes: the parent stops them at the deadline
+            if self.time_budget is None and (self.workers <= 1 or self._single_item()):
                 self._run_here()
             else:
                 self._run_workers()
@@ -452,6 +473,8 @@ class Campaign:
         todo = self.items()
         pool: dict[int, tuple[BaseProcess, Connection]] = {}
         busy: dict[int, Item] = {}
+        tried: dict[int, tuple[int, int]] = {}  # per busy worker: (examples, steps) so far
+        t_item: dict[int, float] = {}
         next_id = 0
         exhausted = False
 
@@ -472,6 +495,8 @@ class Campaign:
                 pool[wid][1].send(None)
                 return
             busy[wid] = item
+            tried[wid] = (0, 0)
+            t_item[wid] = time.perf_counter()
             pool[wid][1].send(item)
 
         for _ in range(self.workers):
@@ -484,7 +509,14 @@ class Campaign:
                 for w in busy:
                     waitables[pool[w][1]] = w
                     waitables[pool[w][0].sentinel] = w
-                for obj in multiprocessing.connection.wait(list(waitables)):  # type: ignore[arg-type]
+                left = None if self._deadline is None else self._deadline - time.perf_counter()
+                if left is not None and left <= 0:
+                    for wid in list(busy):
+                        self._cut(busy.pop(wid), tried[wid], time.perf_counter() - t_item[wid])
+                        pool[wid][0].terminate()
+                    break
+                ready = multiprocessing.connection.wait(list(waitables), left)  # type: ignore[arg-type]
+                for obj in ready:
                     wid = waitables[obj]
                     if wid not in busy:
                         continue
@@ -494,6 +526,8 @@ class Campaign:
                             kind, payload = conn.recv()
                             if kind == "finding":
                                 self._finding(*payload)
+                            elif kind == "progress":
+                                tried[wid] = payload
                             else:  # done
                                 _, recs = payload
                                 self._done(busy.pop(wid), [Record.from_dict(d) for d in recs])

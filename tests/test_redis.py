@@ -4,6 +4,7 @@ saved. The fixture starts the server on a free localhost port and stops it after
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -36,7 +37,10 @@ def free_port() -> int:
 def redis_url(tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+        reason = "redis-server is not installed (Debian: apt-get install redis-server)"
+        if os.environ.get("TLBFUZZ_REQUIRE_REDIS"):
+            pytest.fail(reason + ", and TLBFUZZ_REQUIRE_REDIS is set (.ci/run)")
+        pytest.skip(reason)
     port = free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
