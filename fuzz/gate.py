@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @attrs.frozen
 class Verdict:
     broken_must_hold: list[Record]
-    unreached: list[tuple[str, str]]
+    unreached: list[Record]
     uncovered: list[tuple[str, str]]
     new_files: list[str]
 
@@ -44,13 +44,14 @@ def judge(docs: Sequence[dict[str, Any]], expect: dict[str, Any]) -> Verdict:
     broken = [
         r for r in records if r.verdict == "violates" and (r.variant, r.property) in must_hold
     ]
-    unreached, uncovered = [], []
+    unreached: list[Record] = []
+    uncovered: list[tuple[str, str]] = []
     for v, p in (tuple(k) for k in expect["must_reach"]):
         r = by_key.get((v, p))
         if r is None or r.verdict == "incomplete":
             uncovered.append((v, p))
         elif r.verdict != "violates":
-            unreached.append((v, p))
+            unreached.append(r)
     new = sorted({r.schedule_file for r in records if r.new and r.schedule_file})
     return Verdict(broken, unreached, uncovered, new)
 
@@ -71,8 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in v.broken_must_hold:
         print(f"FAIL {r.variant} must hold {r.property}, but: {r.message}")
         print(f"     replay: tlbfuzz replay {r.schedule_file}")
-    for variant, prop in v.unreached:
-        print(f"FAIL {variant} {prop}: a known race window, never reached tonight")
+    for r in v.unreached:
+        cut = (
+            " (its last run stopped by the time budget)"
+            if r.extra.get("cut_by_time_budget")
+            else ""
+        )
+        print(
+            f"FAIL {r.variant} {r.property}: a known race window, not reached in "
+            f"{r.examples} examples{cut}"
+        )
     for variant, prop in v.uncovered:
         print(f"note {variant} {prop}: not fuzzed to the end by these shards")
     if args.collect and v.new_files:

@@ -185,6 +185,7 @@ def merge(records: Iterable[Record]) -> list[Record]:
         elif r.verdict == "holds" and cur.verdict in ("holds", "incomplete"):
             cur.verdict = "holds"
             cur.ok = True
+            cur.extra.update(r.extra)  # e.g. cut_by_time_budget, if any run was
             cur.examples = (cur.examples or 0) + (r.examples or 0)
             cur.steps = (cur.steps or 0) + (r.steps or 0)
             cur.seconds += r.seconds
@@ -202,7 +203,7 @@ def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
         if r.verdict == "violates":
             row[r.property] = str(r.length)
         elif r.verdict == "holds":
-            row[r.property] = "held"
+            row[r.property] = "held*" if r.extra.get("cut_by_time_budget") else "held"
             row["tried"] = f"{r.examples} examples, {r.steps} steps"
         else:
             row.setdefault(r.property, "-")
@@ -218,7 +219,13 @@ def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
         out.append(f"{v:<{w0}}  {cells}".rstrip())
     out.append(
         "(a number: the length of the shortest violating schedule found, minimised; held: no "
-        "violation in the examples and steps tried, added up over the variant's runs)"
+        "violation in the examples and steps tried, added up over the variant's runs"
+        + (
+            "; held*: the time budget stopped its last run"
+            if any("held*" in row.values() for row in rows.values())
+            else ""
+        )
+        + ")"
     )
     return out
 
