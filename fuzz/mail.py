@@ -131,7 +131,7 @@ def effects(before: World, after: World) -> list[str]:
         if b.pwc != a.pwc:
             pw = a.pwc.get(a.cr3_asid)
             out.append(
-                f"{p}caches the PMD -> page table pfn {pw.pfn}" if pw else f"{p}cached PMD dropped"
+                f"{p}caches PMD -> page table pfn {pw.pfn}" if pw else f"{p}cached PMD dropped"
             )
         for asid, (was, now) in enumerate(zip(b.ctxs, a.ctxs, strict=True)):
             if was != now and was[1] != now[1]:
@@ -294,7 +294,7 @@ def render_mail(
         notes = effects(before, w)
         if prop and broke_at is None and w.violations([prop]):
             broke_at = i
-            notes.append(f"<-- {prop} breaks here")
+            notes.append(f"<-- {prop}")
         steps.append((a, notes))
     n, cpus = len(schedule), config.cpus
     if title is None:

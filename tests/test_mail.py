@@ -75,7 +75,7 @@ def test_the_lost_write_shows_the_write_that_makes_the_page_newer_than_disk() ->
     last = max(i for i, line in enumerate(lines) if re.match(r" 8  ", line))
     notes = "\n".join(lines[last + 1 : last + 4])
     assert "pfn 2 written: memory now newer than disk" in notes
-    assert "<-- no_lost_write breaks here" in notes
+    assert "// <-- no_lost_write" in notes
 
 
 def test_a_holds_file_is_not_titled_as_a_break(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +100,7 @@ def test_review_concerns_read_as_cpu_columns_with_c_names_and_notes(concern: obj
     assert re.fullmatch(r" {4}---- +----", lines[head + 1])
     assert re.search(r"^ 1  ", lines[head + 2], re.M)
     assert any(line.strip().startswith("// ") for line in lines)
-    assert f"<-- {concern.prop} breaks here" in text
+    assert f"// <-- {concern.prop}\n" in text + "\n"
     assert "Why: " in text
     assert "Models: " in text
     assert "__" not in "\n".join(lines[head:])
