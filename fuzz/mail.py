@@ -163,7 +163,7 @@ def effects(before: World, after: World) -> list[str]:
             if old is not None and old != new:
                 if not new.present:
                     out.append(f"{p}PTE {va:#x} cleared")
-                elif old.present and (old.writable, old.dirty) != (new.writable, new.dirty):
+                elif old.seq != new.seq or (old.writable, old.dirty) != (new.writable, new.dirty):
                     out.append(f"{p}PTE {va:#x} {_bits(new.writable, new.dirty)}")
     for pfn, (old_f, new_f) in enumerate(zip(before.frames, after.frames, strict=True)):
         if old_f.version != new_f.version:
