@@ -91,7 +91,7 @@ def test_fuzz_json_validates_and_names_the_saved_file(
             "--profile",
             "ci",
             "--max-examples",
-            "800",
+            "300",
             "--corpus",
             str(tmp_path / "c"),
             "--json",
