@@ -383,6 +383,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             allowed=(lambda a: a.op not in left_out) if left_out else None,
             on_level=progress if tty else None,
             on_violation=report,
+            windows=True,
         )
     if tty:
         print(file=sys.stderr)
@@ -407,6 +408,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         verdict = f"stopped at --max-states; no violation up to depth {res.depth}"
     if held:
         print(f"{v.name}: {verdict} ({', '.join(held)})")
+        for line in _windows_lines(res.reached, "states"):
+            print(line)
     if found:
         print(f"{v.name}: broken: " + ", ".join(found))
     print(stats)
@@ -418,11 +421,25 @@ def cmd_explore(args: argparse.Namespace) -> int:
             steps=res.states,
             seconds=dt,
             message=verdict,
-            extra={"depth": res.depth, "exhausted": res.exhausted},
+            extra={"depth": res.depth, "exhausted": res.exhausted, "windows": res.reached},
         )
     status = 1 if found else 0
     _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
     return status
+
+
+def _windows_lines(reached: dict[str, int], unit: str) -> list[str]:
+    """What a held claim reached: the reachability windows (``protocol.windows``) the search
+    visited, with how many ``unit`` in each, and those it never reached, wrapped for a mail."""
+    import textwrap
+
+    seen = [f"{name} ({n:,} {unit})" for name, n in reached.items() if n]
+    never = [name for name, n in reached.items() if not n]
+    text = "  windows reached: " + (", ".join(seen) or "none")
+    lines = textwrap.wrap(text, 72, subsequent_indent="    ")
+    if never:
+        lines += textwrap.wrap("  never reached: " + ", ".join(never), 72, subsequent_indent="    ")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,3 +64,15 @@ def test_a_held_fuzz_run_says_which_windows_it_reached() -> None:
     assert set(o.windows) == set(WINDOWS)
     assert o.windows["stale_entry_during_flush"] > 0
     assert o.windows["flush_ipi_pending_after_return"] == 0  # 5.2 waits: never reached
+
+
+@pytest.mark.slow
+def test_explore_prints_what_a_held_claim_reached(capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.cli import main
+
+    argv = ["explore", "-v", "linux-5.2", "--budget", "madvise=1", "-p", "no_deadlock"]
+    assert main([*argv, "--depth", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "windows reached: stale_entry_during_flush (" in out
+    assert "never reached: flush_ipi_pending_after_return" in out
+    assert all(len(line) <= 72 for line in out.splitlines() if "reached" in line)
