@@ -20,7 +20,7 @@ import re
 import textwrap
 from typing import TYPE_CHECKING, Final
 
-from protocol import GLOBAL, PROPERTIES, World
+from protocol import GLOBAL, PROPERTIES, VARIANTS, World
 from protocol.state import FREE, INIT_MM, NO_PFN, PGTABLE, for_each_cpu, mm_name
 
 if TYPE_CHECKING:
@@ -35,17 +35,24 @@ NUM: Final = 4
 """The step-number column: ``NN`` and two blanks."""
 
 C_NAMES: Final[dict[str, str]] = {
-    # Steps named after what they do rather than after a function they call.
-    "native_flush_tlb_others__send_ipis": "native_flush_tlb_others()",
-    "native_flush_tlb_multi__send_ipis": "native_flush_tlb_multi()",
-    "switch_mm_irqs_off__loaded_mm_switching": "loaded_mm = LOADED_MM_SWITCHING",
-    "switch_mm_irqs_off__leave_lazy": "is_lazy = false",
-    "switch_mm_irqs_off__lazy_tlb_gen_check": "tlb_gen check",
-    "page_mkclean_one__set_pte_at": "page_mkclean_one()",
+    # the IPI handler's steps, which are not steps of a kernel path
     "csd_unlock": "csd_unlock()",
 }
-"""Op name -> C, where the rule (the step's own name, or the path's, with ``()``) would not
-read as the kernel does."""
+"""Op name -> C for the IPI handler's steps. A kernel path's steps say how a reviewer writes
+them in their own records (``protocol.paths.Step.c``): ``STEP_C``."""
+
+
+def _step_c() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in VARIANTS.values():
+        for p in v.paths().values():
+            for st in v.path_steps(p):
+                out.setdefault(st.name, st.c)
+    return out
+
+
+STEP_C: Final = _step_c()
+"""Every built-in step's C, from its record (one place: the step's declaration)."""
 
 HARDWARE: Final[dict[str, Callable[[Action], str]]] = {
     "user_read": lambda a: f"user reads {_va(a)}",
@@ -92,6 +99,8 @@ def c_text(action: Action) -> str:
     if action.args and sep:  # a path started at a step of its own: switch_mm_irqs_off(next)
         nxt = dict(action.args).get("next")
         return f"{path}({mm_name(nxt) if nxt is not None else ''})"
+    if op in STEP_C:
+        return STEP_C[op]
     if op in C_NAMES:
         return C_NAMES[op]
     return f"{step if sep else op}()"

@@ -324,7 +324,7 @@ IRQS_OFF_UACCESS = register(
         _uaccess_may_start,
         (
             Step("local_irq_disable", local_irq_disable),
-            Step("copy_from_user", copy_from_user, c="__copy_from_user_inatomic()"),
+            Step("copy_from_user", copy_from_user, c="copy_from_user()"),
             Step("local_irq_enable", local_irq_enable),
         ),
         from_user=True,

@@ -248,7 +248,7 @@ INC_MM_TLB_GEN = Step(
 FLUSH_TLB_FUNC_LOCAL = Step(
     "flush_tlb_mm_range__flush_tlb_func_local",
     flush_tlb_mm_range__flush_tlb_func_local,
-    c="flush_tlb_func() (local)",
+    c="flush_tlb_func_local()",
 )
 LOADED_MM_SWITCHING_STEP = Step(
     "switch_mm_irqs_off__loaded_mm_switching",
