@@ -12,10 +12,9 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fuzz import inputs
-from fuzz.canon import canonical
 from fuzz.corpus import (
     BUDGET_BOUNDS,
     CorpusError,
@@ -24,11 +23,11 @@ from fuzz.corpus import (
     load,
     replay,
     save,
-    target,
     walk,
 )
 from fuzz.inputs import UsageError
-from fuzz.report import render
+from fuzz.mail import FORMATS, render_as
+from fuzz.results import Record
 from fuzz.user import Registry, UserVariantError, cli_variant
 from protocol import (
     DEFAULT_PROPERTIES,
@@ -39,13 +38,11 @@ from protocol import (
     budget_kinds,
     parse_budgets,
 )
-from protocol.search import first_violation
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from fuzz.runner import Finding, Outcome
     from protocol import Action, Variant, Violation
 
 DEFAULT_CORPUS = Path("corpus")
@@ -109,184 +106,135 @@ def _draw_seed(args: argparse.Namespace) -> int | None:
     return secrets.randbelow(1 << 32)
 
 
-def _save_finding(o: Finding, ref: str, args: argparse.Namespace, seed: int | None) -> bool:
-    """Print a finding, then save it. Returns False if it could not be saved (said in one
-    line on stderr; the finding stays on screen)."""
-    config, schedule = canonical(o.variant, o.config, o.schedule, o.prop)
-    hit = first_violation(World.initial(o.variant, config), schedule, [o.prop])
-    violation = o.violation if hit is None else hit[1]  # the canonical schedule's own words
-    found = {
-        "by": f"tlbfuzz fuzz --profile {args.profile}",
-        "seed": seed,
-        "when": _stamp(),
-        "examples": o.examples,
-        "hypothesis_length": o.found_length,
-    }
-    entry = Entry(
-        o.variant, ref, config, o.prop, "violates", tuple(schedule), found, violation.message
-    )
-    path = target(entry, args.corpus)
-    print(
-        render(
-            o.variant,
-            config,
-            schedule,
-            o.prop,
-            violation,
-            replay_cmd=f"tlbfuzz replay {path}",
-        ),
-        flush=True,
-    )
-    try:
-        _, created = save(entry, args.corpus)
-    except CorpusError as e:
-        print(f"(found after {o.examples} examples in {o.seconds:.1f}s; NOT saved)\n", flush=True)
-        inputs.warn(f"could not save the finding above: {e}")
-        return False
-    print(
-        f"(found after {o.examples} examples in {o.seconds:.1f}s, "
-        f"{o.found_length} steps before minimising; "
-        f"{'saved' if created else 'already in the corpus'})\n",
-        flush=True,
-    )
-    return True
-
-
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from fuzz.runner import Finding, fuzz_variant
+    """A campaign (``fuzz.campaign``): its workers print each finding, then save it, canonical
+    (one race, one file); a finding that cannot be saved stays on screen, said in one line."""
+    from fuzz.campaign import (
+        Campaign,
+        CampaignError,
+        Plan,
+        default_workers,
+        open_database,
+        parse_shard,
+    )
 
     variants = _variants(args.variant)
     props = _props(args.property)
     corpus: Path = args.corpus
+    for _, v in variants if args.budget else ():  # checked here, made per variant by workers
+        _config(v, args.cpus or 2, args.budget)
+    try:
+        shard = parse_shard(args.shard)
+        if args.database is not None:  # before any work: reachable, or a folder
+            open_database(args.database, args.profile)
+    except CampaignError as e:
+        _fail(str(e))
     inputs.check_output_folder(
         corpus, "--corpus", [folder_for(r, corpus).name for r, _ in variants]
     )
-    if args.profile == "nightly":
+    if args.profile == "nightly" and args.database is None:
         from fuzz.profiles import NIGHTLY_DB
 
         inputs.check_output_folder(NIGHTLY_DB, "the nightly example database")
+    elif args.database is not None and "://" not in args.database:
+        inputs.check_output_folder(Path(args.database), "--database")
     seed = _draw_seed(args)
-    table: dict[str, dict[str, str]] = {}
-    findings = unsaved = 0
-    problems = 0  # variants whose code failed, cells nothing checked
-    tty = sys.stderr.isatty()
-    t_all = time.perf_counter()
-    interrupted = False
+    plan = Plan(
+        tuple(ref for ref, _ in variants),
+        tuple(props),
+        profile=args.profile,
+        seed=seed,
+        max_examples=args.max_examples,
+        cpus=args.cpus,
+        seconds=args.seconds,
+        corpus=str(corpus),
+        database=args.database,
+        shard=shard,
+        fmt=args.format,
+        budget=tuple(args.budget or ()),
+    )
+    workers = args.workers or default_workers()
+    campaign = Campaign(
+        plan,
+        workers,
+        args.time_budget,
+        out=lambda text: print(text, flush=True),
+        err=_err,
+        progress=sys.stderr.isatty(),
+        variants=dict(variants),
+    )
+    t0 = time.perf_counter()
     try:
-        for ref, v in variants:
-            row = table.setdefault(ref, {})
-            if tty:
-                print(f"fuzzing {ref} ({args.profile})...", file=sys.stderr, flush=True)
+        records = campaign.run()
+    except CampaignError as e:
+        _fail(str(e))
+    dt = time.perf_counter() - t0
+    if campaign.interrupted:
+        inputs.warn("interrupted: findings so far are saved")
+    from fuzz.results import table_lines
 
-            def show(o: Outcome, ref: str = ref, row: dict[str, str] = row) -> None:
-                nonlocal findings, unsaved, problems
-                if tty:  # clear the progress line
-                    print("\r\033[K", end="", file=sys.stderr, flush=True)
-                if isinstance(o, Finding):
-                    findings += 1
-                    unsaved += not _save_finding(o, ref, args, seed)
-                    row[o.prop] = str(len(o.schedule))
-                elif o.examples == 0 or o.steps == 0:  # nothing ran: not a verdict
-                    row[o.prop] = "unchecked"
-                    problems += 1
-                    inputs.warn(f"{ref}: {o.prop} was not checked (no example ran)")
-                else:
-                    row[o.prop] = "held"
-                    row["tried"] = f"{o.examples} examples, {o.steps} steps"
-                    if tty:
-                        rate = o.steps / o.seconds if o.seconds else 0
-                        print(
-                            f"  {ref} {o.prop}: held, {o.examples} examples, {o.steps} steps, "
-                            f"{rate:,.0f} steps/s",
-                            file=sys.stderr,
-                        )
-
-            t_variant = time.perf_counter()
-
-            def progress(
-                examples: int,
-                steps: int,
-                ref: str = ref,
-                t0: float = t_variant,
-                last: list[float] = [0.0],  # noqa: B006  # one list per variant, by design
-            ) -> None:
-                now = time.perf_counter()
-                if now - last[0] < 0.5:
-                    return
-                last[0] = now
-                rate = steps / max(now - t0, 1e-9)
-                print(
-                    f"\r  {ref}: {examples} examples, {steps} steps, {rate:,.0f} steps/s, "
-                    f"{findings} violation(s) so far",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-
-            try:
-                fuzz_variant(
-                    v,
-                    props,
-                    profile=args.profile,
-                    seed=seed,
-                    max_examples=args.max_examples,
-                    cpus=args.cpus,
-                    config=_config(v, args.cpus or 2, args.budget) if args.budget else None,
-                    on_outcome=show,
-                    seconds=args.seconds,
-                    on_progress=progress if tty else None,
-                )
-            except UserVariantError as e:  # the user's code failed: say where, go on
-                if tty:
-                    print("\r\033[K", end="", file=sys.stderr)
-                inputs.warn(str(e))
-                problems += 1
-                for p in props:
-                    row.setdefault(p, "error")
-                continue
-            if tty:
-                print("\r\033[K", end="", file=sys.stderr)
-    except KeyboardInterrupt:
-        interrupted = True
-        clear = "\r\033[K" if tty else ""
-        print(f"{clear}interrupted: findings so far are saved", file=sys.stderr)
-        for row in table.values():
-            for p in props:
-                row.setdefault(p, "interrupted")
-    _print_table(table, props)
+    for line in table_lines(records, props):
+        print(line)
+    unchecked = [r for r in records if r.extra.get("cell") == "unchecked"]
+    for r in unchecked:
+        inputs.warn(f"{r.variant}: {r.property} was not checked (no example ran)")
+    findings = sum(r.verdict == "violates" for r in records)
     how = "derandomized" if seed is None else f"seed {seed} (--seed {seed} repeats it)"
     print(
-        f"{findings} violation(s) in {time.perf_counter() - t_all:.0f}s; {how}; "
-        f"corpus: {corpus}/" + (f"; {unsaved} NOT saved" if unsaved else "")
+        f"{findings} violation(s) in {dt:.0f}s; {how}; corpus: {corpus}/"
+        + (f"; {campaign.unsaved} NOT saved" if campaign.unsaved else "")
     )
+    problems = campaign.errors + len(unchecked)  # variants whose code failed, cells unchecked
     if problems:
-        return 2
-    return 1 if findings else 130 if interrupted else 0
+        status = 2
+    else:
+        status = 1 if findings else 130 if campaign.interrupted else 3 if campaign.lost else 0
+    meta = {
+        "profile": args.profile,
+        "seed": seed,
+        "workers": workers,
+        "shard": args.shard,
+        "database": args.database,
+        "complete": campaign.complete,
+        "resumed": campaign.resumed,
+        "exit_status": status,
+    }
+    _write_results(args, "fuzz", records, dt, meta)
+    return status
 
 
-def _print_table(table: dict[str, dict[str, str]], props: list[str]) -> None:
-    if not table:
-        return
-    props = [*props, "tried"]
-    w0 = max(len(v) for v in table)
-    widths = [max(len(p), *(len(r.get(p, "")) for r in table.values())) for p in props]
-    print(
-        "\n" + " " * w0 + "  " + "  ".join(f"{p:<{w}}" for p, w in zip(props, widths, strict=True))
-    )
-    for v, r in table.items():
-        cells = "  ".join(f"{r.get(p, '-'):<{w}}" for p, w in zip(props, widths, strict=True))
-        print(f"{v:<{w0}}  {cells}")
-    print(
-        "(a number: the length of the shortest violating schedule found, minimised; held: no "
-        "violation in the examples and steps tried by the variant's last run; unchecked, "
-        "error, interrupted: no verdict)"
-    )
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _write_results(
+    args: argparse.Namespace,
+    command: str,
+    records: Sequence[Record],
+    seconds: float,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """``--json PATH`` and ``--junit PATH``, if asked for."""
+    from fuzz.results import document, write_json, write_junit
+
+    try:
+        if args.json:
+            write_json(Path(args.json), document(command, records, seconds, **(meta or {})))
+        if args.junit:
+            write_junit(Path(args.junit), command, records, seconds)
+    except OSError as e:
+        _fail(f"cannot write results: {e}")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from fuzz.results import replay_record
+
     registry = _registry(args.variants)
     passed = failed = unreadable = 0
+    records: list[Record] = []
+    t_all = time.perf_counter()
     for item in walk([Path(p) for p in args.paths]):
+        t0 = time.perf_counter()
         try:
             if isinstance(item, CorpusError):
                 raise item
@@ -294,16 +242,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except (CorpusError, UserVariantError) as e:  # say so, and go on with the other files
             inputs.warn(str(e))
             unreadable += 1
+            where = None if isinstance(item, CorpusError) else str(item)
+            records.append(
+                Record(None, None, "error", schedule_file=where, message=str(e), ok=False)
+            )
             continue
         print(("" if r.ok else "FAIL ") + r.message, flush=True)
         passed += r.ok
         failed += not r.ok
+        records.append(replay_record(r, item, time.perf_counter() - t0))
     if not passed + failed + unreadable:
         _fail("no corpus files found in " + " ".join(args.paths))
     print(
         f"{passed} passed, {failed} failed" + (f", {unreadable} unreadable" if unreadable else "")
     )
-    return 2 if unreadable else 1 if failed else 0
+    status = 2 if unreadable else 1 if failed else 0
+    _write_results(args, "replay", records, time.perf_counter() - t_all, {"exit_status": status})
+    return status
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -312,7 +267,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     if r.drift:
         print(f"tlbfuzz: {r.message}", file=sys.stderr)
         return 1
-    print(render(e.variant, e.config, e.schedule, e.prop, replay_cmd=f"tlbfuzz replay {args.path}"))
+    if args.format == "python":
+        from fuzz.reproducer import render_python
+
+        print(render_python(e), end="")
+        return 0
+    replay_cmd = f"tlbfuzz replay {args.path}"
+    print(
+        render_as(
+            args.format, e.variant, e.config, e.schedule, e.prop, None, replay_cmd, expect=e.expect
+        )
+    )
     return 0
 
 
@@ -365,16 +330,26 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     tty = sys.stderr.isatty()
     found: list[str] = []
+    records: dict[str, Record] = {}
 
     def report(schedule: list[Action], violation: Violation) -> bool:
         found.append(violation.prop)  # first: a Ctrl-C while printing still counts it
+        records[violation.prop] = Record(
+            args.variant,
+            violation.prop,
+            "violates",
+            length=len(schedule),
+            seconds=time.perf_counter() - t0,
+            message=violation.message,
+            ok=False,
+        )
         if tty:
             print(file=sys.stderr)
         title = (
             f"{v.name}: shortest schedule breaking {violation.prop}: "
             f"{len(schedule)} steps ({config.cpus} CPUs)"
         )
-        print(render(v, config, schedule, violation.prop, violation, title=title))
+        print(render_as(args.format, v, config, schedule, violation.prop, violation, title=title))
         if args.save:
             entry = Entry(
                 v,
@@ -387,10 +362,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 violation.message,
             )
             try:
-                path, _ = save(entry, args.corpus)
+                path, created = save(entry, args.corpus)
             except CorpusError as e:  # printed above; say it was not saved, and go on
                 inputs.warn(f"could not save the schedule above: {e}")
             else:
+                records[violation.prop].schedule_file = str(path)
+                records[violation.prop].new = created
                 print(f"saved: {path}")
         print(flush=True)
         return len(found) < len(props)
@@ -412,7 +389,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     if res is None:
         print(f"{v.name}: interrupted after {dt:.1f}s; broken so far: {', '.join(found) or 'none'}")
-        return 1 if found else 130
+        status = 1 if found else 130
+        for p in props:
+            records.setdefault(
+                p, Record(args.variant, p, "incomplete", ok=False, extra={"cell": "interrupted"})
+            )
+        _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
+        return status
     rate = res.states / dt if dt else 0.0
     stats = f"{res.states} unique states, depth {res.depth}, {dt:.1f}s, {rate:,.0f} states/s"
     held = [p for p in props if p not in found]
@@ -427,7 +410,19 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if found:
         print(f"{v.name}: broken: " + ", ".join(found))
     print(stats)
-    return 1 if found else 0
+    for p in held:
+        records[p] = Record(
+            args.variant,
+            p,
+            "holds",
+            steps=res.states,
+            seconds=dt,
+            message=verdict,
+            extra={"depth": res.depth, "exhausted": res.exhausted},
+        )
+    status = 1 if found else 0
+    _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -461,15 +456,24 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where findings go (default: {DEFAULT_FINDINGS}/, untracked; "
         f"{DEFAULT_CORPUS}/ is the shipped corpus)",
     )
+    _campaign_options(f)
+    _output_options(f)
     f.set_defaults(fn=cmd_fuzz)
     user = "a file of user variants that corpus files may name (file.py:NAME); repeatable"
     r = sub.add_parser("replay", help="replay corpus files or folders")
     r.add_argument("paths", nargs="+")
     r.add_argument("--variants", action="append", metavar="FILE.py", help=user)
+    _output_options(r, formats=False)
     r.set_defaults(fn=cmd_replay)
-    s = sub.add_parser("show", help="print a corpus file as per-CPU lanes")
+    s = sub.add_parser("show", help="print a corpus file for a mail, as wide lanes, or as a test")
     s.add_argument("path")
     s.add_argument("--variants", action="append", metavar="FILE.py", help=user)
+    s.add_argument(
+        "--format",
+        choices=(*FORMATS, "python"),
+        default="mail",
+        help="mail: 72 columns (default); wide: lanes with an effect column; python: a test",
+    )
     s.set_defaults(fn=cmd_show)
     e = sub.add_parser("explore", help="breadth-first search for a shortest violation")
     e.add_argument("-v", "--variant", required=True)
@@ -500,8 +504,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="store full states, not fingerprints equal for states that differ by CPU names",
     )
     e.add_argument("--corpus", type=Path, default=DEFAULT_FINDINGS)
+    _output_options(e)
     e.set_defaults(fn=cmd_explore)
     return ap
+
+
+def _output_options(p: argparse.ArgumentParser, formats: bool = True) -> None:
+    if formats:
+        p.add_argument(
+            "--format",
+            choices=FORMATS,
+            default="mail",
+            help="how schedules print: mail (72 columns, default) or wide (lanes and effects)",
+        )
+    p.add_argument("--json", metavar="PATH", help="write one record per variant and property")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML for CI systems")
+
+
+def _campaign_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=inputs.int_in(1, inputs.MAX_WORKERS),
+        help="processes to run (default: the machine's cores)",
+    )
+    p.add_argument(
+        "--shard", default="1/1", help="I/N: run the I-th of N deterministic parts of the work"
+    )
+    p.add_argument(
+        "--database",
+        metavar="DIR|redis://HOST:PORT/DB",
+        help="Hypothesis's example database, shared by workers and machines; a stopped "
+        "campaign resumes from it",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=inputs.seconds,
+        metavar="SECONDS",
+        help="run further rounds with new seeds until this much time has passed",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

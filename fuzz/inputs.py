@@ -12,6 +12,7 @@ a traceback. The bounds, and why:
 - ``--seed``: 0 to 2**64 - 1.
 - ``explore --depth``: 1-200 (the longest race known is 15 steps); ``--max-states``:
   1-20,000,000 (about 2.7 KB a state at 2 CPUs: 54 GB, past this machine).
+- ``fuzz --workers``: 1-256 processes; ``--time-budget``: as ``--seconds``.
 - ``--budget``: each kind 0-8 (``BUDGET_BOUNDS``), each kind once.
 """
 
@@ -37,6 +38,7 @@ MAX_SECONDS: Final = 7 * 24 * 3600.0
 MAX_SEED: Final = 2**64 - 1
 MAX_DEPTH: Final = 200
 MAX_STATES: Final = 20_000_000
+MAX_WORKERS: Final = 256
 
 
 class UsageError(Exception):

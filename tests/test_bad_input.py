@@ -583,6 +583,7 @@ def test_a_finding_is_printed_before_saving_and_a_failed_save_loses_nothing(
 
     fake_fuzz += [folder_becomes_a_file, _finding("rfc-async-posted", list(good()["schedule"]))]
     argv = ["fuzz", "-v", "rfc-async-posted", "-v", "rfc-async", "-p", "no_use_after_free"]
+    argv += ["--workers", "1"]  # the fake fuzz_variant exists in this process only
     capsys.readouterr()
     assert main([*argv, "--corpus", str(corpus)]) == 1  # found: 1, though not saved
     out, err = capsys.readouterr()
@@ -609,7 +610,7 @@ def test_one_race_is_one_file_whatever_the_cpu_numbering_or_fill(
     files = list((here / "findings").rglob("*.json"))  # the default: not the tracked corpus
     assert len(files) == 1
     assert "already in the corpus" in out
-    assert out.count("why: cpu0 user reads 0x1000") == 2  # the canonical schedule's own words
+    assert out.count("Why: CPU0 user reads 0x1000") == 2  # the canonical schedule's own words
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o644
     assert load(files[0]).found["seed"] is not None  # dev draws a seed and records it
 

@@ -88,7 +88,7 @@ def test_replay_ok_drift_and_corrupt(capsys: pytest.CaptureFixture[str], tmp_pat
 
 
 def test_show_prints_lanes(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "show", str(SAMPLE))
+    code, out, _ = run(capsys, "show", "--format", "wide", str(SAMPLE))
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("rfc-async-posted: no_use_after_free breaks in 7 steps")
@@ -109,6 +109,8 @@ def test_fuzz_finds_saves_and_exits_1(tmp_path: Path) -> None:
         "no_walk_of_freed_page_table",
         "--profile",
         "ci",
+        "--format",
+        "wide",  # the replay line on one line (mail wraps it as a shell continuation)
         "--corpus",
         str(tmp_path),
     ]

@@ -1,0 +1,92 @@
+"""One call for users' own pytest suites: fuzz a variant and fail with the schedule.
+
+.. code-block:: python
+
+    from fuzz.check import assert_holds
+
+    def test_my_patch_keeps_tlb_gen_sound() -> None:
+        assert_holds("examples/my_variant.py:CAUGHT_UP_5_2", ["tlb_gen_soundness"])
+
+On a violation it saves the schedule to the corpus and raises ``AssertionError`` with the
+schedule in the mail format and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fuzz.corpus import Entry, save
+from fuzz.mail import render_mail
+from fuzz.runner import Finding, fuzz_variant
+from fuzz.user import cli_variant
+from protocol import DEFAULT_PROPERTIES, VARIANTS, Variant
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def variant_ref(variant: Variant) -> str | None:
+    """How a corpus file names ``variant``: its built-in name, or ``file.py:NAME`` of a loaded
+    module that holds it; None if neither."""
+    if VARIANTS.get(variant.name) is variant:
+        return variant.name
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py"):
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is variant:
+                path = Path(file)
+                with contextlib.suppress(ValueError):  # relative where it can be
+                    path = path.relative_to(Path.cwd())
+                return f"{path}:{attr}"
+    return None
+
+
+def assert_holds(
+    variant: Variant | str,
+    properties: Sequence[str] | None = None,
+    profile: str = "ci",
+    max_examples: int | None = None,
+    seed: int | None = None,
+    cpus: int | None = None,
+    corpus: Path | str = "corpus",
+) -> None:
+    """Fuzz ``variant`` (a Variant, a built-in name or ``file.py:NAME``) against
+    ``properties`` (default: the default set) with the named profile. Passes if every property
+    held; otherwise saves each finding under ``corpus`` and fails with all of them."""
+    __tracebackhide__ = True
+    ref = variant if isinstance(variant, str) else variant_ref(variant)
+    v = cli_variant(variant) if isinstance(variant, str) else variant
+    outcomes = fuzz_variant(
+        v,
+        list(properties or DEFAULT_PROPERTIES),
+        profile=profile,
+        seed=seed,
+        max_examples=max_examples,
+        cpus=cpus,
+    )
+    texts = []
+    for o in outcomes:
+        if not isinstance(o, Finding):
+            continue
+        replay_cmd = None
+        if ref is not None:
+            entry = Entry(
+                v,
+                ref,
+                o.config,
+                o.prop,
+                "violates",
+                tuple(o.schedule),
+                {"by": f"assert_holds(profile={profile!r})", "seed": seed},
+                o.violation.message,
+            )
+            path, _ = save(entry, Path(corpus))
+            replay_cmd = f"tlbfuzz replay {path}"
+        texts.append(render_mail(v, o.config, o.schedule, o.prop, o.violation, replay_cmd))
+    if texts:
+        raise AssertionError(f"{v.name} breaks what it must hold:\n\n" + "\n\n".join(texts))
