@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fuzz.canon import canonical
 from fuzz.corpus import Entry, save
 from fuzz.mail import render_mail
 from fuzz.runner import Finding, fuzz_variant
@@ -53,11 +54,13 @@ def assert_holds(
     max_examples: int | None = None,
     seed: int | None = None,
     cpus: int | None = None,
-    corpus: Path | str = "corpus",
+    corpus: Path | str = "findings",
 ) -> None:
     """Fuzz ``variant`` (a Variant, a built-in name or ``file.py:NAME``) against
     ``properties`` (default: the default set) with the named profile. Passes if every property
-    held; otherwise saves each finding under ``corpus`` and fails with all of them."""
+    held; otherwise saves each finding under ``corpus`` (default ``findings/``, as ``tlbfuzz
+    fuzz``; one file per race) and fails with all of them. A property no example checked
+    fails too: a miss must not pass."""
     __tracebackhide__ = True
     ref = variant if isinstance(variant, str) else variant_ref(variant)
     v = cli_variant(variant) if isinstance(variant, str) else variant
@@ -70,18 +73,22 @@ def assert_holds(
         cpus=cpus,
     )
     texts = []
+    unchecked = [o.prop for o in outcomes if not isinstance(o, Finding) and o.examples == 0]
+    if unchecked or len(outcomes) < len(properties or DEFAULT_PROPERTIES):
+        raise AssertionError(f"{v.name}: not checked: {', '.join(unchecked) or 'some'}")
     for o in outcomes:
         if not isinstance(o, Finding):
             continue
         replay_cmd = None
         if ref is not None:
+            config, schedule = canonical(v, o.config, o.schedule, o.prop)
             entry = Entry(
                 v,
                 ref,
-                o.config,
+                config,
                 o.prop,
                 "violates",
-                tuple(o.schedule),
+                tuple(schedule),
                 {"by": f"assert_holds(profile={profile!r})", "seed": seed},
                 o.violation.message,
             )
