@@ -1,6 +1,6 @@
 """The size of a model instance: CPUs, mms, pages and each CPU's budget of kernel paths.
 
-Budgets keep every run finite: a CPU starts at most ``budget.munmap`` munmaps, and so on. The
+Budgets keep every run finite: a CPU starts at most ``budget.count(kind)`` paths of a kind. The
 budget *kinds* are not listed here: each kernel path's record names the kind it spends
 (``protocol.paths.BudgetKind``), so a new path, built in or from a user's variant file, brings
 its kind with it. Hardware events (TLB fills, evictions, user accesses) and NMIs are not
@@ -57,15 +57,6 @@ class Budget:
             if k == kind.name:
                 return n
         return kind.default if self.rest is None else self.rest
-
-    def __getattr__(self, name: str) -> int:
-        # budget.madvise reads like the kernel path it bounds (a kind not named: AttributeError,
-        # since without the path's record its default is unknown)
-        counts: tuple[tuple[str, int], ...] = object.__getattribute__(self, "counts")
-        for k, n in counts:
-            if k == name:
-                return n
-        raise AttributeError(name)
 
     def resolved(self, kinds: Iterable[BudgetKind]) -> Budget:
         """Every kind of ``kinds`` named, with the count this budget gives it."""
