@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from protocol import VARIANTS, BudgetKind, Path, Step
-from protocol.mm import free_page, present_pte, zap_pte
+from protocol.mm import free_page, present_pte
 from protocol.paths import FLUSH_TLB_MM_RANGE, VA
 from protocol.state import NO_PFN, PAGE_SIZE
 
@@ -26,10 +26,11 @@ def zap_and_free(w: World, cpu: int) -> None:
     (mmu_gather's rule is "1) unhook page 2) TLB invalidate page 3) free page")."""
     c = w.cpus[cpu]
     va = c.locals.va
-    pfn = zap_pte(w, c.task, va)
+    ptes = w.mms[c.task].ptes
+    pte = ptes[va]
+    ptes[va] = pte._replace(present=False, writable=False, pfn=NO_PFN, seq=pte.seq + 1)
     c.locals = c.locals._replace(mm=c.task, end=va + PAGE_SIZE)  # what the flush covers
-    if pfn != NO_PFN:
-        free_page(w, pfn, by=f"cpu{cpu} zap_and_free")
+    free_page(w, pte.pfn, by=f"cpu{cpu} zap_and_free")
 
 
 FREE_BEFORE_FLUSH = Path(

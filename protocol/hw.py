@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from protocol.properties import (
     NMI_UACCESS_SAFETY,
+    NO_STALE_ACCESS_AFTER_RETURN,
     NO_USE_AFTER_FREE,
     NO_WALK_OF_FREED_PAGE_TABLE,
     NO_WRITE_AFTER_WRITE_PROTECT,
@@ -30,6 +31,7 @@ from protocol.state import (
     FILE,
     INIT_MM,
     NO_PFN,
+    REMOVED,
     Cpu,
     PwcEntry,
     TlbEntry,
@@ -102,9 +104,18 @@ def tlb_fill_enabled(w: World, c: Cpu, va: int) -> bool:
 
 def use_entry(w: World, cpu: int, va: int, e: TlbEntry, write: bool, who: str) -> None:
     """An architectural access through translation ``e``."""
+    c = w.cpus[cpu]
+    retired = w.mms[c.cr3_mm].retired.get(va)
+    if retired is not None and e.pte_seq < retired[0] and (write or retired[1] == REMOVED):
+        what = "removed" if retired[1] == REMOVED else "write-protected"
+        w.report(
+            NO_STALE_ACCESS_AFTER_RETURN,
+            f"cpu{cpu} {who} {'writes' if write else 'reads'} {va:#x} of mm "
+            f"{mm_name(c.cr3_mm)} through a translation (PTE seq {e.pte_seq}) that a returned "
+            f"syscall {what} (PTE seq {retired[0]})",
+        )
     frame = w.frames[e.pfn]
     if frame.version != e.frame_version:
-        c = w.cpus[cpu]
         w.report(
             NO_USE_AFTER_FREE,
             f"cpu{cpu} {who} {'writes' if write else 'reads'} {va:#x} through a stale TLB entry "
@@ -169,10 +180,14 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
 def do_wp_page(w: World, cpu: int, va: int) -> bool:
     """A write fault on a present read-only PTE of a writable shared file mapping: mark the
     page dirty and make the PTE writable (``wp_page_shared``/``page_mkwrite``, under the PTL).
-    A permission upgrade needs no flush. Returns False for a SIGSEGV."""
-    from protocol.mm import page_locked
+    A permission upgrade needs no flush. Returns False for a SIGSEGV, or when the fault would
+    sleep (mmap_lock held for write, the page locked) or spin (the PTL held): the write is
+    retried later."""
+    from protocol.mm import mmap_lock_writer, page_locked, ptl_held
 
     c = w.cpus[cpu]
+    if mmap_lock_writer(w, c.cr3_mm) >= 0 or ptl_held(w, c.cr3_mm, cpu):
+        return False
     mm = w.mms[c.cr3_mm]
     pte = mm.ptes.get(va)
     if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):

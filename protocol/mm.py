@@ -1,9 +1,29 @@
-"""mm/: the kernel paths that change PTEs and then need a TLB flush, and the events around them.
+"""mm/: the kernel paths that change PTEs and then need a TLB flush, and the machinery around
+them: mmap_lock, the page-table lock (PTL), the mmu_gather, ``mm->tlb_flush_pending``, the rmap
+and RCU table freeing.
 
-Each path changes page tables in its first step (under the PTL and mmap_lock, which the model
-takes as atomic), then runs the variant's flush_tlb_mm_range() steps, then does what must wait
-for the flush (free pages, install the clean PTE, write the page back). The mmu_gather order of
-include/asm-generic/tlb.h: "1) unhook page 2) TLB invalidate page 3) free page".
+The mmu_gather order of include/asm-generic/tlb.h: "1) unhook page 2) TLB invalidate page 3) free
+page". A zapping path (madvise, munmap, truncation) runs: take its locks and
+``tlb_gather_mmu()`` (``inc_tlb_flush_pending``); zap_pte_range() under the PTL; a forced flush
+before the unlock if a dirty file page was zapped; ``mm_tlb_flush_nested()``; the flush unless
+the gather is empty; free the pages, hand page tables to RCU, ``dec_tlb_flush_pending``.
+
+Sources: mainline = ColinIanKing/linux-next (mm/mmu_gather.c @064b3573, mm/memory.c @042acf45,
+include/asm-generic/tlb.h @6eebd301, mm/madvise.c, mm/mprotect.c, mm/rmap.c); 5.2 = 5.4-era
+trees (OrderLab/orbit-kernel mm/memory.c) and the v5.2-rc mm/mmu_gather.c; the details, and
+what could not be verified, are in docs/mm-slice-plan.md.
+
+Atomic steps. A step may do several things at once only where Lipton's reduction allows it:
+lock acquires move right, releases move left, and at most one access in the step races with
+a step of another CPU that could not be moved before or after it. Each merged step says why in
+its docstring. Locks held (mmap_lock, PTL, page lock) are derived from the CPUs' paths and
+locals, never stored, so they cannot go stale. A new path that reads two things one of these
+steps writes (the PTE and ``tlb_flush_pending`` in one step, say) must re-check the merges.
+
+Left out: two vmas per mm (so munmap and madvise of one mapping never overlap on 5.2), THP and
+PMD locks, MADV_FREE, fullmm gathers (exit), mainline's PT_RECLAIM table freeing in madvise,
+``flush_tlb_batched_pending()`` (a no-op until reclaim's batched flush exists), faults that
+map a page again after a zap.
 
 The paths' records are at the end of the module (``protocol.paths`` says what a record holds).
 """
@@ -12,8 +32,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
+
 from protocol import hw
-from protocol.paths import FLUSH_TLB_MM_RANGE, MM_VA, NO_ARGS, VA, BudgetKind, Path, Step, register
+from protocol.paths import (
+    FLUSH_TLB_MM_RANGE,
+    MM_VA,
+    NO_ARGS,
+    VA,
+    BudgetKind,
+    Inline,
+    Path,
+    Step,
+    register,
+)
 from protocol.properties import (
     NMI_UACCESS_SAFETY,
     NO_STALE_ENTRY_AT_FREE,
@@ -27,7 +59,9 @@ from protocol.state import (
     NO_PFN,
     PAGE_SIZE,
     PGTABLE,
+    REMOVED,
     REUSED,
+    WRPROTECTED,
     Frame,
     Locals,
     Pte,
@@ -38,73 +72,318 @@ if TYPE_CHECKING:
     from protocol.world import World
 
 
-def zap_pte(w: World, mm_id: int, va: int) -> int:
-    """zap_pte_range() for one PTE: ``ptent = ptep_get_and_clear_full(...)``; a dirty file
-    PTE dirties its page (``set_page_dirty()``). Returns the anon pfn to free, or NO_PFN."""
-    mm = w.mms[mm_id]
-    pte = mm.ptes.get(va)
-    if pte is None or not pte.present:
-        return NO_PFN
-    frame = w.frames[pte.pfn]
-    if frame.kind == FILE and pte.dirty:
-        w.frames[pte.pfn] = frame._replace(page_dirty=True)
-    mm.ptes[va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
-    return pte.pfn if frame.kind == ANON else NO_PFN
+def mmap_lock_writer(w: World, mm_id: int) -> int:
+    """The CPU holding ``mm->mmap_lock`` for write, or -1. Derived from the CPUs' paths (their
+    ``locals.mmap_lock``), never stored, so it cannot go stale."""
+    for cpu, c in enumerate(w.cpus):
+        if c.locals.mmap_lock == 2 and c.locals.mm == mm_id:
+            return cpu
+    return -1
+
+
+def mmap_locked(w: World, mm_id: int) -> bool:
+    """Some CPU holds ``mm->mmap_lock`` (for read or write)."""
+    return any(c.locals.mmap_lock and c.locals.mm == mm_id for c in w.cpus)
+
+
+def ptl_held(w: World, mm_id: int, cpu: int) -> bool:
+    """Another CPU than ``cpu`` holds the PTL of mm's one PTE table (``pte_lockptr()``)."""
+    return any(
+        c.locals.ptl and c.locals.mm == mm_id for other, c in enumerate(w.cpus) if other != cpu
+    )
+
+
+def ptl_free(w: World, cpu: int) -> bool:
+    """A step's guard: ``spin_lock(ptl)`` of the mm in ``cpu``'s locals can be taken now."""
+    return not ptl_held(w, w.cpus[cpu].locals.mm, cpu)
+
+
+def zap_pte_range(w: World, cpu: int) -> None:
+    """mm/memory.c: zap_pte_range() over the locals' range (``va`` to ``end``), in one hold of
+    the PTL: ``start_pte = pte_offset_map_lock(mm, pmd, addr, &ptl);`` then per PTE ``if
+    (pte_none(ptent)) continue; ptent = ptep_get_and_clear_full(...); tlb_remove_tlb_entry(tlb,
+    pte, addr);`` (the gather records the range); a dirty file PTE does ``set_page_dirty(page)``
+    and forces a flush before the unlock (5.2: ``force_flush = 1``; mainline: ``if
+    (tlb_delay_rmap(tlb)) { delay_rmap = true; *force_flush = true; }``); the rmap goes at once
+    (5.2 ``page_remove_rmap()``; mainline for anon pages) or after the flush (mainline, dirty
+    file pages: ``tlb_flush_rmaps()``); anon pages join the gather's batch. Then
+    ``pte_unmap_unlock(start_pte, ptl)``, unless a forced flush must come first
+    (``Variant.zap_flush_before_unlock``).
+
+    One step: taking the PTL is a right mover, dropping it a left mover, and between them only
+    this CPU touches the PTEs under it; a speculative walk reads the PTE either before or after
+    (Lipton's reduction)."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    v = w.variant
+    at = w.site(cpu)
+    mm = w.mms[lv.mm]
+    recorded = False
+    force = False
+    pfns = list(lv.pfns)
+    rmaps = list(lv.rmaps)
+    for va in range(lv.va, lv.end, PAGE_SIZE):
+        pte = mm.ptes.get(va)
+        if pte is None or not pte.present:
+            continue
+        mm.ptes[va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
+        recorded = True
+        frame = w.frames[pte.pfn]
+        if frame.kind == FILE and pte.dirty:
+            frame = frame._replace(page_dirty=True)
+            force = True
+            if v.zap_delays_rmap(at):
+                rmaps.append(pte.pfn)
+            else:
+                frame = frame._replace(mapped=False)
+        else:
+            frame = frame._replace(mapped=False)
+        w.frames[pte.pfn] = frame
+        if frame.kind == ANON:
+            pfns.append(pte.pfn)
+    keep_ptl = force and v.zap_flush_before_unlock(at)
+    c.locals = lv._replace(
+        cleared=lv.cleared or recorded,
+        force_flush=force,
+        pfns=tuple(pfns),
+        rmaps=tuple(rmaps),
+        ptl=keep_ptl,
+    )
+    if not keep_ptl:
+        _tlb_flush_rmaps(w, cpu)
+
+
+def _tlb_flush_rmaps(w: World, cpu: int) -> None:
+    """mainline ``tlb_flush_rmaps(tlb, vma)``: the rmaps that waited for the flush go now."""
+    lv = w.cpus[cpu].locals
+    for pfn in lv.rmaps:
+        w.frames[pfn] = w.frames[pfn]._replace(mapped=False)
+    w.cpus[cpu].locals = lv._replace(rmaps=())
+
+
+def zap_pte_range__pte_unmap_unlock(w: World, cpu: int) -> None:
+    """After the forced flush: ``tlb_flush_rmaps(tlb, vma); pte_unmap_unlock(start_pte, ptl);
+    if (force_flush) tlb_flush_mmu(tlb);`` (the flush is done, so the gathered pages are
+    freed now); munmap then goes on to free_pgtables()."""
+    _tlb_flush_rmaps(w, cpu)
+    c = w.cpus[cpu]
+    c.locals = c.locals._replace(ptl=False)
+    _after_forced_flush(w, cpu)
+    if c.path == MUNMAP.name:
+        free_pgtables(w, cpu)
+
+
+def _after_forced_flush(w: World, cpu: int) -> None:
+    """``tlb_flush_mmu()`` after a forced flush: its range was reset by
+    ``tlb_flush_mmu_tlbonly()`` and the batch is freed."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    if not lv.force_flush or lv.ptl:
+        return
+    for pfn in lv.pfns:
+        free_page(w, pfn, by=f"cpu{cpu} tlb_flush_mmu")
+    c.locals = lv._replace(force_flush=False, cleared=False, pfns=())
+
+
+def free_pgtables(w: World, cpu: int) -> None:
+    """free_pgtables(): ``pmd_clear()`` then ``pte_free_tlb()``: the gather records
+    ``freed_tables`` and the range, and the PTE page is batched: into the page batch (5.2 on
+    bare metal: ``paravirt_tlb_remove_table()`` is ``tlb_remove_page()``) or the table batch
+    freed after an RCU grace period (``tlb_remove_table()``; ``Variant.frees_tables_by_rcu``)."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    mm = w.mms[lv.mm]
+    if mm.pgtable_pfn == NO_PFN:
+        return
+    pt = mm.pgtable_pfn
+    mm.pgtable_pfn = NO_PFN
+    if w.variant.frees_tables_by_rcu(w.site(cpu)):
+        c.locals = lv._replace(freed_tables=True, tables=lv.tables + (pt,))
+    else:
+        c.locals = lv._replace(freed_tables=True, pfns=lv.pfns + (pt,))
+
+
+def tlb_gather_mmu(w: World, cpu: int, mm_id: int, va: int, end: int) -> None:
+    """``tlb_gather_mmu()``: an empty gather for ``va``..``end`` of ``mm_id``, then
+    ``inc_tlb_flush_pending(tlb->mm)`` (an atomic_inc)."""
+    c = w.cpus[cpu]
+    c.locals = c.locals._replace(mm=mm_id, va=va, end=end, cleared=False)
+    w.mms[mm_id].tlb_flush_pending += 1
+
+
+def tlb_finish_mmu__mm_tlb_flush_nested(w: World, cpu: int) -> None:
+    """tlb_finish_mmu(): ``if (mm_tlb_flush_nested(tlb->mm)) { tlb->fullmm = 1;
+    __tlb_reset_range(tlb); tlb->freed_tables = 1; }`` -- another thread batches changes to
+    this mm under a shared lock and may have cleared PTEs this one found clear, so flush
+    everything (99baac21e458; 5.2-rc's range form: ``nested_flush_is_full``)."""
+    _after_forced_flush(w, cpu)
+    c = w.cpus[cpu]
+    lv = c.locals
+    v = w.variant
+    at = w.site(cpu)
+    if w.mms[lv.mm].tlb_flush_pending > 1 and v.tlb_finish_mmu_forces_flush_when_nested(at):
+        if v.nested_flush_is_full(at):
+            c.locals = lv._replace(fullmm=True, freed_tables=True, cleared=True)
+        else:
+            c.locals = lv._replace(cleared=True)
+    if not v.dec_tlb_flush_pending_after_flush(at):
+        w.mms[lv.mm].tlb_flush_pending -= 1
+
+
+def gather_is_empty(w: World, cpu: int) -> bool:
+    """``tlb_flush_mmu_tlbonly()``'s early return: 5.2 ``if (!tlb->end) return;``, mainline
+    ``if (!(tlb->freed_tables || tlb->cleared_ptes || ...)) return;`` -- the same for every
+    gather modelled here: nothing was recorded and nothing forced."""
+    lv = w.cpus[cpu].locals
+    return not (lv.cleared or lv.freed_tables or lv.fullmm)
+
+
+def no_forced_flush(w: World, cpu: int) -> bool:
+    """The forced flush of zap_pte_range() is skipped: nothing dirty forced it."""
+    return not w.cpus[cpu].locals.force_flush
+
+
+def tlb_finish_mmu(w: World, cpu: int) -> None:
+    """tlb_finish_mmu() after the flush: ``tlb_flush_mmu_free()`` frees the gathered pages
+    (and 5.2's page-table page) and hands the table batch to RCU (``tlb_table_flush()`` ->
+    ``call_rcu()``), then ``dec_tlb_flush_pending(tlb->mm)``; the syscall then drops mmap_lock.
+
+    One step: the free writes frames and the dec writes the counter; no other step reads
+    both, so each other step moves before or after them."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    for pfn in lv.pfns:
+        free_page(w, pfn, by=f"cpu{cpu} tlb_finish_mmu")
+    if lv.tables:
+        irqs_off = 0
+        for other, o in enumerate(w.cpus):
+            if not o.irqs_on:
+                irqs_off |= 1 << other
+        w.rcu += tuple((pt, irqs_off) for pt in lv.tables)
+    if w.variant.dec_tlb_flush_pending_after_flush(w.site(cpu)):
+        w.mms[lv.mm].tlb_flush_pending -= 1
+    c.locals = lv._replace(pfns=(), tables=(), mmap_lock=0)
+
+
+def tlb_remove_table_rcu(w: World, pfn: int) -> None:
+    """The RCU callback of ``tlb_remove_table()``: a grace period has passed since the table
+    was batched (every CPU that had IRQs disabled then has enabled them since), so no
+    software walker with IRQs off (GUP-fast) can still hold a pointer into it."""
+    w.rcu = tuple(cb for cb in w.rcu if cb[0] != pfn)
+    free_page(w, pfn, by="RCU callback tlb_remove_table_rcu()")
+
+
+def rcu_quiescent(w: World) -> None:
+    """A CPU seen with IRQs enabled has left every IRQs-off section it was in: clear it from
+    the grace periods that wait for it (RCU-sched; x86's GUP-fast relies on it)."""
+    on = 0
+    for cpu, c in enumerate(w.cpus):
+        if c.irqs_on and c.irq is None:
+            on |= 1 << cpu
+    if on and any(mask & on for _, mask in w.rcu):
+        w.rcu = tuple((pfn, mask & ~on) for pfn, mask in w.rcu)
+
+
+def retire(w: World, cpu: int, kind: int) -> None:
+    """Ghost: the syscall returns; its promise covers every PTE of its range as it is now."""
+    lv = w.cpus[cpu].locals
+    mm = w.mms[lv.mm]
+    for va in range(lv.va, lv.end, PAGE_SIZE):
+        pte = mm.ptes.get(va)
+        if pte is not None:
+            mm.retired[va] = (pte.seq, kind)
+
+
+# --- munmap, madvise, mprotect ---------------------------------------------------------------
 
 
 def munmap(w: World, cpu: int) -> None:
-    """munmap() of the whole mapping of current->mm: unmap_region() zaps every PTE and
-    free_pgtables() clears the PMD entry; the page-table page joins the gather
-    (``tlb->freed_tables = 1``). The PTE page and the anon pages are freed after the flush."""
+    """munmap() of the whole mapping of current->mm (mm/mmap.c, 5.2: __do_munmap(); mainline:
+    do_vmi_align_munmap()): ``mmap_write_lock``; detach the vma; ``downgrade_write`` (4.20's
+    dd2283f2605e: zap with mmap_lock held for read); unmap_region(): ``tlb_gather_mmu()``,
+    unmap_vmas() -> zap_pte_range() over every page; then free_pgtables() (after a forced
+    flush, in the unlock step).
+
+    One step: the write lock is taken and downgraded before anything is shared, the gather's
+    inc is only read by mm_tlb_flush_nested() (a step of its own), and the zap is a PTL
+    section (see zap_pte_range)."""
     c = w.cpus[cpu]
     mm_id = c.task
     mm = w.mms[mm_id]
     vas = w.config.vas()
-    pfns = [pfn for va in vas if (pfn := zap_pte(w, mm_id, va)) != NO_PFN]
     for va in vas:
         mm.vma_writable.pop(va, None)
     mm.write_protected = frozenset()
-    if mm.pgtable_pfn != NO_PFN:
-        pfns.append(mm.pgtable_pfn)
-        mm.pgtable_pfn = NO_PFN
-    c.locals = c.locals._replace(
-        mm=mm_id, va=vas[0], end=vas[-1] + PAGE_SIZE, freed_tables=True, pfns=tuple(pfns)
-    )
+    c.locals = c.locals._replace(mmap_lock=1)
+    tlb_gather_mmu(w, cpu, mm_id, vas[0], vas[-1] + PAGE_SIZE)
+    zap_pte_range(w, cpu)
+    if not c.locals.ptl:
+        free_pgtables(w, cpu)
+
+
+def munmap_done(w: World, cpu: int) -> None:
+    """munmap() returns: no translation of the mapping may be used any more."""
+    retire(w, cpu, REMOVED)
 
 
 def madvise_dontneed(w: World, cpu: int) -> None:
-    """madvise(MADV_DONTNEED) of one page: zap_page_range(); the vma and page table stay."""
+    """madvise(MADV_DONTNEED) of one page (mm/madvise.c): ``mmap_read_lock`` (mainline: the
+    per-VMA read lock, exclusive with mprotect's ``vma_start_write`` as here),
+    ``tlb_gather_mmu()`` (5.2: inside zap_page_range(); mainline: madvise_init_tlb()), then
+    zap_pte_range(). A PTE already clear records nothing; the page table and vma stay."""
     c = w.cpus[cpu]
     mm_id, va = c.task, c.locals.va
-    pfn = zap_pte(w, mm_id, va)
-    c.locals = c.locals._replace(
-        mm=mm_id, end=va + PAGE_SIZE, freed_tables=False, pfns=(pfn,) if pfn != NO_PFN else ()
-    )
+    c.locals = c.locals._replace(mmap_lock=1)
+    tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
+    zap_pte_range(w, cpu)
+
+
+def madvise_done(w: World, cpu: int) -> None:
+    """madvise() returns: no translation of the page it zapped may be used any more (the
+    promise covers a PTE another thread cleared, too: Mel Gorman's case in 99baac21e458)."""
+    retire(w, cpu, REMOVED)
 
 
 def mprotect(w: World, cpu: int) -> None:
-    """mprotect(PROT_READ) of one page: change_pte_range() clears the PTE's write bit."""
+    """mprotect(PROT_READ) of one page (mm/mprotect.c): ``mmap_write_lock``, the vma loses
+    VM_WRITE, then change_protection(): mainline gathers (``tlb_gather_mmu()`` in
+    do_mprotect_pkey(), so ``inc_tlb_flush_pending``); 5.2 ``inc_tlb_flush_pending(mm)`` in
+    change_protection_range(). change_pte_range() under the PTL: ``ptent =
+    ptep_modify_prot_start(); ptent = pte_modify(ptent, newprot); ptep_modify_prot_commit()``;
+    what it records (``Variant.mprotect_records_pte``) decides the flush."""
     c = w.cpus[cpu]
     mm_id, va = c.task, c.locals.va
     mm = w.mms[mm_id]
     mm.vma_writable[va] = False
+    c.locals = c.locals._replace(mmap_lock=2)
+    tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
     pte = mm.ptes[va]
-    mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
-    c.locals = c.locals._replace(mm=mm_id, end=va + PAGE_SIZE, freed_tables=False)
+    if pte.present:
+        mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
+        if w.variant.mprotect_records_pte(w.site(cpu), pte):
+            c.locals = c.locals._replace(cleared=True)
 
 
 def mprotect_done(w: World, cpu: int) -> None:
-    """mprotect() returns: from now on no write may go through a writable translation."""
-    lv = w.cpus[cpu].locals
+    """mprotect() returns: mainline's tlb_finish_mmu() has flushed and run
+    ``dec_tlb_flush_pending()`` (5.2: ``dec_tlb_flush_pending(mm)`` after ``if (pages)
+    flush_tlb_range()``); ``mmap_write_unlock``. From now on no write may go through a writable
+    translation."""
+    c = w.cpus[cpu]
+    lv = c.locals
     mm = w.mms[lv.mm]
+    v = w.variant
+    at = w.site(cpu)
+    if not v.mprotect_uses_gather(at) or v.dec_tlb_flush_pending_after_flush(at):
+        mm.tlb_flush_pending -= 1
     if not mm.vma_writable.get(lv.va, True):
         mm.write_protected = mm.write_protected | {lv.va}
+    retire(w, cpu, WRPROTECTED)
 
 
-def tlb_finish_mmu(w: World, cpu: int) -> None:
-    """tlb_finish_mmu() -> tlb_flush_mmu_free(): free the gathered pages and page tables."""
-    for pfn in w.cpus[cpu].locals.pfns:
-        free_page(w, pfn, by=f"cpu{cpu} tlb_finish_mmu")
+def mprotect_uses_gather(w: World, cpu: int) -> bool:
+    """A skip: 5.2's change_protection_range() has no mmu_gather, so no nested check."""
+    return not w.variant.mprotect_uses_gather(w.site(cpu))
 
 
 def free_page(w: World, pfn: int, by: str) -> None:
@@ -155,6 +434,14 @@ def alloc_page(w: World, pfn: int, to: int) -> None:
 # --- writeback: clear_page_dirty_for_io() -> page_mkclean() -> writepage -------------------
 
 
+def file_page(w: World, mm_id: int, va: int) -> int:
+    """The page-cache page that (mm, va) maps (mapped or not), or NO_PFN once truncated."""
+    for pfn, f in enumerate(w.frames):
+        if f.kind == FILE and f.mm == mm_id and f.va == va:
+            return pfn
+    return NO_PFN
+
+
 def page_locked(w: World, pfn: int) -> bool:
     """PG_locked: writeback holds the page lock from before clear_page_dirty_for_io() until
     writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``).
@@ -162,27 +449,58 @@ def page_locked(w: World, pfn: int) -> bool:
     return any(c.path == WRITEBACK.name and c.locals.pfns[:1] == (pfn,) for c in w.cpus)
 
 
+def _mkclean_walks(w: World, cpu: int) -> bool:
+    """page_mkclean(): ``if (!page_mapped(page)) return 0;`` -- otherwise the rmap walk takes
+    the PTL (``Variant.page_mkclean_checks_mapped``)."""
+    lv = w.cpus[cpu].locals
+    pfn = file_page(w, lv.mm, lv.va)
+    return not w.variant.page_mkclean_checks_mapped(w.site(cpu)) or w.frames[pfn].mapped
+
+
+def _writeback_guard(w: World, cpu: int) -> bool:
+    """The rmap walk spins on the PTL (``map_pte()`` with PVMW_SYNC); an unmapped page takes
+    no lock."""
+    return not _mkclean_walks(w, cpu) or ptl_free(w, cpu)
+
+
 def clear_page_dirty_for_io(w: World, cpu: int) -> None:
-    """clear_page_dirty_for_io() -> page_mkclean_one(): ``if (!pte_dirty(*pte) &&
-    !pte_write(*pte)) continue; entry = ptep_clear_flush(vma, address, pte);`` -- this step is
-    the ``ptep_get_and_clear()``; the flush follows. page_mkclean() returning 1 makes the
-    caller ``set_page_dirty()``: done here, before the flush, with the same outcome."""
+    """``lock_page()``, then clear_page_dirty_for_io() -> page_mkclean(): if the page is mapped,
+    page_mkclean_one() under the PTL: ``if (!pte_dirty(*pte) && !pte_write(*pte)) continue;
+    entry = ptep_clear_flush(vma, address, pte);`` -- this step is the
+    ``ptep_get_and_clear()``; the flush follows, still under the PTL. page_mkclean() returning
+    1 makes the caller ``set_page_dirty()``: done here, with the same outcome.
+
+    One step: the page_mapped() read and the PTL section race only with a zap, which clears
+    the PTE and the rmap together; either order ends as it does in the kernel."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    pfn = file_page(w, lv.mm, lv.va)
+    c.locals = lv = lv._replace(pfns=(pfn,), end=lv.va + PAGE_SIZE, cleared=False)
+    if not _mkclean_walks(w, cpu):
+        return
+    mm = w.mms[lv.mm]
+    pte = mm.ptes.get(lv.va)
+    if pte is None or not pte.present or pte.pfn != pfn or not (pte.dirty or pte.writable):
+        return
+    w.frames[pfn] = w.frames[pfn]._replace(page_dirty=True)
+    mm.ptes[lv.va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
+    c.locals = lv._replace(cleared=True, ptl=True)
+
+
+def nothing_cleaned(w: World, cpu: int) -> bool:
+    """A skip: page_mkclean_one() found nothing to clean, so no flush and no set_pte_at()."""
+    return not w.cpus[cpu].locals.cleared
+
+
+def page_mkclean_one__set_pte_at(w: World, cpu: int) -> None:
+    """``entry = pte_wrprotect(entry); entry = pte_mkclean(entry); set_pte_at(...)``, then
+    ``page_vma_mapped_walk_done()`` drops the PTL."""
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
     pte = mm.ptes[lv.va]
-    assert pte.present and (pte.dirty or pte.writable)
-    w.frames[pte.pfn] = w.frames[pte.pfn]._replace(page_dirty=True)
-    mm.ptes[lv.va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
-    c.locals = lv._replace(end=lv.va + PAGE_SIZE, freed_tables=False, pfns=(pte.pfn,))
-
-
-def page_mkclean_one__set_pte_at(w: World, cpu: int) -> None:
-    """``entry = pte_wrprotect(entry); entry = pte_mkclean(entry); set_pte_at(...)``"""
-    lv = w.cpus[cpu].locals
-    mm = w.mms[lv.mm]
-    pte = mm.ptes[lv.va]
     mm.ptes[lv.va] = Pte(True, False, True, False, lv.pfns[0], pte.seq + 1)
+    c.locals = lv._replace(ptl=False)
 
 
 def writepage(w: World, cpu: int) -> None:
@@ -190,6 +508,36 @@ def writepage(w: World, cpu: int) -> None:
     lv = w.cpus[cpu].locals
     pfn = lv.pfns[0]
     w.frames[pfn] = w.frames[pfn]._replace(page_dirty=False, modified=False)
+
+
+# --- truncation: truncate_pagecache() -------------------------------------------------------
+
+
+def unmap_mapping_range(w: World, cpu: int) -> None:
+    """truncate_pagecache() -> unmap_mapping_range(): under ``i_mmap_lock_read(mapping)``, for
+    each vma mapping the page (the rmap of the file, not of the page: it runs whether or not
+    the page is mapped) zap_page_range_single(): ``tlb_gather_mmu()``, zap_pte_range(),
+    ``tlb_finish_mmu()``. No mmap_lock: truncation races with every syscall of the mm."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    tlb_gather_mmu(w, cpu, lv.mm, lv.va, lv.va + PAGE_SIZE)
+    zap_pte_range(w, cpu)
+
+
+def truncate_inode_pages(w: World, cpu: int) -> None:
+    """truncate_inode_pages(): ``lock_page()``, ``delete_from_page_cache()``, unlock: the page
+    cache drops its reference and the page is freed."""
+    lv = w.cpus[cpu].locals
+    pfn = file_page(w, lv.mm, lv.va)
+    if pfn != NO_PFN:
+        free_page(w, pfn, by=f"cpu{cpu} truncate_inode_pages")
+
+
+def _truncate_guard(w: World, cpu: int) -> bool:
+    """``lock_page()`` sleeps while writeback holds the page lock."""
+    lv = w.cpus[cpu].locals
+    pfn = file_page(w, lv.mm, lv.va)
+    return pfn == NO_PFN or not page_locked(w, pfn)
 
 
 # --- kernel code that touches user memory -----------------------------------------------------
@@ -230,19 +578,29 @@ def nmi(w: World, cpu: int, va: int) -> None:
 
 
 def present_pte(w: World, cpu: int, lv: Locals) -> bool:
-    """A start guard: current->mm maps ``va`` (its PTE is present)."""
+    """current->mm maps ``va`` (its PTE is present)."""
     pte = w.mms[w.cpus[cpu].task].ptes.get(lv.va)
     return pte is not None and pte.present
 
 
+def _madvise_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    """A vma maps ``va`` (present PTE or not: a PTE already clear finds nothing to change), and
+    ``mmap_read_lock()`` would not sleep (no writer)."""
+    mm_id = w.cpus[cpu].task
+    return lv.va in w.mms[mm_id].vma_writable and mmap_lock_writer(w, mm_id) < 0
+
+
 def _munmap_may_start(w: World, cpu: int, lv: Locals) -> bool:
-    """The mapping still exists (its page table has not been freed)."""
-    return w.mms[w.cpus[cpu].task].pgtable_pfn != NO_PFN
+    """The mapping still exists, and ``mmap_write_lock()`` would not sleep."""
+    mm_id = w.cpus[cpu].task
+    return bool(w.mms[mm_id].vma_writable) and not mmap_locked(w, mm_id)
 
 
 def _mprotect_may_start(w: World, cpu: int, lv: Locals) -> bool:
-    """A present PTE of a writable vma: mprotect(PROT_READ) has something to change."""
-    return present_pte(w, cpu, lv) and bool(w.mms[w.cpus[cpu].task].vma_writable.get(lv.va))
+    """A vma maps ``va`` (writable or already read-only, PTE present or not), and
+    ``mmap_write_lock()`` would not sleep."""
+    mm_id = w.cpus[cpu].task
+    return lv.va in w.mms[mm_id].vma_writable and not mmap_locked(w, mm_id)
 
 
 def _uaccess_may_start(w: World, cpu: int, lv: Locals) -> bool:
@@ -252,16 +610,38 @@ def _uaccess_may_start(w: World, cpu: int, lv: Locals) -> bool:
 
 
 def _writeback_may_start(w: World, cpu: int, lv: Locals) -> bool:
-    """A dirty page-cache page, mapped writable or dirty, whose lock is free (lock_page()
-    would sleep)."""
-    pte = w.mms[lv.mm].ptes.get(lv.va)
-    if pte is None or not pte.present or not (pte.dirty or pte.writable):
-        return False
-    frame = w.frames[pte.pfn]
-    return frame.kind == FILE and frame.page_dirty and not page_locked(w, pte.pfn)
+    """A dirty page-cache page (mapped or not: writeback finds it by the page cache, and the
+    rmap walk finds its mappings) whose lock is free (lock_page() would sleep)."""
+    pfn = file_page(w, lv.mm, lv.va)
+    return pfn != NO_PFN and w.frames[pfn].page_dirty and not page_locked(w, pfn)
 
 
+def _truncate_may_start(w: World, cpu: int, lv: Locals) -> bool:
+    """The file still has this page in its page cache."""
+    return file_page(w, lv.mm, lv.va) != NO_PFN
+
+
+FORCED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_forced_flush)
+"""zap_pte_range()'s ``if (force_flush) tlb_flush_mmu_tlbonly(tlb);`` (inside the PTL unless
+``Variant.zap_flush_before_unlock`` moves it)."""
+PTE_UNMAP_UNLOCK = Step(
+    "zap_pte_range__pte_unmap_unlock",
+    zap_pte_range__pte_unmap_unlock,
+    skip=lambda w, cpu: not w.cpus[cpu].locals.ptl,
+    c="pte_unmap_unlock()",
+)
+NESTED = Step(
+    "tlb_finish_mmu__mm_tlb_flush_nested",
+    tlb_finish_mmu__mm_tlb_flush_nested,
+    c="mm_tlb_flush_nested()",
+)
+FINISH_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=gather_is_empty)
+"""tlb_finish_mmu() -> tlb_flush_mmu() -> tlb_flush_mmu_tlbonly() -> x86 tlb_flush() ->
+flush_tlb_mm_range(), unless the gather is empty."""
 TLB_FINISH_MMU = Step("tlb_finish_mmu", tlb_finish_mmu)
+ZAP_THEN_FINISH = (FORCED_FLUSH, PTE_UNMAP_UNLOCK, NESTED, FINISH_FLUSH, TLB_FINISH_MMU)
+"""The mmu_gather's end, as every zapping path has it: the forced flush and unlock of
+zap_pte_range(), then tlb_finish_mmu() (nested check, flush, free, dec)."""
 
 MUNMAP = register(
     Path(
@@ -269,7 +649,8 @@ MUNMAP = register(
         BudgetKind("munmap"),
         NO_ARGS,
         _munmap_may_start,
-        (Step("munmap", munmap, c="unmap_region()"), FLUSH_TLB_MM_RANGE, TLB_FINISH_MMU),
+        (Step("munmap", munmap, guard=ptl_free, c="unmap_region()"), *ZAP_THEN_FINISH),
+        returns=munmap_done,
         from_user=True,
         summary="munmap() of current->mm's whole mapping; page tables freed (freed_tables)",
     )
@@ -279,14 +660,14 @@ MADVISE = register(
         "madvise",
         BudgetKind("madvise"),
         VA,
-        present_pte,
+        _madvise_may_start,
         (
-            Step("madvise_dontneed", madvise_dontneed, c="zap_page_range()"),
-            FLUSH_TLB_MM_RANGE,
-            TLB_FINISH_MMU,
+            Step("madvise_dontneed", madvise_dontneed, guard=ptl_free, c="zap_page_range()"),
+            *ZAP_THEN_FINISH,
         ),
+        returns=madvise_done,
         from_user=True,
-        summary="madvise(MADV_DONTNEED) of one present page",
+        summary="madvise(MADV_DONTNEED) of one page (present or already zapped)",
     )
 )
 MPROTECT = register(
@@ -295,10 +676,14 @@ MPROTECT = register(
         BudgetKind("mprotect"),
         VA,
         _mprotect_may_start,
-        (Step("mprotect", mprotect, c="change_pte_range()"), FLUSH_TLB_MM_RANGE),
+        (
+            Step("mprotect", mprotect, guard=ptl_free, c="change_pte_range()"),
+            attrs.evolve(NESTED, skip=mprotect_uses_gather),
+            FINISH_FLUSH,
+        ),
         returns=mprotect_done,
         from_user=True,
-        summary="mprotect(PROT_READ) of one present writable page",
+        summary="mprotect(PROT_READ) of one page (writable, read-only or not present)",
     )
 )
 WRITEBACK = register(
@@ -308,9 +693,19 @@ WRITEBACK = register(
         MM_VA,
         _writeback_may_start,
         (
-            Step("clear_page_dirty_for_io", clear_page_dirty_for_io, c="ptep_clear_flush()"),
-            FLUSH_TLB_MM_RANGE,
-            Step("page_mkclean_one__set_pte_at", page_mkclean_one__set_pte_at, c="set_pte_at()"),
+            Step(
+                "clear_page_dirty_for_io",
+                clear_page_dirty_for_io,
+                guard=_writeback_guard,
+                c="ptep_clear_flush()",
+            ),
+            Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=nothing_cleaned),
+            Step(
+                "page_mkclean_one__set_pte_at",
+                page_mkclean_one__set_pte_at,
+                skip=nothing_cleaned,
+                c="set_pte_at()",
+            ),
             Step("writepage", writepage, c="->writepage()"),
         ),
         summary="writeback of one dirty file page: clear_page_dirty_for_io() -> page_mkclean()",
@@ -329,5 +724,29 @@ IRQS_OFF_UACCESS = register(
         ),
         from_user=True,
         summary="a syscall that reads user memory with IRQs disabled",
+    )
+)
+TRUNCATE = register(
+    Path(
+        "truncate",
+        BudgetKind("truncate", default=0),
+        MM_VA,
+        _truncate_may_start,
+        (
+            Step(
+                "unmap_mapping_range",
+                unmap_mapping_range,
+                guard=ptl_free,
+                c="zap_page_range_single()",
+            ),
+            *ZAP_THEN_FINISH,
+            Step(
+                "truncate_inode_pages",
+                truncate_inode_pages,
+                guard=_truncate_guard,
+                c="delete_from_page_cache()",
+            ),
+        ),
+        summary="truncate_pagecache() of one file page: unmap every mapping, then free it",
     )
 )

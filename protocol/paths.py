@@ -71,10 +71,13 @@ class Step:
 
 @attrs.frozen
 class Inline:
-    """A run of steps that a variant decides: ``expand(variant, path_name)``."""
+    """A run of steps that a variant decides: ``expand(variant, path_name)``. With ``skip``,
+    the whole run is left out when it holds as the step before ends (a flush with nothing to
+    flush)."""
 
     name: str
     expand: Callable[[Variant, str], tuple[Step, ...]]
+    skip: Guard | None = None
 
 
 @attrs.frozen
@@ -191,10 +194,31 @@ def expand(variant: Variant, path: Path, steps: tuple[Step | Inline, ...]) -> tu
     out: list[Step] = []
     for s in steps:
         if isinstance(s, Inline):
-            out.extend(s.expand(variant, path.name))
+            run = s.expand(variant, path.name)
+            if s.skip is not None:
+                run = tuple(_skipping(st, s.skip) for st in run)
+            out.extend(run)
         else:
             out.append(s)
     return tuple(out)
+
+
+def _skipping(step: Step, skip: Guard) -> Step:
+    """``step``, also skipped when ``skip`` holds (its own skip still applies)."""
+    own = step.skip
+    return attrs.evolve(step, skip=skip if own is None else EitherSkip(skip, own))
+
+
+@attrs.frozen
+class EitherSkip:
+    """A step's skip: the run's or its own (compared by value, so that two kernels built
+    from the same records have equal steps)."""
+
+    run: Guard
+    own: Guard
+
+    def __call__(self, w: World, cpu: int) -> bool:
+        return self.run(w, cpu) or self.own(w, cpu)
 
 
 class Site(NamedTuple):

@@ -36,6 +36,7 @@ NO_STALE_ENTRY_AT_FREE: Final = "no_stale_entry_at_free"
 USER_NEVER_LAZY: Final = "user_never_lazy"
 UACCESS_IN_CURRENT_MM: Final = "uaccess_in_current_mm"
 PTES_MAP_OWN_FRAMES: Final = "ptes_map_own_frames"
+NO_STALE_ACCESS_AFTER_RETURN: Final = "no_stale_access_after_return"
 
 
 @attrs.frozen
@@ -186,6 +187,12 @@ PROPERTIES: Final[dict[str, Property]] = {
             PTES_MAP_OWN_FRAMES,
             "a present PTE maps a page of its own mm and address, never a free or reused frame",
             check=ptes_map_own_frames,
+        ),
+        Property(
+            NO_STALE_ACCESS_AFTER_RETURN,
+            "once madvise(MADV_DONTNEED) or munmap has returned, no access goes through a "
+            "translation of the PTE it removed; once mprotect(PROT_READ) has returned, no "
+            "write goes through a writable one (whoever changed the PTE)",
         ),
         Property(
             NO_STALE_ENTRY_AT_FREE,

@@ -73,6 +73,10 @@ class Frame(NamedTuple):
     """Written since writeback last saved it (file pages): memory differs from disk."""
     page_dirty: bool = False
     """``PG_dirty`` of the page-cache page (file pages)."""
+    mapped: bool = False
+    """The rmap: ``page_mapped()``, some PTE maps this page (its one (mm, va) here). Cleared by
+    ``page_remove_rmap()`` when a zap drops the mapping (5.2: at once; mainline: after the
+    flush for a dirty file page, ``tlb_flush_rmaps()``)."""
 
     def describe(self) -> str:
         where = f" of mm {mm_name(self.mm)}" if self.kind in (ANON, FILE, PGTABLE, REUSED) else ""
@@ -124,6 +128,11 @@ class FlushTlbInfo:
         rng = "ALL" if self.end == TLB_FLUSH_ALL else f"{self.start:#x}-{self.end:#x}"
         ft = " freed_tables" if self.freed_tables else ""
         return f"mm={mm_name(self.mm)} {rng} new_tlb_gen={self.new_tlb_gen}{ft}"
+
+
+# what a returned syscall promised about a va (Mm.retired)
+REMOVED: Final = 1  # madvise(MADV_DONTNEED), munmap: no translation older than this remains
+WRPROTECTED: Final = 2  # mprotect(PROT_READ): no writable translation older than this remains
 
 
 # csd functions
@@ -185,6 +194,14 @@ class Locals(NamedTuple):
     new_asid: int = 0
     need_flush: bool = False
     target: int = -1  # smp_call_function_single()'s target CPU; -1: none
+    # struct mmu_gather (include/asm-generic/tlb.h), and the locks the path holds:
+    cleared: bool = False  # the gather recorded a PTE change (cleared_ptes; 5.2: tlb->end != 0)
+    fullmm: bool = False  # tlb->fullmm: flush everything (a nested flush forces it)
+    force_flush: bool = False  # zap_pte_range()'s force_flush: flush before the PTL is dropped
+    tables: tuple[int, ...] = ()  # page-table pages batched by tlb_remove_table()
+    rmaps: tuple[int, ...] = ()  # dirty file pages whose rmap waits for the flush (delay_rmap)
+    ptl: bool = False  # holds the page-table lock of mm's PTE table
+    mmap_lock: int = 0  # holds mm's mmap_lock: 0 no, 1 for read, 2 for write
 
 
 def for_each_cpu(mask: int) -> list[int]:
@@ -261,6 +278,10 @@ def perm_csds(
             for k, v in csds
         )
     )
+
+
+def perm_rcu(rcu: tuple[tuple[int, int], ...], perm: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    return tuple((pfn, _perm_mask(mask, perm)) for pfn, mask in rcu)
 
 
 def _none(_: object) -> None:
@@ -363,6 +384,12 @@ class Mm(Snapshotted):
     write_protected: frozenset[int]  # vas whose mprotect(PROT_READ) flush has returned
     flush_log: tuple[tuple[int, int, int], ...]
     """(new_tlb_gen, va, pte seq) per PTE change a flush request covered: tlb_gen_soundness."""
+    tlb_flush_pending: int
+    """``mm->tlb_flush_pending``: ``inc_tlb_flush_pending()`` when a gather begins,
+    ``dec_tlb_flush_pending()`` after its flush; ``mm_tlb_flush_nested()`` is ``> 1``."""
+    retired: dict[int, tuple[int, int]] = attrs.field(metadata=MUTABLE)
+    """Ghost state: va -> (pte seq, REMOVED or WRPROTECTED) that a returned madvise, munmap or
+    mprotect promised; no access may go through a translation older than that seq."""
 
 
 @derive

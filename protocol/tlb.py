@@ -221,12 +221,15 @@ def flush_tlb_mm_range__inc_mm_tlb_gen(w: World, cpu: int) -> None:
     mm.tlb_gen += 1
     new_tlb_gen = mm.tlb_gen
     start, end = lv.va, lv.end
-    if (end - start) // PAGE_SIZE > w.config.tlb_single_page_flush_ceiling:
+    if lv.fullmm or (end - start) // PAGE_SIZE > w.config.tlb_single_page_flush_ceiling:
+        # x86 tlb_flush(): "if (tlb->fullmm || tlb->need_flush_all) { start = 0UL; end =
+        # TLB_FLUSH_ALL; }"
         start, end = 0, TLB_FLUSH_ALL
     c.flush_tlb_info = FlushTlbInfo(lv.mm, start, end, new_tlb_gen, lv.freed_tables, cpu)
     # Ghost state for tlb_gen_soundness: which PTE contents this generation retires.
+    lo, hi = (0, 1 << 62) if lv.fullmm else (lv.va, lv.end)
     mm.flush_log += tuple(
-        (new_tlb_gen, va, pte.seq) for va, pte in sorted(mm.ptes.items()) if lv.va <= va < lv.end
+        (new_tlb_gen, va, pte.seq) for va, pte in sorted(mm.ptes.items()) if lo <= va < hi
     )
 
 

@@ -35,7 +35,7 @@ from protocol.tlb import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from protocol.state import FlushTlbInfo, IrqItem, Locals
+    from protocol.state import FlushTlbInfo, IrqItem, Locals, Pte
     from protocol.world import World
 
 # The steps of flush_tlb_mm_range() in the two orders the kernel has had.
@@ -109,6 +109,15 @@ class Variant:
     """Today's flush_tlb_func(): ``if (f->new_tlb_gen <= local_tlb_gen) return;``."""
     partial_flush_needs_next_gen: bool = True
     """flush_tlb_func(): a partial flush only if ``new_tlb_gen == local_tlb_gen + 1``."""
+    delay_rmap: bool = False
+    """mainline zap_pte_range(): a dirty file page keeps its rmap until the forced flush is
+    done (``tlb_flush_rmaps()``; 5df397dec7c4, v6.2); 5.2 ``page_remove_rmap()`` at once."""
+    mprotect_gather: bool = False
+    """mainline mprotect: an mmu_gather that records only what needs a flush
+    (``pte_needs_flush()``; v6.0); 5.2: ``inc_tlb_flush_pending``, ``if (pages) flush``."""
+    rcu_table_free: bool = False
+    """x86 frees page tables through ``tlb_remove_table()`` and RCU (a37259732a7d,
+    v6.15; before, only paravirt guests did); 5.2 on bare metal uses the page batch."""
     extra_paths: tuple[Path, ...] = ()
     """Kernel paths of the variant's own, next to the built-in ones (``examples/new_path.py``)."""
 
@@ -209,6 +218,63 @@ class Variant:
         prev's mm_cpumask."""
         return self.clear_cpumask_on_switch
 
+    # ---- mm/: the mmu_gather, the PTL, tlb_flush_pending, the rmap -----------------------
+    def zap_flush_before_unlock(self, at: Site) -> bool:
+        """zap_pte_range(): ``/* Do the actual TLB flush before dropping ptl */ if
+        (force_flush) tlb_flush_mmu_tlbonly(tlb); pte_unmap_unlock(start_pte, ptl);`` -- an
+        rmap walker (page_mkclean) that waits for the PTL then sees the flush done."""
+        return True
+
+    def zap_delays_rmap(self, at: Site) -> bool:
+        """mainline: ``if (tlb_delay_rmap(tlb)) { delay_rmap = true; *force_flush = true; }``
+        ... ``if (!delay_rmap) folio_remove_rmap_ptes(...)``; the rest in
+        ``tlb_flush_rmaps()`` after the flush. 5.2: ``page_remove_rmap(page, false)`` in the
+        loop, before the flush."""
+        return self.delay_rmap
+
+    def tlb_finish_mmu_forces_flush_when_nested(self, at: Site) -> bool:
+        """tlb_finish_mmu(): ``if (mm_tlb_flush_nested(tlb->mm))`` forces a flush even of an
+        empty gather (99baac21e458, v4.13: "mm: fix MADV_[FREE|DONTNEED] TLB flush miss
+        problem")."""
+        return True
+
+    def nested_flush_is_full(self, at: Site) -> bool:
+        """The forced flush: ``tlb->fullmm = 1; __tlb_reset_range(tlb); tlb->freed_tables =
+        1;`` (7a30df49f63a, in v5.2); 5.2-rc's ``__tlb_reset_range(tlb);
+        __tlb_adjust_range(tlb, start, end - start);`` flushed only the call's range and lost
+        ``freed_tables``."""
+        return True
+
+    def dec_tlb_flush_pending_after_flush(self, at: Site) -> bool:
+        """tlb_finish_mmu(): ``tlb_flush_mmu(tlb); ... dec_tlb_flush_pending(tlb->mm);`` -- the
+        count drops only after the flush, so a caller that finds nothing to change still sees
+        the flush in flight (mm_tlb_flush_nested())."""
+        return True
+
+    def mprotect_uses_gather(self, at: Site) -> bool:
+        """mainline do_mprotect_pkey(): ``tlb_gather_mmu(&tlb, current->mm)`` ...
+        ``tlb_finish_mmu(&tlb)`` (nested check included); 5.2 change_protection_range():
+        ``inc_tlb_flush_pending(mm); ... if (pages) flush_tlb_range(vma, start, end);
+        dec_tlb_flush_pending(mm);``."""
+        return self.mprotect_gather
+
+    def mprotect_records_pte(self, at: Site, old: Pte) -> bool:
+        """Whether change_pte_range()'s change of a present PTE ``old`` to read-only asks for a
+        flush: mainline ``if (pte_needs_flush(oldpte, ptent)) tlb_flush_pte_range(...)`` (x86:
+        only if RW goes 1 -> 0 here); 5.2 ``pages++`` for every present PTE."""
+        return old.writable if self.mprotect_gather else True
+
+    def frees_tables_by_rcu(self, at: Site) -> bool:
+        """x86 ``___pte_free_tlb()``: mainline ``tlb_remove_ptdesc()`` -> ``tlb_remove_table()``
+        (freed by ``call_rcu()`` after the flush); 5.2 bare metal
+        ``paravirt_tlb_remove_table()`` = ``tlb_remove_page()`` (freed right after the flush)."""
+        return self.rcu_table_free
+
+    def page_mkclean_checks_mapped(self, at: Site) -> bool:
+        """page_mkclean() / folio_mkclean(): ``if (!page_mapped(page)) return 0;`` -- no rmap
+        walk, and so no PTL, for a page no PTE maps."""
+        return True
+
     # ---- NMIs ------------------------------------------------------------------------------
     def nmi_uaccess_okay(self, w: World, cpu: int) -> bool:
         """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no
@@ -242,6 +308,9 @@ LINUX_CURRENT: Final = attrs.evolve(
     should_flush_loaded_mm_only=True,
     clear_cpumask_on_switch=False,
     skip_caught_up_flush=True,
+    delay_rmap=True,
+    mprotect_gather=True,
+    rcu_table_free=True,
 )
 
 RFC_ASYNC_POSTED: Final = attrs.evolve(

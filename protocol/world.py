@@ -40,7 +40,9 @@ from protocol.state import (
     Snapshotted,
     Violation,
     derive,
+    names_cpus,
     perm_csds,
+    perm_rcu,
 )
 from protocol.variants import Variant
 
@@ -90,7 +92,7 @@ class Kernel:
             if not steps:
                 raise ValueError(f"kernel path {path!r} has no steps")
             for st in steps:
-                if by_name.setdefault(st.name, st) != st:
+                if by_name.setdefault(st.name, st).run != st.run:
                     raise ValueError(f"two different steps are named {st.name!r}")
         self.may_start = None if type(variant).may_start is Variant.may_start else variant.may_start
         self.gates = [(slot[p.budget.name], p.from_user) for p in self.paths.values()]
@@ -140,6 +142,7 @@ class Kernel:
         self.write = per_va("user_write")
         self.nmi = [[a for _, a in row] for row in per_va("nmi")]
         self.alloc: dict[int, list[Action]] = {}
+        self.rcu_actions: dict[int, Action] = {}
 
     @classmethod
     def of(cls, variant: Variant, config: Config) -> Kernel:
@@ -152,6 +155,12 @@ class Kernel:
                 _KERNELS.clear()
             k = _KERNELS[key] = cls(variant, config)
         return k
+
+    def rcu_free(self, pfn: int) -> Action:
+        act = self.rcu_actions.get(pfn)
+        if act is None:
+            act = self.rcu_actions[pfn] = Action(GLOBAL, "tlb_remove_table_rcu", (("pfn", pfn),))
+        return act
 
     def alloc_for(self, pfn: int, mms: int) -> list[Action]:
         acts = self.alloc.get(pfn)
@@ -193,6 +202,9 @@ class World(Snapshotted):
     """Index = mm id; mms[0] is init_mm (no user mappings)."""
     frames: list[Frame] = attrs.field(metadata={"copy": list, "freeze": tuple})
     csds: dict[CsdKey, Csd] = attrs.field(metadata={**MUTABLE, "perm": perm_csds})
+    rcu: tuple[tuple[int, int], ...] = attrs.field(metadata=names_cpus(perm_rcu))
+    """Page-table pages waiting for an RCU grace period (``tlb_remove_table()``): (pfn, the
+    CPUs that were in an IRQs-off section at ``call_rcu()`` and have not left it since)."""
     found: tuple[Violation, ...]
     kernel: Kernel = attrs.field(eq=False, repr=False, metadata=NOT_STATE)
     _enabled: list[Action] | None = attrs.field(default=None, eq=False, repr=False, metadata=CACHE)
@@ -210,7 +222,7 @@ class World(Snapshotted):
         kernel = Kernel.of(variant, config)
         config = config.resolved(kernel.kinds)
         frames: list[Frame] = []
-        mms = [Mm(0, 0, 0, NO_PFN, {}, {}, frozenset(), ())]
+        mms = [Mm(0, 0, 0, NO_PFN, {}, {}, frozenset(), (), 0, {})]
         for mm_id in range(1, config.mms + 1):
             pt = len(frames)
             frames.append(Frame(PGTABLE, mm_id, 0, 0))
@@ -219,13 +231,13 @@ class World(Snapshotted):
             for va in config.vas():
                 pfn = len(frames)
                 file = config.is_file_va(va)
-                frames.append(Frame(FILE if file else ANON, mm_id, va, 0))
+                frames.append(Frame(FILE if file else ANON, mm_id, va, 0, mapped=True))
                 # Shared file mappings start read-only for dirty tracking (write-notify): the
                 # first write faults and marks the page dirty.
                 ptes[va] = Pte(True, not file, False, False, pfn, 0)
                 vma[va] = True
             all_cpus = (1 << config.cpus) - 1 if mm_id == 1 else 0
-            mms.append(Mm(mm_id, 0, all_cpus, pt, ptes, vma, frozenset(), ()))
+            mms.append(Mm(mm_id, 0, all_cpus, pt, ptes, vma, frozenset(), (), 0, {}))
         ctxs = ((1, 0),) + ((0, 0),) * (config.asids - 1)
         cpus = [
             Cpu(
@@ -259,7 +271,7 @@ class World(Snapshotted):
             if s != t
             for kind in (CSD_MANY, CSD_SINGLE)
         }
-        return cls(variant, config, cpus, mms, frames, csds, (), kernel)
+        return cls(variant, config, cpus, mms, frames, csds, (), (), kernel)
 
     # --- properties -------------------------------------------------------------------------
     def report(self, prop: str, message: str) -> None:
@@ -371,6 +383,9 @@ class World(Snapshotted):
             lanes.append((progress, hardware, k.nmi[cpu], starts))
         # 5. the page allocator
         reuse: list[Action] = []
+        for pfn, waiting in self.rcu:
+            if not waiting:
+                reuse.append(k.rcu_free(pfn))
         if self.config.reuse:
             for pfn, f in enumerate(frames):
                 if f.kind == FREE:
@@ -409,7 +424,11 @@ class World(Snapshotted):
         self._by_lane = None
         op, cpu = action.op, action.cpu
         if cpu == GLOBAL:
-            mm.alloc_page(self, action.arg("pfn"), action.arg("to"))
+            if op == "alloc_page":
+                mm.alloc_page(self, action.arg("pfn"), action.arg("to"))
+            else:
+                mm.tlb_remove_table_rcu(self, action.arg("pfn"))
+                mm.rcu_quiescent(self)
             return
         c = self.cpus[cpu]
         if op in IRQ_OPS:
@@ -427,6 +446,8 @@ class World(Snapshotted):
             self._run_step(cpu)
         else:
             self._start(cpu, self.kernel.start_of[action])
+        if self.rcu:
+            mm.rcu_quiescent(self)
 
     def _hardware(self, cpu: int, action: Action) -> None:
         c = self.cpus[cpu]

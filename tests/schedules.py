@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 
-from protocol import Config
+from protocol import Budget, Config
 
 
 @attrs.frozen
@@ -29,12 +29,14 @@ class Concern:
 
 MADVISE_5_2 = (
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
     "cpu0 native_flush_tlb_others__send_ipis",
 )
 MADVISE_CONCURRENT = (
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu0 native_flush_tlb_multi__send_ipis",
     "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -146,7 +148,7 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu1 read_user_func",
         ),
         holds_on="rfc-async",
-        blocked_at=8,
+        blocked_at=9,
         holds_schedule=(
             "cpu1 user_read va=0x1000",
             "cpu0 smp_call_function_single target=cpu1 va=0x1000",
@@ -200,6 +202,7 @@ CONCERNS: tuple[Concern, ...] = (
         schedule=(
             "cpu1 tlb_fill va=0x1000",
             "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 native_flush_tlb_multi__send_ipis",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -209,10 +212,11 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu0 tlb_finish_mmu",
         ),
         holds_on="rfc-async",
-        blocked_at=6,
+        blocked_at=7,
         holds_schedule=(
             "cpu1 tlb_fill va=0x1000",
             "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 native_flush_tlb_multi__send_ipis",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -231,17 +235,19 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu1 tlb_fill va=0x1000",
             "cpu1 enter_lazy_tlb next=kthread",
             "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
             "cpu0 native_flush_tlb_others__send_ipis",
             "cpu0 tlb_finish_mmu",
         ),
         holds_on="linux-5.2",
-        blocked_at=6,
+        blocked_at=7,
         holds_schedule=(
             "cpu1 tlb_fill va=0x1000",
             "cpu1 enter_lazy_tlb next=kthread",
             "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
             "cpu0 native_flush_tlb_others__send_ipis",
@@ -265,6 +271,7 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu1 csd_unlock",
             "cpu0 smp_call_function_many__csd_lock_wait",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu1 flush_tlb_func",
         ),
@@ -275,14 +282,16 @@ CONCERNS: tuple[Concern, ...] = (
 TLB_GEN_LOCAL_PARTIAL = Concern(
     key="tlb-gen-local-partial-flush-skips-pending-gen",
     question="without the '+ 1' check, a local partial flush at new_tlb_gen 2 claims gen 2 "
-    "while gen 1's flush (another CPU's) is still pending here (found by tlbfuzz fuzz)",
+    "while gen 1's flush (another CPU's) is still pending here (found by tlbfuzz fuzz with two "
+    "madvises; since the mm layer, mm_tlb_flush_nested() makes those flushes full, and the "
+    "shortest race is writeback's flush against mprotect's, which 5.2 does without a gather)",
     variant="flush-no-gen-check",
     prop="tlb_gen_soundness",
     schedule=(
-        "cpu0 user_read va=0x1000",
-        "cpu1 madvise_dontneed va=0x1000",
+        "cpu0 user_write va=0x2000",
+        "cpu0 mprotect va=0x1000",
+        "cpu1 clear_page_dirty_for_io mm=A va=0x2000",
         "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
-        "cpu0 madvise_dontneed va=0x2000",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
     ),
@@ -320,6 +329,7 @@ def _switch_window_free_tables(flush: tuple[str, ...]) -> tuple[str, ...]:
         "cpu1 tlb_fill va=0x1000",
         "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
         "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         *flush,
         "cpu0 tlb_finish_mmu",
     )
@@ -339,6 +349,7 @@ SWITCH_WINDOW_5_2 = Concern(
         "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
         "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
         "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu0 native_flush_tlb_multi__send_ipis",
         "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -355,6 +366,7 @@ SWITCH_WINDOW_RFC_ASYNC = Concern(
     schedule=(
         "cpu1 tlb_fill va=0x1000",
         "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
         "cpu0 native_flush_tlb_multi__send_ipis",
@@ -390,6 +402,7 @@ def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Conce
             "cpu1 user_read va=0x1000",
             "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             *flush,
             "cpu0 tlb_finish_mmu",
             "cpu1 nmi va=0x1000",
@@ -400,6 +413,7 @@ def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Conce
             "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
             "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 native_flush_tlb_multi__send_ipis",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -425,14 +439,17 @@ SWITCH_WINDOW_NMI = (
 TLB_GEN_REVERSE_ORDER = Concern(
     key="tlb-gen-two-flushes-processed-in-reverse-order",
     question="flush_tlb_func()'s comment: a full flush 1->2 and a partial flush 2->3 "
-    "processed in reverse order",
+    "processed in reverse order (the partial one is a truncation's: it takes no mmap_lock, so "
+    "it can overlap munmap)",
     variant="flush-no-gen-check",
     prop="tlb_gen_soundness",
     schedule=(
         "cpu1 user_read va=0x1000",
         "cpu1 user_read va=0x2000",
-        "cpu2 mprotect va=0x2000",
+        "cpu2 unmap_mapping_range mm=A va=0x2000",
+        "cpu2 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu2 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu2 flush_tlb_mm_range__flush_tlb_func_local",
@@ -443,8 +460,45 @@ TLB_GEN_REVERSE_ORDER = Concern(
         "cpu1 flush_tlb_func",
     ),
     holds_on="linux-5.2",
-    config=Config(cpus=3, tlb_single_page_flush_ceiling=1),
+    config=Config(cpus=3, tlb_single_page_flush_ceiling=1, budget=Budget(truncate=1)),
 )
+
+LOST_WRITE_5_2 = (
+    "cpu0 user_write va=0x2000",
+    "cpu1 madvise_dontneed va=0x2000",
+    "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
+    "cpu0 writepage",
+    "cpu0 user_write va=0x2000",
+)
+RMAP_BEFORE_FLUSH_5_2 = Concern(
+    key="finding-5.2-rmap-removed-before-flush",
+    question="(a model finding, a real 5.2 bug) zap_pte_range() removes a dirty file page's "
+    "rmap before its forced flush, so page_mkclean() sees it unmapped, takes no PTL and "
+    "writeback cleans the page while cpu0 still has a writable dirty TLB entry: the next write "
+    "is lost (fixed by 5df397dec7c4 'mm: delay page_remove_rmap() until after the TLB has been "
+    "flushed', v6.2)",
+    variant="linux-5.2",
+    prop="no_lost_write",
+    schedule=LOST_WRITE_5_2,
+    holds_on="linux-current",
+    config=Config(budget=Budget.only(madvise=1, writeback=1)),
+    blocked_at=3,  # writeback spins on the PTL that cpu1's forced flush holds
+    holds_schedule=(
+        "cpu0 user_write va=0x2000",
+        "cpu1 madvise_dontneed va=0x2000",
+        "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
+        "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu1 native_flush_tlb_multi__send_ipis",
+        "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu0 flush_smp_call_function_queue",
+        "cpu0 flush_tlb_func",
+        "cpu1 smp_call_function_many__csd_lock_wait",
+        "cpu1 zap_pte_range__pte_unmap_unlock",
+        "cpu0 clear_page_dirty_for_io",  # the PTL is free: page_mapped() is false now
+        "cpu0 writepage",  # cpu0's entry is gone: its next write faults on the cleared PTE
+    ),
+)
+
 
 ALL_SCHEDULES: tuple[Concern, ...] = (
     *CONCERNS,
@@ -454,21 +508,23 @@ ALL_SCHEDULES: tuple[Concern, ...] = (
     SWITCH_WINDOW_FREED_TABLES,
     *SWITCH_WINDOW_NMI,
     TLB_GEN_REVERSE_ORDER,
+    RMAP_BEFORE_FLUSH_5_2,
 )
 
 SHORTEST: dict[tuple[str, str], int] = {
-    ("rfc-async-posted", "no_use_after_free"): 7,
-    ("rfc-async", "no_stale_entry_at_free"): 7,
-    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 8,
-    ("rfc-async-batch-ack", "no_use_after_free"): 8,
+    ("rfc-async-posted", "no_use_after_free"): 8,
+    ("rfc-async", "no_stale_entry_at_free"): 8,
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 9,
+    ("rfc-async-batch-ack", "no_use_after_free"): 9,
     ("rfc-async-posted", "no_lost_write"): 8,
-    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 7,
-    ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 7,
-    ("rfc-async-pointer-info", "request_integrity"): 10,
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 8,
+    ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 8,
+    ("rfc-async-pointer-info", "request_integrity"): 11,
     ("flush-no-gen-check", "tlb_gen_soundness"): 6,
-    ("linux-5.2", "no_walk_of_freed_page_table"): 7,
-    ("linux-5.2", "no_use_after_free"): 8,
-    ("rfc-async", "no_use_after_free"): 8,
+    ("linux-5.2", "no_walk_of_freed_page_table"): 8,
+    ("linux-5.2", "no_use_after_free"): 9,
+    ("rfc-async", "no_use_after_free"): 9,
+    ("linux-5.2", "no_lost_write"): 5,
 }
 """The shortest violating schedule per (variant, property) with the default 2-CPU config,
 established by hand and by minimise() (tests/test_explore.py checks them by breadth-first
@@ -476,15 +532,20 @@ search where that is affordable)."""
 
 MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     **{k: {n} for k, n in SHORTEST.items()},
-    # rfc-async breaks no_stale_entry_at_free two ways: the 2019 switch window (7 steps) and the
-    # handler window between csd_unlock and INVLPG (9 steps, concern 2); each is the shortest
+    # rfc-async breaks no_stale_entry_at_free two ways: the 2019 switch window (8 steps) and the
+    # handler window between csd_unlock and INVLPG (10 steps, concern 2); each is the shortest
     # schedule of its own mechanism, and a run may find either.
-    ("rfc-async", "no_stale_entry_at_free"): {7, 9},
-    # likewise: the switch window (7) and concern 6's handler window (9)
-    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {7, 9},
-    # an NMI in the switch window (8), or concern 3's / concern 4's handler window (10 / 12)
-    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {8, 10},
-    ("rfc-async-batch-ack", "no_use_after_free"): {8, 12},
-    # concern 1's posted-flush window (7) or an NMI in the 2019 switch window (8), as on 5.2
-    ("rfc-async-posted", "no_use_after_free"): {7, 8},
+    ("rfc-async", "no_stale_entry_at_free"): {8, 10},
+    # likewise: the switch window (8) and concern 6's handler window (10)
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {8, 10},
+    # an NMI in the switch window (9), or concern 3's / concern 4's handler window (11 / 13)
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {9, 11},
+    ("rfc-async-batch-ack", "no_use_after_free"): {9, 13},
+    # concern 1's posted-flush window (8) or an NMI in the 2019 switch window (9), as on 5.2
+    ("rfc-async-posted", "no_use_after_free"): {8, 9},
+    # a madvise and an mprotect (11, concern 7), or two mprotects where the budget allows (10)
+    ("rfc-async-pointer-info", "request_integrity"): {10, 11},
+    # writeback's flush against mprotect's (6), a madvise's forced flush of a dirty file page
+    # against another madvise (7), or two madvises whose nested checks both come first (8)
+    ("flush-no-gen-check", "tlb_gen_soundness"): {6, 7, 8},
 }

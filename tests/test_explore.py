@@ -26,10 +26,11 @@ NEEDS = {
     ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {"munmap": 1, "switch": 1},
     ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): {"munmap": 1, "switch": 1},
     ("rfc-async-pointer-info", "request_integrity"): {"madvise": 1, "mprotect": 1},
-    ("flush-no-gen-check", "tlb_gen_soundness"): {"madvise": 1},
+    ("flush-no-gen-check", "tlb_gen_soundness"): {"mprotect": 1, "writeback": 1},
     ("linux-5.2", "no_walk_of_freed_page_table"): {"munmap": 1, "switch": 1},
     ("linux-5.2", "no_use_after_free"): {"madvise": 1, "switch": 1},
     ("rfc-async", "no_use_after_free"): {"madvise": 1, "switch": 1},
+    ("linux-5.2", "no_lost_write"): {"madvise": 1, "writeback": 1},
 }
 # The handler-window shapes of concerns 3 and 4 are the shortest without a context switch:
 HANDLER_WINDOW = {
@@ -113,7 +114,9 @@ def test_state_count_of_a_small_configuration_is_pinned() -> None:
     commit; if not, something changed that you did not mean to."""
     r = bfs(World.initial(VARIANTS["linux-5.2"], config(munmap=1)), DEFAULT_PROPERTIES, 200)
     assert r.exhausted
-    assert r.states == 2593, f"linux-5.2, 2 CPUs, one munmap: {r.states} unique states"
+    # 2593 before the mm layer (issue 9); 3041 since munmap takes mmap_lock and its gather has a
+    # step of its own for mm_tlb_flush_nested(), which the other CPU can interleave with.
+    assert r.states == 3041, f"linux-5.2, 2 CPUs, one munmap: {r.states} unique states"
 
 
 @pytest.mark.slow
@@ -145,7 +148,7 @@ def test_symmetric_state_count_is_pinned() -> None:
     start = World.initial(VARIANTS["linux-5.2"], config(munmap=1))
     r = bfs(start, DEFAULT_PROPERTIES, 200, key=symmetric_fingerprint)
     assert r.exhausted
-    assert r.states == 1321, f"{r.states} unique states up to CPU renaming"
+    assert r.states == 1545, f"{r.states} unique states up to CPU renaming"  # 1321 before issue 9
 
 
 def test_bfs_reports_each_finished_level() -> None:

@@ -11,7 +11,7 @@ import pytest
 from fuzz.walker import WalkResult, pct_walk, random_walk
 from protocol import VARIANTS, Config, World
 from protocol.search import ddmin, first_violation
-from tests.schedules import SHORTEST
+from tests.schedules import MINIMAL_SHAPES
 
 Walk = Callable[..., WalkResult]
 WALKERS: list[Walk] = [random_walk, pct_walk]
@@ -29,17 +29,17 @@ def test_a_walker_finds_a_race_and_reports_it_minimised(
     walk: Walk, variant: str, prop: str
 ) -> None:
     results = [
-        walk(VARIANTS[variant], Config(cpus=2), [prop], seed, walks=3000) for seed in range(3)
+        walk(VARIANTS[variant], Config(cpus=2), [prop], seed, walks=3000) for seed in range(5)
     ]
     found = [r for r in results if r.schedule is not None]
-    assert found, f"{walk} missed {variant} {prop} in 3 seeds"
+    assert found, f"{walk} missed {variant} {prop} in 5 seeds"
     for r in found:
         assert r.schedule is not None
         start = World.initial(VARIANTS[variant], r.config)
         hit = first_violation(start, r.schedule, [prop])
         assert hit is not None and hit[0] == len(r.schedule)
         assert len(ddmin(start, r.schedule, [prop])) == len(r.schedule)  # 1-minimal
-        assert len(r.schedule) == SHORTEST[(variant, prop)]
+        assert len(r.schedule) in MINIMAL_SHAPES[(variant, prop)]
 
 
 @pytest.mark.parametrize("walk", WALKERS, ids=lambda f: f.__name__)

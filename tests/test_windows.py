@@ -32,6 +32,7 @@ def test_the_review_schedules_pass_through_their_windows() -> None:
         [
             "cpu0 user_read va=0x1000",
             "cpu1 madvise_dontneed va=0x1000",
+            "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu1 native_flush_tlb_multi__send_ipis",
         ]

@@ -95,7 +95,8 @@ def minimise(
     swappable = {
         name
         for name, p in kernel.paths.items()
-        if p.from_user and any(isinstance(s, Inline) and s is FLUSH_TLB_MM_RANGE for s in p.steps)
+        if p.from_user
+        and any(isinstance(s, Inline) and s.expand is FLUSH_TLB_MM_RANGE.expand for s in p.steps)
     }
     starts = [s for row in kernel.starts for s in row if s.path.name in swappable]
     first = {s.action for s in starts}
