@@ -4,7 +4,9 @@ A property that holds says something only if the search reached the states where
 broken. Each window names such a state: a CPU still caches a translation that a PTE change has
 retired while the flush is in flight; a flush csd still waits on its target after the initiator
 returned; loaded_mm and CR3 disagree (the switch window an NMI can land in); a flush csd queued
-behind another cross-call; a freed page-table page still in a paging-structure cache. A search
+behind another cross-call; a freed page-table page still in a paging-structure cache; and, in
+the mm layer, two gathers of one mm open at once, a syscall that found nothing to change, a
+page the rmap no longer finds still cached, a page table waiting for RCU. A search
 counts the states it visits in each window, and a "held" is reported with them: a window never
 reached means the search never looked where that property could break.
 
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol.state import CSD_MANY, FLUSH_TLB_FUNC, READ_USER_FUNC
+from protocol.state import CSD_MANY, FILE, FLUSH_TLB_FUNC, READ_USER_FUNC
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,6 +95,39 @@ def freed_table_still_cached(w: World) -> bool:
     return False
 
 
+def nested_gathers(w: World) -> bool:
+    """Two gathers of one mm are open at once (``tlb_flush_pending > 1``): the case
+    ``mm_tlb_flush_nested()`` exists for."""
+    return any(mm.tlb_flush_pending > 1 for mm in w.mms)
+
+
+def syscall_found_nothing(w: World) -> bool:
+    """A madvise, munmap or mprotect is past its PTE changes without having recorded one (its
+    PTEs were already changed by someone else) and has not returned."""
+    for c in w.cpus:
+        if c.path in ("madvise", "munmap", "mprotect") and c.pc > 0:
+            lv = c.locals
+            if not (lv.cleared or lv.freed_tables or lv.fullmm):
+                return True
+    return False
+
+
+def unmapped_page_still_cached(w: World) -> bool:
+    """A file page the rmap no longer finds (``page_mapped()`` is false) is still reachable
+    through some CPU's TLB: the window writeback's page_mkclean() cannot see."""
+    for c in w.cpus:
+        for e in c.tlb.values():
+            f = w.frames[e.pfn]
+            if f.kind == FILE and not f.mapped and f.version == e.frame_version:
+                return True
+    return False
+
+
+def table_awaiting_grace_period(w: World) -> bool:
+    """A page-table page waits for an RCU grace period (``tlb_remove_table()``)."""
+    return bool(w.rcu)
+
+
 WINDOWS: Final[dict[str, Window]] = {
     win.name: win
     for win in (
@@ -120,6 +155,26 @@ WINDOWS: Final[dict[str, Window]] = {
             "freed_table_still_cached",
             "a freed page-table page is still in a CPU's paging-structure cache",
             freed_table_still_cached,
+        ),
+        Window(
+            "nested_gathers",
+            "two gathers of one mm are open at once (tlb_flush_pending > 1)",
+            nested_gathers,
+        ),
+        Window(
+            "syscall_found_nothing",
+            "a madvise, munmap or mprotect found its PTEs already changed and has not returned",
+            syscall_found_nothing,
+        ),
+        Window(
+            "unmapped_page_still_cached",
+            "a file page the rmap no longer finds is still cached in a TLB",
+            unmapped_page_still_cached,
+        ),
+        Window(
+            "table_awaiting_grace_period",
+            "a page-table page waits for an RCU grace period before it is freed",
+            table_awaiting_grace_period,
         ),
     )
 }

@@ -7,9 +7,14 @@ spinning in csd_lock_wait()), ``blocked_at`` says which step of the schedule it 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-from protocol import Budget, Config
+from protocol import VARIANTS, Budget, Config, Variant
+
+if TYPE_CHECKING:
+    from protocol import Site
 
 
 @attrs.frozen
@@ -498,6 +503,135 @@ RMAP_BEFORE_FLUSH_5_2 = Concern(
         "cpu0 writepage",  # cpu0's entry is gone: its next write faults on the cleared PTE
     ),
 )
+
+
+# --- the mm layer: each ordering doing its job -------------------------------------------------
+
+
+@attrs.frozen
+class FlushAfterUnlock(Variant):
+    """zap_pte_range() drops the PTL before its forced flush (and so removes the rmap before
+    it, as tlb_flush_rmaps() must run under the PTL)."""
+
+    def zap_flush_before_unlock(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class NoNestedFlush(Variant):
+    """tlb_finish_mmu() before 99baac21e458: no forced flush when another gather is pending."""
+
+    def tlb_finish_mmu_forces_flush_when_nested(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class DecBeforeFlush(Variant):
+    """dec_tlb_flush_pending() before the flush: a second caller no longer sees it in flight."""
+
+    def dec_tlb_flush_pending_after_flush(self, at: Site) -> bool:
+        return False
+
+
+def _moved(cls: type[Variant], base: str, name: str) -> Variant:
+    return cls(**{**attrs.asdict(VARIANTS[base], recurse=False), "name": name})
+
+
+@attrs.frozen
+class Mechanism:
+    """An ordering of the mm layer, the kernel that has it, and the same kernel with it moved:
+    ``schedule`` breaks ``prop`` on ``moved`` (and is the shortest that does, with ``budget``);
+    on ``kernel`` it stops at ``blocked_at`` (the step the ordering refuses) or holds."""
+
+    key: str
+    ordering: str
+    kernel: Variant
+    moved: Variant
+    prop: str
+    schedule: tuple[str, ...]
+    budget: dict[str, int]
+    blocked_at: int | None = None
+
+
+# Two CPUs race for one page: cpu1 zapped it (cleared, flush pending); cpu0 finds nothing to
+# change and returns.
+_NESTED_MADVISE = (
+    "cpu0 tlb_fill va=0x1000",
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu1 madvise_dontneed va=0x1000",
+    "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
+    "cpu1 tlb_finish_mmu",
+    "cpu0 nmi va=0x1000",
+)
+
+LINUX_5_2_RCU_TABLES = attrs.evolve(
+    VARIANTS["linux-5.2"],
+    name="linux-5.2-rcu-tables",
+    summary="linux-5.2 freeing page tables through tlb_remove_table() and RCU, as its "
+    "paravirt guests did",
+    rcu_table_free=True,
+)
+
+MECHANISMS: tuple[Mechanism, ...] = (
+    Mechanism(
+        key="ptl-zap-flushes-before-unlock",
+        ordering="zap_pte_range(): /* Do the actual TLB flush before dropping ptl */",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(FlushAfterUnlock, "linux-current", "flush-after-unlock"),
+        prop="no_lost_write",
+        schedule=LOST_WRITE_5_2,
+        budget={"madvise": 1, "writeback": 1},
+        blocked_at=3,  # page_mkclean() waits for the PTL; the flush reaches cpu0 first
+    ),
+    Mechanism(
+        key="rmap-removed-after-the-flush",
+        ordering="zap_pte_range(): delay_rmap, then tlb_flush_rmaps() after the flush (v6.2)",
+        kernel=VARIANTS["linux-current"],
+        moved=attrs.evolve(VARIANTS["linux-current"], name="rmap-first", delay_rmap=False),
+        prop="no_lost_write",
+        schedule=LOST_WRITE_5_2,
+        budget={"madvise": 1, "writeback": 1},
+        blocked_at=3,
+    ),
+    Mechanism(
+        key="nested-gather-forces-a-flush",
+        ordering="tlb_finish_mmu(): if (mm_tlb_flush_nested(tlb->mm)) flush everything",
+        kernel=VARIANTS["linux-5.2"],
+        moved=_moved(NoNestedFlush, "linux-5.2", "before-99baac21"),
+        prop="no_stale_access_after_return",
+        schedule=_NESTED_MADVISE,
+        budget={"madvise": 1},
+        blocked_at=4,  # cpu1 sees tlb_flush_pending == 2 and flushes before it frees
+    ),
+    Mechanism(
+        key="tlb-flush-pending-drops-after-the-flush",
+        ordering="tlb_finish_mmu(): tlb_flush_mmu(tlb); ... dec_tlb_flush_pending(tlb->mm);",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(DecBeforeFlush, "linux-current", "dec-before-flush"),
+        prop="no_stale_access_after_return",
+        schedule=(
+            "cpu0 tlb_fill va=0x1000",
+            "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+            "cpu1 madvise_dontneed va=0x1000",
+            "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
+            "cpu1 tlb_finish_mmu",
+            "cpu0 nmi va=0x1000",
+        ),
+        budget={"madvise": 1},
+        blocked_at=5,
+    ),
+    Mechanism(
+        key="page-tables-freed-after-a-grace-period",
+        ordering="tlb_remove_table() -> call_rcu(): an IRQs-off CPU holds the free back",
+        kernel=LINUX_5_2_RCU_TABLES,
+        moved=VARIANTS["linux-5.2"],
+        prop="no_walk_of_freed_page_table",
+        schedule=_switch_window_free_tables(_FLUSH_5_2),
+        budget={"munmap": 1, "switch": 1},
+    ),
+)
+"""For each ordering of the mm layer a test moves (tests/test_mm.py)."""
 
 
 ALL_SCHEDULES: tuple[Concern, ...] = (

@@ -77,3 +77,38 @@ def test_explore_prints_what_a_held_claim_reached(capsys: pytest.CaptureFixture[
     assert "windows reached: stale_entry_during_flush (" in out
     assert "never reached: flush_ipi_pending_after_return" in out
     assert all(len(line) <= 72 for line in out.splitlines() if "reached" in line)
+
+
+def test_the_mm_layers_schedules_pass_through_their_windows() -> None:
+    """Two madvises of one page: the second finds nothing to change while both gathers are
+    open; on 5.2 a dirty file page leaves the rmap while a TLB still caches it."""
+    w = World.initial(VARIANTS["linux-current"])
+    w.run(["cpu0 madvise_dontneed va=0x1000", "cpu1 madvise_dontneed va=0x1000"])
+    assert {"nested_gathers", "syscall_found_nothing"} <= set(reached(w))
+    old = World.initial(VARIANTS["linux-5.2"])
+    old.run(["cpu0 user_write va=0x2000", "cpu1 madvise_dontneed va=0x2000"])
+    assert "unmapped_page_still_cached" in reached(old)
+    now = World.initial(VARIANTS["linux-current"])
+    now.run(["cpu0 user_write va=0x2000", "cpu1 madvise_dontneed va=0x2000"])
+    assert "unmapped_page_still_cached" not in reached(now)  # the rmap waits for the flush
+
+
+def test_only_rcu_table_freeing_reaches_the_grace_period_window() -> None:
+    munmap = [
+        "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+        "cpu0 native_flush_tlb_multi__send_ipis",
+        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+        "cpu1 flush_smp_call_function_queue",
+        "cpu1 flush_tlb_func",
+        "cpu0 smp_call_function_many__csd_lock_wait",
+        "cpu0 tlb_finish_mmu",
+    ]
+    current = World.initial(VARIANTS["linux-current"]).run(munmap)
+    assert "table_awaiting_grace_period" in reached(current)
+    assert [str(a) for a in current.enabled_actions() if a.op == "tlb_remove_table_rcu"] == [
+        "tlb_remove_table_rcu pfn=0"
+    ]
+    concurrent = World.initial(VARIANTS["linux-concurrent"]).run(munmap)
+    assert "table_awaiting_grace_period" not in reached(concurrent)
