@@ -26,6 +26,10 @@ items recorded there as done (their results included in the table) and runs the 
 campaign whose finite work list is complete deletes the record, so the next run starts afresh.
 A time-budgeted campaign never completes its (unbounded) list, so the next run goes on from the
 next round: a nightly campaign continues night after night.
+
+Windows. A held record carries the counts of the reachability windows its runs passed through
+(``Record.windows``); they travel with the record, from worker to parent and into the database,
+and ``fuzz.results.merge`` adds them up over rounds, workers, resumed sessions and shards.
 """
 
 from __future__ import annotations
@@ -192,6 +196,7 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
             examples=o.examples,
             steps=o.steps,
             seconds=o.seconds,
+            windows=dict(o.windows) or None,  # a Held without counts: not measured
         )
     ]
 
@@ -440,7 +445,8 @@ class Campaign:
 
     def _cut(self, item: Item, tried: tuple[int, int], seconds: float) -> None:
         """An item stopped by the time budget: what it tried so far held (or it would have
-        said); recorded for the table, not as done, so a resumed campaign runs it again."""
+        said); recorded for the table, not as done, so a resumed campaign runs it again. Its
+        windows are not known (a worker reports them when its item is done): none recorded."""
         examples, steps = tried
         for p in item.props:
             if p not in self.broken.get(item.ref, set()):

@@ -27,7 +27,7 @@ from fuzz.corpus import (
 )
 from fuzz.inputs import UsageError
 from fuzz.mail import FORMATS, render_as
-from fuzz.results import Record
+from fuzz.results import Record, windows_lines
 from fuzz.user import Registry, UserVariantError, cli_variant
 from protocol import (
     DEFAULT_PROPERTIES,
@@ -171,9 +171,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     if campaign.interrupted:
         inputs.warn("interrupted: findings so far are saved")
-    from fuzz.results import table_lines
+    from fuzz.results import held_windows_lines, table_lines
 
-    for line in table_lines(records, props):
+    for line in [*table_lines(records, props), *held_windows_lines(records)]:
         print(line)
     unchecked = [r for r in records if r.extra.get("cell") == "unchecked"]
     for r in unchecked:
@@ -408,7 +408,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         verdict = f"stopped at --max-states; no violation up to depth {res.depth}"
     if held:
         print(f"{v.name}: {verdict} ({', '.join(held)})")
-        for line in _windows_lines(res.reached, "states"):
+        for line in windows_lines(res.reached, "states"):
             print(line)
     if found:
         print(f"{v.name}: broken: " + ", ".join(found))
@@ -421,25 +421,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
             steps=res.states,
             seconds=dt,
             message=verdict,
-            extra={"depth": res.depth, "exhausted": res.exhausted, "windows": res.reached},
+            windows=dict(res.reached),
+            extra={"depth": res.depth, "exhausted": res.exhausted},
         )
     status = 1 if found else 0
     _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
     return status
-
-
-def _windows_lines(reached: dict[str, int], unit: str) -> list[str]:
-    """What a held claim reached: the reachability windows (``protocol.windows``) the search
-    visited, with how many ``unit`` in each, and those it never reached, wrapped for a mail."""
-    import textwrap
-
-    seen = [f"{name} ({n:,} {unit})" for name, n in reached.items() if n]
-    never = [name for name, n in reached.items() if not n]
-    text = "  windows reached: " + (", ".join(seen) or "none")
-    lines = textwrap.wrap(text, 72, subsequent_indent="    ")
-    if never:
-        lines += textwrap.wrap("  never reached: " + ", ".join(never), 72, subsequent_indent="    ")
-    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

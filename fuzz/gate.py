@@ -6,6 +6,13 @@ Fails (exit 1) on a violation of a (variant, property) that must hold, and on a 
 window (``must_reach``) that no shard reached although some shard fuzzed that pair; a window
 the shards did not cover (a partial run) is reported but does not fail. ``--collect DIR``
 copies the schedule files the night created into DIR, for upload. Exit 2: unreadable input.
+
+Fails too on a reachability window (``protocol.windows``) that a variant's held runs, over
+every shard, never reached: its held properties say nothing about that window. A window a
+variant cannot reach by construction is listed, with the reason, under ``unreachable_windows``
+(``{variant: {window: reason}}``); such a window that was reached after all fails the night as
+well (the reason is false, or the model changed). A variant with no held record, or whose
+every held run was stopped by the time budget, has no window counts: reported, not failed.
 """
 
 from __future__ import annotations
@@ -26,15 +33,35 @@ if TYPE_CHECKING:
 
 
 @attrs.frozen
+class WindowMiss:
+    """A variant's reachability window the night's held runs never reached (or, if listed as
+    unreachable, did reach)."""
+
+    variant: str
+    window: str
+    steps: int
+    """The model steps of the variant's held runs that were looked at."""
+
+
+@attrs.frozen
 class Verdict:
     broken_must_hold: list[Record]
     unreached: list[Record]
     uncovered: list[tuple[str, str]]
     new_files: list[str]
+    windows_never_reached: list[WindowMiss] = attrs.field(factory=list)
+    unreachable_but_reached: list[WindowMiss] = attrs.field(factory=list)
+    windows_unmeasured: list[str] = attrs.field(factory=list)
+    """Variants with held records but no window counts (cut by the time budget)."""
 
     @property
     def ok(self) -> bool:
-        return not self.broken_must_hold and not self.unreached
+        return not (
+            self.broken_must_hold
+            or self.unreached
+            or self.windows_never_reached
+            or self.unreachable_but_reached
+        )
 
 
 def judge(docs: Sequence[dict[str, Any]], expect: dict[str, Any]) -> Verdict:
@@ -53,7 +80,41 @@ def judge(docs: Sequence[dict[str, Any]], expect: dict[str, Any]) -> Verdict:
         elif r.verdict != "violates":
             unreached.append(r)
     new = sorted({r.schedule_file for r in records if r.new and r.schedule_file})
-    return Verdict(broken, unreached, uncovered, new)
+    never, wrong, unmeasured = _judge_windows(records, expect.get("unreachable_windows", {}))
+    return Verdict(broken, unreached, uncovered, new, never, wrong, unmeasured)
+
+
+def _judge_windows(
+    records: Sequence[Record], unreachable: dict[str, dict[str, str]]
+) -> tuple[list[WindowMiss], list[WindowMiss], list[str]]:
+    """Per variant with held records (merged over shards): the windows none of its held runs
+    reached, less those listed as unreachable for it; the listed ones that were reached; and
+    the variants whose held records carry no window counts. A variant's held properties share
+    their runs, so a window is reached if any held record of the variant reached it."""
+    reached: dict[str, dict[str, int]] = {}
+    steps: dict[str, int] = {}
+    held: list[str] = []
+    for r in records:
+        if r.verdict != "holds" or r.variant is None:
+            continue
+        if r.variant not in held:
+            held.append(r.variant)
+        if r.windows is None:
+            continue
+        counts = reached.setdefault(r.variant, {})
+        for name, n in r.windows.items():
+            counts[name] = max(counts.get(name, 0), n)
+        steps[r.variant] = max(steps.get(r.variant, 0), r.steps or 0)
+    never: list[WindowMiss] = []
+    wrong: list[WindowMiss] = []
+    for variant, counts in reached.items():
+        exempt = unreachable.get(variant, {})
+        for name, n in counts.items():
+            if n == 0 and name not in exempt:
+                never.append(WindowMiss(variant, name, steps[variant]))
+            elif n > 0 and name in exempt:
+                wrong.append(WindowMiss(variant, name, n))
+    return never, wrong, [v for v in held if v not in reached]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,8 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"FAIL {r.variant} {r.property}: a known race window, not reached in "
             f"{r.examples} examples{cut}"
         )
+    for m in v.windows_never_reached:
+        print(f"FAIL {m.variant}: window {m.window} never reached in {m.steps} held steps")
+    for m in v.unreachable_but_reached:
+        print(
+            f"FAIL {m.variant}: window {m.window} is listed as unreachable, but {m.steps} "
+            "steps reached it (fix unreachable_windows or the model)"
+        )
     for variant, prop in v.uncovered:
         print(f"note {variant} {prop}: not fuzzed to the end by these shards")
+    for variant in v.windows_unmeasured:
+        print(f"note {variant}: windows not measured (every held run cut by the time budget)")
     if args.collect and v.new_files:
         dest = Path(args.collect)
         for f in v.new_files:

@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import tempfile
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -54,11 +55,18 @@ class Record:
     ``fuzz`` or ``explore`` is not ok (the JUnit failure)."""
     new: bool = False
     """The schedule file was created by this run (not already in the corpus)."""
+    windows: dict[str, int] | None = None
+    """A held record's reachability windows (``protocol.windows``): per window, the model
+    steps (fuzz) or unique states (explore) in it, added up over runs; 0: never reached, so
+    the search never looked where the property could break there. None: not measured (not
+    held, or every run of it was stopped by the time budget)."""
     extra: dict[str, Any] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = attrs.asdict(self)
         d["seconds"] = round(self.seconds, 3)
+        if d["windows"] is None:
+            del d["windows"]
         if not d["extra"]:
             del d["extra"]
         return d
@@ -137,7 +145,10 @@ def write_junit(path: Path, command: str, records: Sequence[Record], seconds: fl
         elif not r.ok:
             ET.SubElement(case, "failure", message=summary, type=r.verdict).text = r.message
         else:
-            ET.SubElement(case, "system-out").text = summary
+            lines = [summary]
+            if r.windows is not None:
+                lines += windows_lines(r.windows, _unit(command))
+            ET.SubElement(case, "system-out").text = "\n".join(lines)
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
@@ -189,7 +200,33 @@ def merge(records: Iterable[Record]) -> list[Record]:
             cur.examples = (cur.examples or 0) + (r.examples or 0)
             cur.steps = (cur.steps or 0) + (r.steps or 0)
             cur.seconds += r.seconds
+            cur.windows = add_windows(cur.windows, r.windows)
     return list(out.values())
+
+
+def add_windows(a: dict[str, int] | None, b: dict[str, int] | None) -> dict[str, int] | None:
+    """Two runs' window counts added up; None (not measured) adds nothing."""
+    if a is None or b is None:
+        return None if a is None and b is None else dict(a or b or {})
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+
+def windows_lines(reached: dict[str, int], unit: str) -> list[str]:
+    """What a held claim reached: the reachability windows (``protocol.windows``) the search
+    visited, with how many ``unit`` in each, and those it never reached, wrapped for a mail.
+    ``fuzz`` (below its table) and ``explore`` (below its verdict) print these lines."""
+    seen = [f"{name}\xa0({n:,}\xa0{unit})" for name, n in reached.items() if n]  # kept whole
+    never = [name for name, n in reached.items() if not n]
+    text = "  windows reached: " + (", ".join(seen) or "none")
+    lines = textwrap.wrap(text, 72, subsequent_indent="    ")
+    if never:
+        lines += textwrap.wrap("  never reached: " + ", ".join(never), 72, subsequent_indent="    ")
+    return [line.replace("\xa0", " ") for line in lines]
+
+
+def _unit(command: str) -> str:
+    """What a record's window counts count."""
+    return "states" if command == "explore" else "steps"
 
 
 def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
@@ -240,6 +277,36 @@ def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
         + ")"
     )
     return out
+
+
+def held_windows_lines(records: Sequence[Record]) -> list[str]:
+    """Below a campaign's table: per variant with held cells, the windows its runs reached and
+    those they never reached. A variant's held properties share their runs, so one block per
+    variant; if their counts differ (runs cut or resumed differently), one per property."""
+    groups: dict[str, dict[str, list[Record]]] = {}  # variant -> its counts, as JSON -> records
+    for r in records:
+        if r.verdict == "holds" and r.variant is not None and r.property is not None:
+            key = json.dumps(r.windows, sort_keys=True)
+            groups.setdefault(r.variant, {}).setdefault(key, []).append(r)
+    if not groups:
+        return []
+    out = ["", "windows of the held cells (model steps that ended in each):"]
+    for variant, by_counts in groups.items():
+        for recs in by_counts.values():
+            head = variant if len(by_counts) == 1 else f"{variant} ({_props(recs)})"
+            out += textwrap.wrap(head + ":", 72, subsequent_indent="    ")
+            reached = recs[0].windows
+            if reached is not None:
+                out += windows_lines(reached, "steps")
+            elif any(r.extra.get("cut_by_time_budget") for r in recs):
+                out.append("  windows: not measured (the time budget stopped every run of it)")
+            else:
+                out.append("  windows: not measured")
+    return out
+
+
+def _props(recs: Sequence[Record]) -> str:
+    return ", ".join(r.property or "?" for r in recs)
 
 
 def replay_record(r: Replay, path: Path, seconds: float) -> Record:

@@ -7,9 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from fuzz.cli import _config
 from fuzz.gate import judge, main
 from fuzz.results import Record
-from protocol import DEFAULT_PROPERTIES
+from protocol import DEFAULT_PROPERTIES, VARIANTS, World
+from protocol.search import bfs
+from protocol.windows import WINDOWS
 from tests.schedules import SHORTEST
 from tests.test_fuzz import CLEAN
 
@@ -63,3 +68,115 @@ def test_the_workflow_runs_the_script_developers_run() -> None:
     assert "run: bash .ci/nightly gate" in workflow
     script = (ROOT / ".ci" / "nightly").read_text()
     assert "python -m fuzz fuzz --profile nightly --shard" in script
+
+
+# --- reachability windows ----------------------------------------------------------------------
+
+
+def reached(variant: str, **counts: int) -> dict[str, int]:
+    """Every window reached 5 times, but those listed unreachable for ``variant`` (0), and
+    ``counts``."""
+    exempt = EXPECT["unreachable_windows"].get(variant, {})
+    return {w: 0 if w in exempt else 5 for w in WINDOWS} | counts
+
+
+def held(variant: str, windows: dict[str, int] | None, steps: int = 100) -> Record:
+    return Record(variant, "no_deadlock", "holds", examples=10, steps=steps, windows=windows)
+
+
+def gate(tmp_path: Path, *shards: dict[str, Any]) -> int:
+    """``python -m fuzz.gate`` on these shard documents, with the project's expectations."""
+    paths = []
+    for i, d in enumerate(shards):
+        paths.append(tmp_path / f"shard-{i}.json")
+        paths[-1].write_text(json.dumps(d))
+    return main(["--expect", str(ROOT / ".ci" / "nightly-expect.json"), *map(str, paths)])
+
+
+def test_a_window_never_reached_fails_the_night_in_one_line_naming_variant_and_window(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missed = reached("linux-current", flush_csd_behind_cross_call=0)
+    assert gate(tmp_path, doc(held("linux-current", missed, steps=1234))) == 1
+    out = capsys.readouterr().out
+    fails = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert fails == [
+        "FAIL linux-current: window flush_csd_behind_cross_call never reached in 1234 held steps"
+    ]
+    assert "gate: failed" in out
+
+
+def test_a_night_whose_held_runs_reached_every_window_passes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shards = [doc(held(v, reached(v))) for v in VARIANTS]
+    assert gate(tmp_path, *shards) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    assert "gate: ok" in out
+
+
+def test_windows_reached_in_another_shard_count() -> None:
+    one = reached("rfc-async-posted", freed_table_still_cached=0)
+    other = dict.fromkeys(WINDOWS, 0) | {"freed_table_still_cached": 3}
+    v = judge([doc(held("rfc-async-posted", one)), doc(held("rfc-async-posted", other))], EXPECT)
+    assert v.windows_never_reached == []
+    assert v.ok
+    assert not judge([doc(held("rfc-async-posted", one))], EXPECT).ok
+
+
+def test_a_window_listed_unreachable_does_not_fail_but_reaching_it_does() -> None:
+    (variant, exempt), *_ = EXPECT["unreachable_windows"].items()
+    window = next(iter(exempt))
+    assert judge([doc(held(variant, reached(variant)))], EXPECT).ok
+    v = judge([doc(held(variant, reached(variant, **{window: 2})))], EXPECT)
+    assert [(m.variant, m.window) for m in v.unreachable_but_reached] == [(variant, window)]
+    assert not v.ok
+
+
+def test_held_runs_without_window_counts_are_noted_not_failed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cut = held("linux-current", None)
+    cut.extra = {"cut_by_time_budget": True}
+    v = judge([doc(cut)], EXPECT)
+    assert (v.windows_unmeasured, v.windows_never_reached, v.ok) == (["linux-current"], [], True)
+    assert gate(tmp_path, doc(cut)) == 0
+    assert "note linux-current: windows not measured" in capsys.readouterr().out
+
+
+def test_unreachable_windows_name_real_variants_and_windows_each_with_a_reason() -> None:
+    listed = EXPECT["unreachable_windows"]
+    assert listed, "nothing listed: then the gate needs no exemptions, drop the key"
+    assert set(listed) <= set(VARIANTS)
+    for variant, windows in listed.items():
+        assert set(windows) <= set(WINDOWS), variant
+        assert set(windows) != set(WINDOWS), f"{variant}: a variant reaching no window"
+        assert all(isinstance(why, str) and len(why) > 20 for why in windows.values())
+
+
+EXPLORE_BUDGETS = (
+    ["cpu0:madvise=1"],  # a stale entry while the flush runs; the async window, if any
+    ["cpu0:switch=1", "cpu1:munmap=1"],  # the switch window; a freed table left cached
+    ["cpu1:ipi=1,madvise=1"],  # a flush csd queued behind a cross-call
+)
+"""Small budgets that, together, reach every window some variant can reach, each explored to
+the end (no NMIs or evictions: they add states, not windows)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_explore_never_reaches_exactly_the_windows_listed_unreachable(variant: str) -> None:
+    """The claims of unreachable_windows, checked over whole (small) state spaces; and every
+    window not listed is reachable, so the nightly gate does not fail on a window that
+    cannot be reached."""
+    v = VARIANTS[variant]
+    left_out = {"nmi", "tlb_evict", "pwc_evict"}
+    reached = dict.fromkeys(WINDOWS, 0)
+    for budget in EXPLORE_BUDGETS:
+        world = World.initial(v, _config(v, 2, budget))
+        res = bfs(world, [], 200, allowed=lambda a: a.op not in left_out, windows=True)
+        assert res.exhausted, budget
+        reached = {w: n + res.reached[w] for w, n in reached.items()}
+    never = {w for w, n in reached.items() if n == 0}
+    assert never == set(EXPECT["unreachable_windows"].get(variant, {}))

@@ -14,6 +14,7 @@ import pytest
 
 from fuzz.cli import main
 from fuzz.results import Record, merge, schema, table_lines
+from protocol.windows import WINDOWS
 from tests.clirun import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,8 @@ def test_explore_json_has_one_record_per_property(
     assert broke["schedule_file"] and Path(broke["schedule_file"]).exists()
     assert (held["property"], held["verdict"]) == ("no_deadlock", "holds")
     assert held["steps"] > 0  # states visited
+    assert set(held["windows"]) == set(WINDOWS)  # states per window; a violation has none
+    assert "windows" not in broke
 
 
 @pytest.mark.slow
@@ -118,6 +121,8 @@ def test_fuzz_json_validates_and_names_the_saved_file(
     assert Path(broke["schedule_file"]).exists()
     assert broke["examples"] > 0
     assert recs["no_deadlock"]["verdict"] == "holds"
+    assert set(recs["no_deadlock"]["windows"]) == set(WINDOWS)
+    assert recs["no_deadlock"]["windows"]["stale_entry_during_flush"] > 0
     suite = ET.parse(xml).getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
