@@ -21,7 +21,7 @@ import textwrap
 from typing import TYPE_CHECKING, Final
 
 from protocol import GLOBAL, PROPERTIES, VARIANTS, World
-from protocol.state import FREE, INIT_MM, NO_PFN, PGTABLE, for_each_cpu, mm_name
+from protocol.state import FILE, FREE, INIT_MM, NO_PFN, PGTABLE, for_each_cpu, mm_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -62,6 +62,7 @@ HARDWARE: Final[dict[str, Callable[[Action], str]]] = {
     "pwc_evict": lambda _a: "paging-structure cache evicts",
     "nmi": lambda a: f"NMI: copy_from_user_nmi({_va(a)})",
     "alloc_page": lambda a: f"alloc_page(): pfn {a.arg('pfn')} to {_to(a.arg('to'))}",
+    "tlb_remove_table_rcu": lambda a: f"RCU: tlb_remove_table_rcu() frees pfn {a.arg('pfn')}",
 }
 """Hardware events and the page allocator, in plain words."""
 
@@ -75,6 +76,7 @@ PATH_STARTS: Final[dict[str, Callable[[Action], str]]] = {
     "local_irq_disable": lambda _a: "local_irq_disable()",
     "smp_call_function_single": lambda a: f"smp_call_function_single({a.arg('target')})",
     "enter_lazy_tlb": lambda _a: "enter_lazy_tlb()",
+    "unmap_mapping_range": lambda a: f"truncate_pagecache({mm_name(a.arg('mm'))}:{_va(a)})",
 }
 """A kernel path started with its arguments, written as the call that starts it."""
 
@@ -153,9 +155,16 @@ def effects(before: World, after: World) -> list[str]:
             out.append(f"{p}IRQs {'on' if a.irqs_on else 'off'}")
         if b.async_func_in_progress != a.async_func_in_progress:
             out.append(f"{p}async_func_in_progress = {a.async_func_in_progress or 'NULL'}")
+        lb, la = b.locals, a.locals
+        if lb.ptl != la.ptl:
+            out.append(f"{p}{'takes' if la.ptl else 'drops'} the PTL")
+        if la.fullmm and not lb.fullmm:
+            out.append(f"{p}nested gather: flush everything")
     for key, csd in after.csds.items():
         if before.csds[key].locked and not csd.locked:
             out.append(f"csd CPU{key.sender} -> CPU{key.target} unlocked")
+    if len(after.rcu) > len(before.rcu):
+        out.append("page table waits for an RCU grace period")
     for mm_id, (b_mm, a_mm) in enumerate(zip(before.mms, after.mms, strict=True)):
         if mm_id == INIT_MM:
             continue
@@ -165,6 +174,8 @@ def effects(before: World, after: World) -> list[str]:
         if b_mm.cpumask != a_mm.cpumask:
             cpus = ",".join(str(c) for c in for_each_cpu(a_mm.cpumask)) or "none"
             out.append(f"mm_cpumask({mm_name(mm_id)}) = {{{cpus}}}")
+        if b_mm.tlb_flush_pending != a_mm.tlb_flush_pending:
+            out.append(f"{p}tlb_flush_pending {b_mm.tlb_flush_pending} -> {a_mm.tlb_flush_pending}")
         if b_mm.pgtable_pfn != a_mm.pgtable_pfn and a_mm.pgtable_pfn == NO_PFN:
             out.append(f"{p}PMD entry cleared")
         for va in sorted(a_mm.ptes):
@@ -182,6 +193,8 @@ def effects(before: World, after: World) -> list[str]:
             else:
                 out.append(f"pfn {pfn} reallocated to {_to(new_f.mm if new_f.mm else 0)}")
             continue
+        if old_f.mapped and not new_f.mapped and new_f.kind == FILE:
+            out.append(f"pfn {pfn} leaves the rmap (page_mapped() false)")
         if old_f.page_dirty != new_f.page_dirty:
             out.append(f"pfn {pfn} PG_dirty {'set' if new_f.page_dirty else 'cleared'}")
         if old_f.modified != new_f.modified:

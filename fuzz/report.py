@@ -71,6 +71,8 @@ def describe_step(before: World, after: World) -> str:
         p = f"mm {mm_name(mm_id)} "
         if b_mm.tlb_gen != a_mm.tlb_gen:
             out.append(f"{p}tlb_gen {b_mm.tlb_gen}->{a_mm.tlb_gen}")
+        if b_mm.tlb_flush_pending != a_mm.tlb_flush_pending:
+            out.append(f"{p}tlb_flush_pending {b_mm.tlb_flush_pending}->{a_mm.tlb_flush_pending}")
         if b_mm.cpumask != a_mm.cpumask:
             out.append(f"{p}cpumask {cpumask_str(a_mm.cpumask)}")
         if b_mm.pgtable_pfn != a_mm.pgtable_pfn and a_mm.pgtable_pfn == NO_PFN:

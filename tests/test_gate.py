@@ -159,6 +159,7 @@ EXPLORE_BUDGETS = (
     ["cpu0:madvise=1"],  # a stale entry while the flush runs; the async window, if any
     ["cpu0:switch=1", "cpu1:munmap=1"],  # the switch window; a freed table left cached
     ["cpu1:ipi=1,madvise=1"],  # a flush csd queued behind a cross-call
+    ["madvise=1"],  # two gathers of one mm; a madvise that finds nothing to change
 )
 """Small budgets that, together, reach every window some variant can reach, each explored to
 the end (no NMIs or evictions: they add states, not windows)."""
