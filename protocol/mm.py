@@ -52,7 +52,6 @@ from protocol.properties import (
     NO_WALK_OF_FREED_PAGE_TABLE,
 )
 from protocol.state import (
-    ANON,
     DEVICE,
     FILE,
     FREE,
@@ -62,6 +61,7 @@ from protocol.state import (
     REMOVED,
     REUSED,
     WRPROTECTED,
+    Cpu,
     Frame,
     Locals,
     Pte,
@@ -76,14 +76,20 @@ def mmap_lock_writer(w: World, mm_id: int) -> int:
     """The CPU holding ``mm->mmap_lock`` for write, or -1. Derived from the CPUs' paths (their
     ``locals.mmap_lock``), never stored, so it cannot go stale."""
     for cpu, c in enumerate(w.cpus):
-        if c.locals.mmap_lock == 2 and c.locals.mm == mm_id:
+        if c.locals.mmap_lock == 2 and _lock_mm(c) == mm_id:
             return cpu
     return -1
 
 
+def _lock_mm(c: Cpu) -> int:
+    """The mm whose locks ``c``'s path holds: its locals' mm, or current->mm for a syscall
+    spinning in its first step (its locals get the mm when that step runs)."""
+    return c.locals.mm or c.task
+
+
 def mmap_locked(w: World, mm_id: int) -> bool:
     """Some CPU holds ``mm->mmap_lock`` (for read or write)."""
-    return any(c.locals.mmap_lock and c.locals.mm == mm_id for c in w.cpus)
+    return any(c.locals.mmap_lock and _lock_mm(c) == mm_id for c in w.cpus)
 
 
 def ptl_held(w: World, mm_id: int, cpu: int) -> bool:
@@ -94,8 +100,9 @@ def ptl_held(w: World, mm_id: int, cpu: int) -> bool:
 
 
 def ptl_free(w: World, cpu: int) -> bool:
-    """A step's guard: ``spin_lock(ptl)`` of the mm in ``cpu``'s locals can be taken now."""
-    return not ptl_held(w, w.cpus[cpu].locals.mm, cpu)
+    """A step's guard: ``spin_lock(ptl)`` of the mm in ``cpu``'s locals (or, for a syscall's
+    first step, current->mm's) can be taken now."""
+    return not ptl_held(w, _lock_mm(w.cpus[cpu]), cpu)
 
 
 def zap_pte_range(w: World, cpu: int) -> None:
@@ -139,11 +146,11 @@ def zap_pte_range(w: World, cpu: int) -> None:
         else:
             frame = frame._replace(mapped=False)
         w.frames[pte.pfn] = frame
-        if frame.kind == ANON:
-            pfns.append(pte.pfn)
+        pfns.append(pte.pfn)  # __tlb_remove_page(): the gather holds a reference until the flush
     keep_ptl = force and v.zap_flush_before_unlock(at)
     c.locals = lv._replace(
         cleared=lv.cleared or recorded,
+        changed=lv.changed or recorded,
         force_flush=force,
         pfns=tuple(pfns),
         rmaps=tuple(rmaps),
@@ -169,8 +176,6 @@ def zap_pte_range__pte_unmap_unlock(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     c.locals = c.locals._replace(ptl=False)
     _after_forced_flush(w, cpu)
-    if c.path == MUNMAP.name:
-        free_pgtables(w, cpu)
 
 
 def _after_forced_flush(w: World, cpu: int) -> None:
@@ -180,9 +185,24 @@ def _after_forced_flush(w: World, cpu: int) -> None:
     lv = c.locals
     if not lv.force_flush or lv.ptl:
         return
-    for pfn in lv.pfns:
-        free_page(w, pfn, by=f"cpu{cpu} tlb_flush_mmu")
+    release_pages(w, cpu, lv.pfns, by=f"cpu{cpu} tlb_flush_mmu")
     c.locals = lv._replace(force_flush=False, cleared=False, pfns=())
+    if c.path == MUNMAP.name:  # unmap_vmas() is done: free_pgtables()
+        free_pgtables(w, cpu)
+
+
+def release_pages(w: World, cpu: int, pfns: tuple[int, ...], by: str) -> None:
+    """``tlb_flush_mmu_free()``: the gather drops its references. An anon page (and 5.2's
+    page-table page) is freed; a page-cache page keeps the page cache's reference, unless
+    truncation has dropped that already (its free waits for the last gather: ``gather_holds``)."""
+    for pfn in pfns:
+        if w.frames[pfn].kind != FILE:
+            free_page(w, pfn, by=by)
+
+
+def gather_holds(w: World, pfn: int) -> bool:
+    """Some CPU's mmu_gather still holds a reference to the page (zapped, not yet flushed)."""
+    return any(pfn in c.locals.pfns and c.path != WRITEBACK.name for c in w.cpus)
 
 
 def free_pgtables(w: World, cpu: int) -> None:
@@ -207,8 +227,16 @@ def tlb_gather_mmu(w: World, cpu: int, mm_id: int, va: int, end: int) -> None:
     """``tlb_gather_mmu()``: an empty gather for ``va``..``end`` of ``mm_id``, then
     ``inc_tlb_flush_pending(tlb->mm)`` (an atomic_inc)."""
     c = w.cpus[cpu]
-    c.locals = c.locals._replace(mm=mm_id, va=va, end=end, cleared=False)
+    c.locals = c.locals._replace(mm=mm_id, va=va, end=end, cleared=False, pending=True)
     w.mms[mm_id].tlb_flush_pending += 1
+
+
+def dec_tlb_flush_pending(w: World, cpu: int) -> None:
+    """``dec_tlb_flush_pending(mm)``, once per gather, wherever the variant puts it."""
+    c = w.cpus[cpu]
+    if c.locals.pending:
+        w.mms[c.locals.mm].tlb_flush_pending -= 1
+        c.locals = c.locals._replace(pending=False)
 
 
 def tlb_finish_mmu__mm_tlb_flush_nested(w: World, cpu: int) -> None:
@@ -221,13 +249,15 @@ def tlb_finish_mmu__mm_tlb_flush_nested(w: World, cpu: int) -> None:
     lv = c.locals
     v = w.variant
     at = w.site(cpu)
+    if not lv.pending:
+        return  # no gather was opened (truncation found no vma)
     if w.mms[lv.mm].tlb_flush_pending > 1 and v.tlb_finish_mmu_forces_flush_when_nested(at):
         if v.nested_flush_is_full(at):
             c.locals = lv._replace(fullmm=True, freed_tables=True, cleared=True)
-        else:
-            c.locals = lv._replace(cleared=True)
+        else:  # 5.2-rc's __tlb_reset_range() also forgot freed_tables (7a30df49 fixed that)
+            c.locals = lv._replace(cleared=True, freed_tables=False, fullmm=False)
     if not v.dec_tlb_flush_pending_after_flush(at):
-        w.mms[lv.mm].tlb_flush_pending -= 1
+        dec_tlb_flush_pending(w, cpu)
 
 
 def gather_is_empty(w: World, cpu: int) -> bool:
@@ -252,17 +282,16 @@ def tlb_finish_mmu(w: World, cpu: int) -> None:
     both, so each other step moves before or after them."""
     c = w.cpus[cpu]
     lv = c.locals
-    for pfn in lv.pfns:
-        free_page(w, pfn, by=f"cpu{cpu} tlb_finish_mmu")
+    release_pages(w, cpu, lv.pfns, by=f"cpu{cpu} tlb_finish_mmu")
     if lv.tables:
         irqs_off = 0
         for other, o in enumerate(w.cpus):
             if not o.irqs_on:
                 irqs_off |= 1 << other
         w.rcu += tuple((pt, irqs_off) for pt in lv.tables)
-    if w.variant.dec_tlb_flush_pending_after_flush(w.site(cpu)):
-        w.mms[lv.mm].tlb_flush_pending -= 1
-    c.locals = lv._replace(pfns=(), tables=(), mmap_lock=0)
+    c.locals = c.locals._replace(pfns=(), tables=())
+    dec_tlb_flush_pending(w, cpu)
+    c.locals = c.locals._replace(mmap_lock=0)
 
 
 def tlb_remove_table_rcu(w: World, pfn: int) -> None:
@@ -304,9 +333,12 @@ def munmap(w: World, cpu: int) -> None:
     unmap_vmas() -> zap_pte_range() over every page; then free_pgtables() (after a forced
     flush, in the unlock step).
 
-    One step: the write lock is taken and downgraded before anything is shared, the gather's
-    inc is only read by mm_tlb_flush_nested() (a step of its own), and the zap is a PTL
-    section (see zap_pte_range)."""
+    One step: the write lock is taken and downgraded before anything is shared, and the zap is
+    a PTL section (see zap_pte_range). Not justified by the reduction, and a known limit: the
+    gather's ``inc_tlb_flush_pending`` and the zap are merged, which hides the interleaving
+    where another CPU's nested check (and then its full flush) runs between them, i.e. a flush
+    before the PTEs change that this path's own flush then repeats. madvise and mprotect merge
+    the same way; splitting them costs a step per syscall (next on the list)."""
     c = w.cpus[cpu]
     mm_id = c.task
     mm = w.mms[mm_id]
@@ -314,10 +346,10 @@ def munmap(w: World, cpu: int) -> None:
     for va in vas:
         mm.vma_writable.pop(va, None)
     mm.write_protected = frozenset()
-    c.locals = c.locals._replace(mmap_lock=1)
+    c.locals = c.locals._replace(mmap_lock=1)  # downgrade_write()
     tlb_gather_mmu(w, cpu, mm_id, vas[0], vas[-1] + PAGE_SIZE)
     zap_pte_range(w, cpu)
-    if not c.locals.ptl:
+    if not c.locals.force_flush:
         free_pgtables(w, cpu)
 
 
@@ -330,10 +362,10 @@ def madvise_dontneed(w: World, cpu: int) -> None:
     """madvise(MADV_DONTNEED) of one page (mm/madvise.c): ``mmap_read_lock`` (mainline: the
     per-VMA read lock, exclusive with mprotect's ``vma_start_write`` as here),
     ``tlb_gather_mmu()`` (5.2: inside zap_page_range(); mainline: madvise_init_tlb()), then
-    zap_pte_range(). A PTE already clear records nothing; the page table and vma stay."""
+    zap_pte_range(). A PTE already clear records nothing; the page table and vma stay. The
+    inc and the zap are one step: see munmap for what that merge hides."""
     c = w.cpus[cpu]
     mm_id, va = c.task, c.locals.va
-    c.locals = c.locals._replace(mmap_lock=1)
     tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
     zap_pte_range(w, cpu)
 
@@ -355,7 +387,6 @@ def mprotect(w: World, cpu: int) -> None:
     mm_id, va = c.task, c.locals.va
     mm = w.mms[mm_id]
     mm.vma_writable[va] = False
-    c.locals = c.locals._replace(mmap_lock=2)
     tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
     pte = mm.ptes[va]
     if pte.present:
@@ -372,10 +403,7 @@ def mprotect_done(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
-    v = w.variant
-    at = w.site(cpu)
-    if not v.mprotect_uses_gather(at) or v.dec_tlb_flush_pending_after_flush(at):
-        mm.tlb_flush_pending -= 1
+    dec_tlb_flush_pending(w, cpu)
     if not mm.vma_writable.get(lv.va, True):
         mm.write_protected = mm.write_protected | {lv.va}
     retire(w, cpu, WRPROTECTED)
@@ -446,7 +474,10 @@ def page_locked(w: World, pfn: int) -> bool:
     """PG_locked: writeback holds the page lock from before clear_page_dirty_for_io() until
     writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``).
     Derived from the CPUs' paths rather than stored, so it cannot go stale."""
-    return any(c.path == WRITEBACK.name and c.locals.pfns[:1] == (pfn,) for c in w.cpus)
+    f = w.frames[pfn]
+    return any(
+        c.path == WRITEBACK.name and (c.locals.mm, c.locals.va) == (f.mm, f.va) for c in w.cpus
+    )
 
 
 def _mkclean_walks(w: World, cpu: int) -> bool:
@@ -520,6 +551,8 @@ def unmap_mapping_range(w: World, cpu: int) -> None:
     ``tlb_finish_mmu()``. No mmap_lock: truncation races with every syscall of the mm."""
     c = w.cpus[cpu]
     lv = c.locals
+    if lv.va not in w.mms[lv.mm].vma_writable:
+        return  # munmap's unlink_file_vma() took the vma out of i_mmap: nothing to zap
     tlb_gather_mmu(w, cpu, lv.mm, lv.va, lv.va + PAGE_SIZE)
     zap_pte_range(w, cpu)
 
@@ -534,10 +567,12 @@ def truncate_inode_pages(w: World, cpu: int) -> None:
 
 
 def _truncate_guard(w: World, cpu: int) -> bool:
-    """``lock_page()`` sleeps while writeback holds the page lock."""
+    """``lock_page()`` sleeps while writeback holds the page lock; and the free waits for the
+    last reference: a gather that zapped the page holds one until its flush (the kernel frees
+    the page at that gather's ``tlb_flush_mmu_free()``; here truncation frees it then)."""
     lv = w.cpus[cpu].locals
     pfn = file_page(w, lv.mm, lv.va)
-    return pfn == NO_PFN or not page_locked(w, pfn)
+    return pfn == NO_PFN or not (page_locked(w, pfn) or gather_holds(w, pfn))
 
 
 # --- kernel code that touches user memory -----------------------------------------------------
@@ -651,6 +686,7 @@ MUNMAP = register(
         _munmap_may_start,
         (Step("munmap", munmap, guard=ptl_free, c="unmap_region()"), *ZAP_THEN_FINISH),
         returns=munmap_done,
+        holds=(("mmap_lock", 2),),
         from_user=True,
         summary="munmap() of current->mm's whole mapping; page tables freed (freed_tables)",
     )
@@ -666,6 +702,7 @@ MADVISE = register(
             *ZAP_THEN_FINISH,
         ),
         returns=madvise_done,
+        holds=(("mmap_lock", 1),),
         from_user=True,
         summary="madvise(MADV_DONTNEED) of one page (present or already zapped)",
     )
@@ -682,6 +719,7 @@ MPROTECT = register(
             FINISH_FLUSH,
         ),
         returns=mprotect_done,
+        holds=(("mmap_lock", 2),),
         from_user=True,
         summary="mprotect(PROT_READ) of one page (writable, read-only or not present)",
     )

@@ -157,6 +157,9 @@ class Path:
     focus: str = ""
     """The fuzzer's name for this kind of path (default: the name); paths that share one are
     drawn together (a context switch either switches mm or leaves lazy mode)."""
+    holds: tuple[tuple[str, int], ...] = ()
+    """Locals the path has from its start, before its first step can spin: the locks it
+    takes first (``(("mmap_lock", 2),)``: ``mmap_write_lock()`` before the PTL)."""
     background: bool = False
     """Traffic from elsewhere (another subsystem's cross-call), not a path under study: the
     fuzzer turns it on with a coin, like NMIs."""

@@ -196,6 +196,8 @@ class Locals(NamedTuple):
     target: int = -1  # smp_call_function_single()'s target CPU; -1: none
     # struct mmu_gather (include/asm-generic/tlb.h), and the locks the path holds:
     cleared: bool = False  # the gather recorded a PTE change (cleared_ptes; 5.2: tlb->end != 0)
+    changed: bool = False  # the path changed a PTE (kept after a forced flush resets the gather)
+    pending: bool = False  # this path's inc_tlb_flush_pending() still owes its dec
     fullmm: bool = False  # tlb->fullmm: flush everything (a nested flush forces it)
     force_flush: bool = False  # zap_pte_range()'s force_flush: flush before the PTL is dropped
     tables: tuple[int, ...] = ()  # page-table pages batched by tlb_remove_table()

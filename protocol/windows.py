@@ -107,7 +107,7 @@ def syscall_found_nothing(w: World) -> bool:
     for c in w.cpus:
         if c.path in ("madvise", "munmap", "mprotect") and c.pc > 0:
             lv = c.locals
-            if not (lv.cleared or lv.freed_tables or lv.fullmm):
+            if not (lv.changed or lv.freed_tables or lv.fullmm):
                 return True
     return False
 

@@ -108,7 +108,8 @@ class Kernel:
                 first = self.steps[name][0].name
                 for values in p.args.values(config, cpu):
                     args = tuple(zip(p.args.names, values, strict=True))
-                    lv = Locals()._replace(**{ARG_TO_LOCAL[k]: v for k, v in args})  # type: ignore[arg-type]
+                    given = {ARG_TO_LOCAL[k]: v for k, v in args} | dict(p.holds)
+                    lv = Locals()._replace(**given)  # type: ignore[arg-type]
                     guard = None if p.may_start is always else p.may_start
                     start = Start(
                         p, index, slot[p.budget.name], lv, guard, Action(cpu, first, args)

@@ -12,7 +12,7 @@ from protocol import VARIANTS, Action, Budget, Config, World, parse
 from protocol.search import first_violation
 from tests.schedules import ALL_SCHEDULES
 
-RACE = [  # the README's finding: rfc-async-posted breaks no_use_after_free in 7 steps
+RACE = [  # the README's finding: rfc-async-posted breaks no_use_after_free in 8 steps
     "cpu0 {fill} va=0x1000",
     "cpu1 madvise_dontneed va=0x1000",
     "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
