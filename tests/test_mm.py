@@ -5,13 +5,18 @@ the explorer confirms the moved one is the shortest."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 
 from fuzz.cli import main
-from protocol import DEFAULT_PROPERTIES, Budget, Config, World, parse
+from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, Variant, World, parse
 from protocol.search import bfs, first_violation, symmetric_fingerprint
 from tests.schedules import MECHANISMS, Mechanism
+
+if TYPE_CHECKING:
+    from protocol import Site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +89,91 @@ def test_an_example_file_moves_one_decision_and_breaks_what_the_kernel_holds(
     assert main(argv) == 1
     out = capsys.readouterr().out
     assert f"{prop}: {length} steps" in " ".join(out.split())
+
+
+# --- model bugs found in review, each a schedule that the model allowed before its fix ----------
+
+
+def _runs_until(v: Variant, schedule: list[str], config: Config | None = None) -> int | None:
+    """The index of the first step ``v`` does not allow, or None if all run."""
+    w = World.initial(v, config or Config())
+    for i, line in enumerate(schedule):
+        a = parse(line)
+        if not w.is_enabled(a):
+            return i
+        w.apply(a)
+    return None
+
+
+def test_a_syscall_spins_on_the_ptl_that_writebacks_flush_holds() -> None:
+    """Before: madvise's first step looked for the PTL of mm 0, ran inside writeback's
+    ptep_clear_flush() and returned before writeback's flush reached cpu0."""
+    schedule = [
+        "cpu0 user_write va=0x2000",
+        "cpu1 clear_page_dirty_for_io mm=A va=0x2000",
+        "cpu0 madvise_dontneed va=0x2000",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+    ]
+    assert _runs_until(VARIANTS["linux-current"], schedule) == 3
+
+
+def test_truncation_frees_a_page_only_after_the_last_gather_drops_it() -> None:
+    """Before: truncation freed a page that cpu1's madvise still held in its gather, and cpu0
+    read it through the entry cpu1's flush had not yet removed."""
+    from examples.before_99baac21 import VARIANT
+
+    schedule = [
+        "cpu0 user_read va=0x2000",
+        "cpu1 madvise_dontneed va=0x2000",
+        "cpu0 unmap_mapping_range mm=A va=0x2000",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+        "cpu0 tlb_finish_mmu",
+        "cpu0 truncate_inode_pages",
+    ]
+    assert _runs_until(VARIANT, schedule, Config(budget=Budget(truncate=1))) == 5
+
+
+def test_truncation_after_munmap_opens_no_gather() -> None:
+    w = World.initial(VARIANTS["linux-5.2"], Config(budget=Budget(truncate=1)))
+    w.run(["cpu0 munmap", "cpu1 unmap_mapping_range mm=A va=0x2000"])
+    assert w.mms[1].tlb_flush_pending == 1  # munmap's only: no vma, no gather
+
+
+def test_writeback_holds_the_page_lock_while_it_spins_on_the_ptl() -> None:
+    """Before: the page lock was taken only when clear_page_dirty_for_io() ran, so truncation
+    freed the page under a writeback spinning on the PTL (mainline: the rmap stays until the
+    forced flush, so page_mkclean() waits for the PTL)."""
+    w = World.initial(VARIANTS["linux-current"], Config(budget=Budget(truncate=1)))
+    w.run(
+        [
+            "cpu0 user_write va=0x2000",
+            "cpu1 unmap_mapping_range mm=A va=0x2000",  # forced flush: the PTL stays held
+            "cpu0 clear_page_dirty_for_io mm=A va=0x2000",  # spins on it
+        ]
+    )
+    assert w.is_blocked(0)
+    from protocol.mm import page_locked
+
+    assert page_locked(w, 2)
+
+
+@attrs.frozen
+class RangeOnlyNestedFlush(Variant):
+    def nested_flush_is_full(self, at: Site) -> bool:
+        return False
+
+
+def test_the_range_only_nested_flush_forgets_freed_tables() -> None:
+    """5.2-rc's __tlb_reset_range() in the nested branch cleared freed_tables (7a30df49)."""
+    base = attrs.asdict(VARIANTS["linux-5.2"], recurse=False)
+    v = RangeOnlyNestedFlush(**{**base, "name": "5.2-rc"})
+    w = World.initial(v, Config(budget=Budget(truncate=1)))
+    w.run(
+        [
+            "cpu1 unmap_mapping_range mm=A va=0x2000",
+            "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+        ]
+    )
+    lv = w.cpus[0].locals
+    assert (lv.cleared, lv.freed_tables, lv.fullmm) == (True, False, False)
