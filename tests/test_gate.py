@@ -165,7 +165,7 @@ EXPLORE_BUDGETS = (
 the end (no NMIs or evictions: they add states, not windows)."""
 
 
-@pytest.mark.slow
+@pytest.mark.nightly  # whole spaces of every variant: since the mm layer, too big for CI
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_explore_never_reaches_exactly_the_windows_listed_unreachable(variant: str) -> None:
     """The claims of unreachable_windows, checked over whole (small) state spaces; and every

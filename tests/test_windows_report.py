@@ -244,7 +244,8 @@ def test_a_resumed_campaign_keeps_the_window_counts_of_items_done_before(tmp_pat
 def test_window_counts_come_back_from_the_worker_processes(tmp_path: Path) -> None:
     out = tmp_path / "w.json"
     argv = ["fuzz", "-v", "linux-5.2", "-v", "rfc-async-posted", "-p", "no_deadlock"]
-    argv += ["--budget", "madvise=1", "--max-examples", "100", "--seed", "1", "--workers", "2"]
+    # 400 examples: since the mm layer, 100 with this seed never had a stale entry in flight
+    argv += ["--budget", "madvise=1", "--max-examples", "400", "--seed", "1", "--workers", "2"]
     r = procs.run(*argv, "--corpus", str(tmp_path / "c"), "--json", str(out))
     assert r.returncode == 0, r.stderr
     recs = {r["variant"]: r for r in validated(out)["results"]}
