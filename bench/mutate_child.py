@@ -1,0 +1,130 @@
+"""One mutant's run, in its own process: ``bench/mutate.py`` starts this script with
+PYTHONPATH pointing at a copy of ``protocol/`` and ``fuzz/`` in which one file is mutated.
+
+    python bench/mutate_child.py PLAN_JSON
+
+It runs the plan's stages in order (``explore``: breadth-first search; ``ci``: the fuzzer's
+``ci`` profile) and writes one JSON object per line to its standard output:
+``{"event": "start", "protocol": FILE}`` first, then a ``violation`` event (stage, variant,
+property, config, schedule) for each property a stage breaks, a ``stage`` event when a stage
+ends, and ``done`` -- or ``crash`` (the exception and where it was raised) if the model
+raised. It never decides what counts as a kill: the parent replays each violation on the
+unmutated model, and stops this process at the first that does not break there too.
+Everything else the run prints goes to standard error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from protocol import Action, Config, Violation
+
+
+def _emit(out: IO[str], event: dict[str, Any]) -> None:
+    out.write(json.dumps(event) + "\n")
+    out.flush()
+
+
+def _violation(
+    out: IO[str], stage: str, variant: str, prop: str, config: Config, schedule: list[str]
+) -> None:
+    event = {
+        "event": "violation",
+        "stage": stage,
+        "variant": variant,
+        "prop": prop,
+        "config": config.to_dict(),
+        "schedule": schedule,
+    }
+    _emit(out, event)
+
+
+def explore(out: IO[str], stage: dict[str, Any]) -> None:
+    """Breadth-first search of the stage's configuration; every property's shortest
+    violation is reported (the parent stops this process at the first that kills)."""
+    from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+    from protocol.search import bfs
+
+    per_cpu = tuple(
+        sorted((int(c), Budget.only(**b)) for c, b in stage.get("cpu_budget", {}).items())
+    )
+    config = Config(
+        budget=Budget.only(**stage["budget"]), cpu_budget=per_cpu, reuse=False, **stage["config"]
+    )
+    variant = VARIANTS[stage["variant"]]
+
+    def found(path: list[Action], v: Violation) -> bool:
+        _violation(out, stage["name"], variant.name, v.prop, config, [str(a) for a in path])
+        return True
+
+    bfs(
+        World.initial(variant, config),
+        DEFAULT_PROPERTIES,
+        stage["depth"],
+        stage["max_states"],
+        on_violation=found,
+    )
+
+
+def ci(out: IO[str], stage: dict[str, Any]) -> None:
+    """The fuzzer's ``ci`` profile on the stage's variant, but for ``skip_props``."""
+    from fuzz.runner import Finding, Outcome, fuzz_variant
+    from protocol import DEFAULT_PROPERTIES, VARIANTS
+
+    variant = VARIANTS[stage["variant"]]
+    skip = set(stage.get("skip_props", ()))
+
+    def outcome(o: Outcome) -> None:
+        if isinstance(o, Finding):
+            _violation(
+                out, stage["name"], variant.name, o.prop, o.config, [str(a) for a in o.schedule]
+            )
+
+    props = [p for p in DEFAULT_PROPERTIES if p not in skip]
+    fuzz_variant(variant, props, profile="ci", seed=stage["seed"], on_outcome=outcome)
+
+
+def run(plan: dict[str, Any], out: IO[str]) -> None:
+    import protocol
+
+    _emit(out, {"event": "start", "protocol": protocol.__file__})
+    for stage in plan["stages"]:
+        t0 = time.perf_counter()
+        if stage["kind"] == "explore":
+            explore(out, stage)
+        elif stage["kind"] == "ci":
+            ci(out, stage)
+        else:
+            raise ValueError(f"unknown stage kind {stage['kind']!r}")
+        seconds = round(time.perf_counter() - t0, 3)
+        _emit(out, {"event": "stage", "stage": stage["name"], "seconds": seconds})
+    _emit(out, {"event": "done"})
+
+
+def main() -> int:
+    plan = json.loads(sys.argv[1])
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # anything else written to fd 1 (a stray print) goes to stderr
+    sys.stdout = sys.stderr
+    try:
+        run(plan, out)
+    except Exception as e:
+        tb = traceback.extract_tb(e.__traceback__)
+        root = os.environ.get("PYTHONPATH", "")
+        inside = [f for f in tb if root and f.filename.startswith(root)]
+        last = (inside or tb)[-1] if (inside or tb) else None
+        where = f"{os.path.relpath(last.filename, root or '.')}:{last.lineno}" if last else ""
+        traceback.print_exc()
+        _emit(out, {"event": "crash", "error": f"{type(e).__name__}: {e}"[:300], "where": where})
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""bench/mutate.py: the mutants are the same run after run, the harness kills a mutant that
+removes a TLB flush, and it lets the unmutated model (the identity "mutant") live."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bench.mutants import (
+    MODULES,
+    REPO,
+    Mutant,
+    check_applies,
+    enumerate_mutants,
+    enumerate_source,
+    identity,
+    sample,
+)
+from bench.mutate import (
+    EQUIVALENT_FILE,
+    STAGES,
+    Result,
+    Run,
+    Workspace,
+    breaks_unmutated,
+    load_equivalent,
+    run_mutant,
+)
+from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from protocol.search import bfs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+# linux-current, one madvise per CPU, one page: 433 states, a fraction of a second
+QUICK = [s for s in STAGES if s["name"] == "explore linux-current madvise=1 file_pages=0"]
+LIMITS = {s["name"]: 300.0 for s in QUICK}
+
+
+@pytest.fixture(scope="module")
+def workspace() -> Iterator[Workspace]:
+    ws = Workspace()
+    yield ws
+    ws.close()
+
+
+def find(file: str, function: str, operator: str, original: str) -> Mutant:
+    hits = [
+        m
+        for m in enumerate_mutants()
+        if (m.file, m.function, m.operator, m.original) == (file, function, operator, original)
+    ]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def test_quick_stage_exists() -> None:
+    assert len(QUICK) == 1
+
+
+def test_enumeration_and_sample_are_deterministic() -> None:
+    a, b = enumerate_mutants(), enumerate_mutants()
+    assert a == b
+    assert len({m.id for m in a}) == len(a)
+    assert len(a) >= 120
+    assert sample(a, 120, 0) == sample(b, 120, 0)
+    assert sample(a, 120, 0) != sample(a, 120, 1)
+    assert {m.file for m in a} == set(MODULES)
+
+
+def test_ids_do_not_depend_on_line_numbers() -> None:
+    source = (REPO / "protocol/tlb.py").read_bytes()
+    before = enumerate_source("protocol/tlb.py", source)
+    after = enumerate_source("protocol/tlb.py", b"# a new first line\n\n" + source)
+    assert [m.id for m in before] == [m.id for m in after]
+    assert [m.line + 2 for m in before] == [m.line for m in after]
+
+
+def test_every_mutant_parses_and_changes_the_code() -> None:
+    sources = {f: (REPO / f).read_bytes() for f in MODULES}
+    dumps = {f: ast.dump(ast.parse(s)) for f, s in sources.items()}
+    for m in enumerate_mutants():
+        check_applies(m, sources[m.file], dumps[m.file])
+
+
+SYNTHETIC = b'''
+def step(w, cpu):
+    """A docstring."""
+    c = w.cpus[cpu]
+    c.a = 1
+    c.b = 2
+    w.report("x", f"{c.a if c.b else 0}")
+    assert c.a < 3
+    if c.a:
+        hw.flush(c)
+'''
+
+
+def test_operators_on_a_small_function() -> None:
+    ms = enumerate_source("protocol/x.py", SYNTHETIC)
+    ops = sorted((m.operator, m.original.replace("\n", "; "), m.mutated) for m in ms)
+    swaps = [(o, m) for op, o, m in ops if op == "swap_stmts"]
+    # c.a = 1; c.b = 2 commute (no call, nothing shared but c): not a mutant
+    assert ("c.a = 1; c.b = 2", "c.b = 2\nc.a = 1") not in swaps
+    assert ("c = w.cpus[cpu]; c.a = 1", "c.a = 1\nc = w.cpus[cpu]") in swaps
+    assert any(o.startswith("c.b = 2; w.report") for o, _ in swaps)
+    assert sum(op == "del_stmt" for op, _, _ in ops) == 5  # 3 assignments, 2 calls
+    assert ("negate_cond", "c.a", "not c.a") in ops
+    # nothing inside the f-string, nothing of the assert
+    assert not [o for op, o, _ in ops if op == "negate_cond" and o == "c.b"]
+    assert not [o for op, o, _ in ops if op == "swap_cmp"]
+    assert ("int_plus_one", "1", "2") in ops
+    assert ("int_minus_one", "2", "1") in ops
+
+
+def test_known_bad_mutant_is_killed(workspace: Workspace) -> None:
+    """Without the INVLPG of flush_tlb_func()'s partial flush, the remote CPU keeps its
+    entry after madvise() freed the page."""
+    m = find("protocol/tlb.py", "flush_tlb_func", "del_stmt", "hw.flush_tlb_one_user(c, va)")
+    r = run_mutant(workspace, m, QUICK, LIMITS)
+    assert r.status == "explore", r
+    assert r.prop in DEFAULT_PROPERTIES
+
+
+def test_identity_is_not_killed(workspace: Workspace) -> None:
+    r = run_mutant(workspace, identity("protocol/tlb.py"), QUICK, LIMITS)
+    assert r.status == "survived", r
+    assert r.stages.keys() == {QUICK[0]["name"]}
+
+
+def test_a_mutant_that_raises_is_crash_killed(workspace: Workspace) -> None:
+    m = find("protocol/tlb.py", "flush_tlb_func", "del_stmt", "c = w.cpus[cpu]")
+    r = run_mutant(workspace, m, QUICK, LIMITS)
+    assert r.status == "crash", r
+    assert "NameError" in r.detail
+    assert "protocol/tlb.py:" in r.detail
+
+
+def test_a_violation_is_replayed_on_the_unmutated_model() -> None:
+    """linux-5.2 with a context switch breaks no_use_after_free unmutated (the 2019 switch
+    window): that violation is the model's, not a mutant's. A schedule the real model cannot
+    run, or one that breaks nothing there, would be the mutant's."""
+    config = Config(
+        budget=Budget.only(madvise=1),
+        cpu_budget=((1, Budget.only(switch=1)),),
+        reuse=False,
+        file_pages=0,
+    )
+    r = bfs(World.initial(VARIANTS["linux-5.2"], config), DEFAULT_PROPERTIES, 20)
+    assert r.schedule is not None and r.violation is not None
+    event: dict[str, Any] = {
+        "variant": "linux-5.2",
+        "prop": r.violation.prop,
+        "config": config.to_dict(),
+        "schedule": [str(a) for a in r.schedule],
+    }
+    assert breaks_unmutated(event)
+    assert not breaks_unmutated({**event, "schedule": event["schedule"][:-1]})
+    assert not breaks_unmutated({**event, "schedule": ["cpu0 no_such_step"]})
+    assert not breaks_unmutated({**event, "variant": "linux-current"})
+
+
+def test_the_equivalent_list_is_well_formed() -> None:
+    raw = json.loads(EQUIVALENT_FILE.read_text())
+    for key, entry in raw.items():
+        assert re.fullmatch(r"[0-9a-f]{12}", key)
+        assert entry["reason"].strip()
+        assert entry["kind"] in ("equivalent", "unreached")
+    assert load_equivalent().keys() == raw.keys()
+
+
+def test_score_leaves_out_equivalent_survivors() -> None:
+    ms = enumerate_mutants()[:4]
+    results = [
+        Result(ms[0], "explore"),
+        Result(ms[1], "crash"),
+        Result(ms[2], "survived"),
+        Result(ms[3], "survived"),
+    ]
+    run = Run(785, 4, 0, 1, {}, [], Result(identity(MODULES[0]), "survived"), results, {}, 1.0)
+    assert run.score() == 0.5
+    run.equivalent = {ms[2].id: "same behaviour"}
+    assert run.score() == pytest.approx(2 / 3)
+    assert run.summary().startswith("mutation score 66.7%: 2 killed of 3 non-equivalent")
+    assert [r.mutant for r in run.unexplained()] == [ms[3]]
