@@ -112,6 +112,7 @@ class Mutant:
     operator: str
     line: int
     col: int
+    end_line: int
     original: str
     """The code replaced, unparsed (formatting-free); two statements for a swap."""
     mutated: str
@@ -144,7 +145,7 @@ IDENTITY: Final = "identity"
 
 def identity(file: str) -> Mutant:
     """The "mutant" that changes nothing: the harness must not kill it."""
-    return Mutant("identity", file, "", IDENTITY, 0, 0, "", "", 0, 0, "")
+    return Mutant("identity", file, "", IDENTITY, 0, 0, 0, "", "", 0, 0, "")
 
 
 # --- enumeration ---------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class _Site:
     operator: str
     line: int
     col: int
+    end_line: int
     original: str
     mutated: str
     start: int
@@ -276,7 +278,16 @@ class _Walker:
         start, end = self.offsets.span(node)
         self.sites.append(
             _Site(
-                self.function, op, node.lineno, node.col_offset, original, mutated, start, end, text
+                self.function,
+                op,
+                node.lineno,
+                node.col_offset,
+                node.end_lineno or node.lineno,
+                original,
+                mutated,
+                start,
+                end,
+                text,
             )
         )
 
@@ -312,6 +323,7 @@ class _Walker:
                     "swap_stmts",
                     a.lineno,
                     a.col_offset,
+                    b.end_lineno or b.lineno,
                     original,
                     mutated,
                     sa,
@@ -460,6 +472,7 @@ def enumerate_source(file: str, source: bytes) -> list[Mutant]:
                 s.operator,
                 s.line,
                 s.col,
+                s.end_line,
                 s.original,
                 s.mutated,
                 s.start,

@@ -3,7 +3,7 @@ explorer and the ``ci`` fuzzer notice.
 
     python -m bench.mutate                      # the default sample: 120 mutants, seed 0
     python -m bench.mutate --sample 10 --jobs 1 --json mutate.json
-    python -m bench.mutate --list               # every mutant, with its id
+    python -m bench.mutate --list [--sample 0]  # the sample's mutants (0: all), with ids
     python -m bench.mutate --only ID [--only ID]...
 
 Mutants (``bench/mutants.py``: operators, what is left out and why) are enumerated from
@@ -115,6 +115,20 @@ STAGES: Final[tuple[dict[str, Any], ...]] = (
 variants unmutated. Each CPU gets the budget; ``cpuN:`` entries replace it for that CPU."""
 
 KILLED: Final = ("explore", "ci", "crash", "timeout")
+LITERALS: Final = ("bool_const", "int_plus_one", "int_minus_one")
+"""Operators that change a literal: Hypothesis mixes the literals of local modules into its
+draws, so such a mutant's ``ci`` runs differ even where its code never runs."""
+
+
+def reached(m: Mutant, coverage: Mapping[str, Sequence[int]]) -> bool:
+    """Whether the unmutated model ran any line of the mutant's edit (``coverage``: the
+    baseline's lines). The runs are deterministic (breadth-first search; the derandomized
+    ``ci`` profile), so a mutant whose lines never ran there runs exactly as the unmutated
+    model does -- but for a changed literal, which changes the ``ci`` stream."""
+    if m.operator in LITERALS:
+        return True
+    ran = coverage.get(m.file, ())
+    return any(m.line <= n <= m.end_line for n in ran)
 
 
 @dataclass
@@ -123,8 +137,9 @@ class Result:
 
     mutant: Mutant
     status: str
-    """``explore``, ``ci`` (killed by that kind of stage), ``crash``, ``timeout`` or
-    ``survived``."""
+    """``explore``, ``ci`` (killed by that kind of stage), ``crash``, ``timeout``;
+    ``survived``, or ``unreached``: not run, since the unmutated model never ran its lines
+    (``reached``) and it would have survived."""
     stage: str = ""
     prop: str = ""
     detail: str = ""
@@ -134,6 +149,8 @@ class Result:
     """Each stage that finished: its seconds."""
     baseline_broken: dict[str, list[str]] = field(default_factory=dict)
     """Per stage, the properties broken by schedules that break them unmutated too."""
+    coverage: dict[str, list[int]] = field(default_factory=dict)
+    """The baseline's: per file of ``MODULES``, the lines that ran."""
 
     @property
     def killed(self) -> bool:
@@ -203,9 +220,11 @@ def run_mutant(
     stages: Sequence[dict[str, Any]],
     limits: Mapping[str, float],
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    coverage: Sequence[str] = (),
 ) -> Result:
     """Run ``stages`` on mutant ``m`` in a fresh process; stop at its first kill, or when a
-    stage runs past its limit (``limits``: seconds per stage name)."""
+    stage runs past its limit (``limits``: seconds per stage name). With ``coverage`` (files
+    relative to the copy), the result holds the lines of those files that ran."""
     d = ws.prepare(m)
     env = {
         **os.environ,
@@ -216,7 +235,7 @@ def run_mutant(
     t0 = time.perf_counter()
     stderr = (d / "stderr.txt").open("w")
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), json.dumps({"stages": list(stages)})],
+        [sys.executable, str(CHILD), json.dumps({"stages": list(stages), "coverage": coverage})],
         cwd=d,
         env=env,
         stdout=subprocess.PIPE,
@@ -275,6 +294,8 @@ def run_mutant(
                 result.status = "crash"
                 result.stage = names[current[0]] if current[0] < len(names) else ""
                 result.detail = f"{ev['error']} at {ev['where']}"
+            elif kind == "coverage":
+                result.coverage = ev["lines"]
             elif kind == "done":
                 done = True
     finally:
@@ -314,11 +335,11 @@ class Run:
     plan: list[dict[str, Any]]
     baseline: Result
     results: list[Result]
-    equivalent: dict[str, str]
+    equivalent: dict[str, dict[str, str]]
     seconds: float
 
     def counts(self) -> dict[str, int]:
-        c = dict.fromkeys((*KILLED, "survived"), 0)
+        c = dict.fromkeys((*KILLED, "survived", "unreached"), 0)
         for r in self.results:
             c[r.status] += 1
         return c
@@ -343,13 +364,16 @@ class Run:
     def summary(self) -> str:
         c = self.counts()
         killed = sum(c[k] for k in KILLED)
-        eq = len(self.equivalent_survivors())
+        eq = self.equivalent_survivors()
+        unreached = sum(self.equivalent[r.mutant.id]["kind"] == "unreached" for r in eq)
         return (
             f"mutation score {100 * self.score():.1f}%: {killed} killed of "
-            f"{len(self.results) - eq} non-equivalent ({len(self.results)} sampled of "
+            f"{len(self.results) - len(eq)} non-equivalent ({len(self.results)} sampled of "
             f"{self.total_mutants}, seed {self.seed}; explore {c['explore']}, ci {c['ci']}, "
-            f"crash {c['crash']}, timeout {c['timeout']}; survivors {len(self.survivors())}: "
-            f"{eq} equivalent, {len(self.unexplained())} unexplained) in {self.seconds:.0f} s"
+            f"crash {c['crash']}, timeout {c['timeout']}; survivors {len(self.survivors())} "
+            f"(unreached {c['unreached']}): "
+            f"{len(eq)} equivalent ({unreached} unreached), {len(self.unexplained())} "
+            f"unexplained) in {self.seconds:.0f} s"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -373,13 +397,21 @@ class Run:
         }
 
 
-def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
-    """``{id: reason}`` from the checked-in file: ``{ID: {"reason": ..., ...}}`` (the other
-    fields say which mutant it was, for a reader)."""
+EQUIVALENCE_KINDS: Final = ("equivalent", "unreached")
+"""``equivalent``: the mutant behaves as the model does wherever it runs (or differs only in
+work done, never in what any property sees). ``unreached``: linux-current and linux-5.2
+never run the mutated code (the RFC variants' asynchronous paths), so no kill is possible
+under this run's definition."""
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, dict[str, str]]:
+    """``{id: {"kind": ..., "reason": ...}}`` from the checked-in file, whose entries also
+    say which mutant each was (file, function, operator, code), for a reader and for when
+    the code moves."""
     if not path.exists():
         return {}
-    raw = json.loads(path.read_text())
-    return {k: v["reason"] if isinstance(v, dict) else str(v) for k, v in raw.items()}
+    raw: dict[str, dict[str, str]] = json.loads(path.read_text())
+    return {k: {"kind": v["kind"], "reason": v["reason"]} for k, v in raw.items()}
 
 
 def _line(r: Result, sources: dict[str, bytes]) -> str:
@@ -404,7 +436,8 @@ def report(run: Run, sources: dict[str, bytes]) -> str:
     )
     out.append(
         f"killed: explore {c['explore']}, ci {c['ci']}, crash {c['crash']}, "
-        f"timeout {c['timeout']}; survived {c['survived']}"
+        f"timeout {c['timeout']}; survived {c['survived']}; unreached {c['unreached']} (not "
+        f"run: the unmutated model never ran their lines in this plan)"
     )
     by_stage: dict[str, int] = {}
     for r in run.results:
@@ -424,7 +457,8 @@ def report(run: Run, sources: dict[str, bytes]) -> str:
         out.append(f"equivalent survivors ({len(eq)}):")
         for r in eq:
             out.append(_line(r, sources))
-            out.append(f"      why: {run.equivalent[r.mutant.id]}")
+            e = run.equivalent[r.mutant.id]
+            out.append(f"      {e['kind']}: {e['reason']}")
     if un:
         out.append(f"unexplained survivors ({len(un)}):")
         out += [_line(r, sources) for r in un]
@@ -459,7 +493,13 @@ def run_sample(
     ws = Workspace(keep=keep)
     names = [s["name"] for s in stages]
     try:
-        base = run_mutant(ws, identity(MODULES[0]), stages, dict.fromkeys(names, BASELINE_LIMIT))
+        base = run_mutant(
+            ws,
+            identity(MODULES[0]),
+            stages,
+            dict.fromkeys(names, BASELINE_LIMIT),
+            coverage=MODULES,
+        )
         print(f"baseline: {base.status} in {base.seconds:.1f} s {base.stages}", file=sys.stderr)
         if base.status != "survived":
             raise SystemExit(
@@ -479,7 +519,11 @@ def run_sample(
 
         def one(i: int) -> None:
             nonlocal finished
-            r = run_mutant(ws, mutants[i], plan, limits)
+            m = mutants[i]
+            if reached(m, base.coverage):
+                r = run_mutant(ws, m, plan, limits)
+            else:
+                r = Result(m, "unreached")
             with lock:
                 results[i] = r
                 finished += 1
@@ -508,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench.mutate", description=__doc__.split("\n\n")[0] if __doc__ else ""
     )
-    ap.add_argument("--sample", type=int, default=120, help="mutants to run (default 120)")
+    ap.add_argument("--sample", type=int, default=120, help="mutants to run (default 120; 0: all)")
     ap.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     ap.add_argument("--jobs", type=int, default=2, help="mutants at once (default 2)")
     ap.add_argument(
@@ -517,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds each stage may take (default: 3 times the unmutated model's, plus 30)",
     )
     ap.add_argument("--only", action="append", default=[], metavar="ID", help="run these ids")
-    ap.add_argument("--list", action="store_true", help="list every mutant and exit")
+    ap.add_argument("--list", action="store_true", help="list the chosen mutants and exit")
     ap.add_argument("--json", type=Path, metavar="PATH", help="write the full result here")
     ap.add_argument(
         "--explore-only", action="store_true", help="leave out the ci stages (a quick look)"
@@ -526,12 +570,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     everything = enumerate_mutants()
     sources = {f: (REPO / f).read_bytes() for f in MODULES}
-    if args.list:
-        for m in everything:
-            now = m.mutated_lines(sources[m.file])[:90]
-            print(f"{m.id}  {m.where:<26} {m.function:<44} {m.operator:<14} {now}")
-        print(f"{len(everything)} mutants", file=sys.stderr)
-        return 0
     if args.only:
         ids = {m.id: m for m in everything}
         missing = [i for i in args.only if i not in ids]
@@ -539,7 +577,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"no such mutant: {', '.join(missing)}")
         chosen = [ids[i] for i in args.only]
     else:
-        chosen = sample(everything, args.sample, args.seed)
+        chosen = sample(everything, args.sample or len(everything), args.seed)
+    if args.list:
+        for m in chosen:
+            now = m.mutated_lines(sources[m.file])[:90]
+            print(f"{m.id}  {m.where:<26} {m.function:<44} {m.operator:<14} {now}")
+        print(f"{len(chosen)} of {len(everything)} mutants", file=sys.stderr)
+        return 0
     stages = [s for s in STAGES if s["kind"] == "explore"] if args.explore_only else STAGES
     run = run_sample(
         chosen, len(everything), args.seed, args.jobs, args.timeout, stages, keep=args.keep

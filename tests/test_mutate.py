@@ -21,13 +21,16 @@ from bench.mutants import (
     sample,
 )
 from bench.mutate import (
+    EQUIVALENCE_KINDS,
     EQUIVALENT_FILE,
+    LITERALS,
     STAGES,
     Result,
     Run,
     Workspace,
     breaks_unmutated,
     load_equivalent,
+    reached,
     run_mutant,
 )
 from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
@@ -169,7 +172,7 @@ def test_the_equivalent_list_is_well_formed() -> None:
     for key, entry in raw.items():
         assert re.fullmatch(r"[0-9a-f]{12}", key)
         assert entry["reason"].strip()
-        assert entry["kind"] in ("equivalent", "unreached")
+        assert entry["kind"] in EQUIVALENCE_KINDS
     assert load_equivalent().keys() == raw.keys()
 
 
@@ -183,7 +186,29 @@ def test_score_leaves_out_equivalent_survivors() -> None:
     ]
     run = Run(785, 4, 0, 1, {}, [], Result(identity(MODULES[0]), "survived"), results, {}, 1.0)
     assert run.score() == 0.5
-    run.equivalent = {ms[2].id: "same behaviour"}
+    run.equivalent = {ms[2].id: {"kind": "equivalent", "reason": "same behaviour"}}
     assert run.score() == pytest.approx(2 / 3)
     assert run.summary().startswith("mutation score 66.7%: 2 killed of 3 non-equivalent")
+    assert "1 equivalent (0 unreached), 1 unexplained" in run.summary()
     assert [r.mutant for r in run.unexplained()] == [ms[3]]
+
+
+def test_a_mutant_whose_lines_never_ran_is_unreached() -> None:
+    ms = enumerate_mutants()
+    m = next(x for x in ms if x.operator == "del_stmt" and x.end_line > x.line)
+    assert not reached(m, {})
+    assert reached(m, {m.file: [m.end_line]})
+    assert not reached(m, {m.file: [m.line - 1, m.end_line + 1]})
+    assert not reached(m, {"protocol/other.py": [m.line]})
+    literal = next(x for x in ms if x.operator == "int_plus_one")
+    assert reached(literal, {})  # a literal changes the ci stream even where it never runs
+
+
+def test_the_baseline_records_the_lines_it_ran(workspace: Workspace) -> None:
+    r = run_mutant(workspace, identity("protocol/tlb.py"), QUICK, LIMITS, coverage=MODULES)
+    assert r.status == "survived"
+    m = find("protocol/tlb.py", "flush_tlb_func", "del_stmt", "hw.flush_tlb_one_user(c, va)")
+    assert reached(m, r.coverage)
+    unlock = [x for x in enumerate_mutants() if x.function == "csd_unlock"]
+    assert unlock
+    assert not any(reached(x, r.coverage) for x in unlock if x.operator not in LITERALS)
