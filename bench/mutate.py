@@ -5,6 +5,7 @@ explorer and the ``ci`` fuzzer notice.
     python -m bench.mutate --sample 10 --jobs 1 --json mutate.json
     python -m bench.mutate --list [--sample 0]  # the sample's mutants (0: all), with ids
     python -m bench.mutate --only ID [--only ID]...
+    python -m bench.mutate --report mutate.json  # its report again, with today's equivalents
 
 Mutants (``bench/mutants.py``: operators, what is left out and why) are enumerated from
 ``protocol/{hw,mm,smp,tlb,variants}.py`` in a fixed order, and ``--sample`` of them drawn with
@@ -151,6 +152,8 @@ class Result:
     """Per stage, the properties broken by schedules that break them unmutated too."""
     coverage: dict[str, list[int]] = field(default_factory=dict)
     """The baseline's: per file of ``MODULES``, the lines that ran."""
+    now: str = ""
+    """The mutated lines, as run."""
 
     @property
     def killed(self) -> bool:
@@ -160,6 +163,10 @@ class Result:
         d = asdict(self)
         d["mutant"] = self.mutant.to_dict()
         return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Result:
+        return cls(**{**d, "mutant": Mutant(**d["mutant"])})
 
 
 # --- replay on the unmutated model ---------------------------------------------------------
@@ -390,6 +397,7 @@ class Run:
             "plan": self.plan,
             "baseline": self.baseline.to_dict(),
             "results": [r.to_dict() for r in self.results],
+            "equivalent": self.equivalent,
             "survivors": [
                 {**r.mutant.to_dict(), "equivalent": self.equivalent.get(r.mutant.id)}
                 for r in self.survivors()
@@ -402,6 +410,23 @@ EQUIVALENCE_KINDS: Final = ("equivalent", "unreached")
 work done, never in what any property sees). ``unreached``: linux-current and linux-5.2
 never run the mutated code (the RFC variants' asynchronous paths), so no kill is possible
 under this run's definition."""
+
+
+def load_run(path: Path) -> Run:
+    """A run saved by ``--json``, with the equivalent list as it is now."""
+    d = json.loads(path.read_text())
+    return Run(
+        d["total_mutants"],
+        d["sample"],
+        d["seed"],
+        d["jobs"],
+        d["limits"],
+        d["plan"],
+        Result.from_dict(d["baseline"]),
+        [Result.from_dict(r) for r in d["results"]],
+        load_equivalent(),
+        d["seconds"],
+    )
 
 
 def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, dict[str, str]]:
@@ -419,7 +444,7 @@ def _line(r: Result, sources: dict[str, bytes]) -> str:
     return (
         f"  {m.id}  {m.where}  {m.function}  {m.operator}\n"
         f"      was: {m.original.replace(chr(10), ' / ')}\n"
-        f"      now: {m.mutated_lines(sources[m.file])}"
+        f"      now: {r.now or m.mutated_lines(sources[m.file])}"
     )
 
 
@@ -524,6 +549,7 @@ def run_sample(
                 r = run_mutant(ws, m, plan, limits)
             else:
                 r = Result(m, "unreached")
+            r.now = m.mutated_lines(ws.sources[m.file])
             with lock:
                 results[i] = r
                 finished += 1
@@ -567,9 +593,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--explore-only", action="store_true", help="leave out the ci stages (a quick look)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    ap.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="print the report of a run saved with --json, with today's equivalent list",
+    )
     args = ap.parse_args(argv)
-    everything = enumerate_mutants()
     sources = {f: (REPO / f).read_bytes() for f in MODULES}
+    if args.report:
+        print(report(load_run(args.report), sources))
+        return 0
+    everything = enumerate_mutants()
     if args.only:
         ids = {m.id: m for m in everything}
         missing = [i for i in args.only if i not in ids]

@@ -30,6 +30,7 @@ from bench.mutate import (
     Workspace,
     breaks_unmutated,
     load_equivalent,
+    load_run,
     reached,
     run_mutant,
 )
@@ -38,6 +39,7 @@ from protocol.search import bfs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 # linux-current, one madvise per CPU, one page: 433 states, a fraction of a second
 QUICK = [s for s in STAGES if s["name"] == "explore linux-current madvise=1 file_pages=0"]
@@ -212,3 +214,15 @@ def test_the_baseline_records_the_lines_it_ran(workspace: Workspace) -> None:
     unlock = [x for x in enumerate_mutants() if x.function == "csd_unlock"]
     assert unlock
     assert not any(reached(x, r.coverage) for x in unlock if x.operator not in LITERALS)
+
+
+def test_a_saved_run_loads_back(tmp_path: Path) -> None:
+    ms = enumerate_mutants()[:3]
+    results = [Result(ms[0], "ci", "ci linux-current", "no_use_after_free", "9 steps")]
+    results += [Result(ms[1], "unreached"), Result(ms[2], "survived", now="pass")]
+    run = Run(785, 3, 0, 1, {}, [], Result(identity(MODULES[0]), "survived"), results, {}, 2.0)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run.to_dict()))
+    back = load_run(path)
+    assert back.results == run.results
+    assert back.summary() == run.summary()
