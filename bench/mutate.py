@@ -106,6 +106,8 @@ STAGES: Final[tuple[dict[str, Any], ...]] = (
     *(_explore(v, {"writeback": 1}, anon_pages=0) for v in VARIANTS),
     # both pages (a range flush, a page-table page): 2,593 and 4,321 states
     *(_explore(v, {"munmap": 1}) for v in VARIANTS),
+    # two flushes of one mm in flight (tlb_gen gaps, full flushes): 6,185 and 15,577 states
+    *(_explore(v, {"madvise": 1, "mprotect": 1}, file_pages=0) for v in VARIANTS),
     # context switches (lazy TLB, ASIDs, mm_cpumask): linux-current only, since linux-5.2
     # breaks the 2019 switch window with a switch in the budget; 9,813 and 14,285 states
     _explore("linux-current", {"munmap": 1}, {1: {"switch": 1}}, file_pages=0),
@@ -123,9 +125,10 @@ draws, so such a mutant's ``ci`` runs differ even where its code never runs."""
 
 def reached(m: Mutant, coverage: Mapping[str, Sequence[int]]) -> bool:
     """Whether the unmutated model ran any line of the mutant's edit (``coverage``: the
-    baseline's lines). The runs are deterministic (breadth-first search; the derandomized
-    ``ci`` profile), so a mutant whose lines never ran there runs exactly as the unmutated
-    model does -- but for a changed literal, which changes the ``ci`` stream."""
+    baseline's lines in one stage). The stages are deterministic (breadth-first search; the
+    derandomized ``ci`` profile), so in a stage that never ran its lines the mutant runs
+    exactly as the unmutated model does, and that stage is skipped -- but for a changed
+    literal, which changes the ``ci`` stream."""
     if m.operator in LITERALS:
         return True
     ran = coverage.get(m.file, ())
@@ -140,7 +143,7 @@ class Result:
     status: str
     """``explore``, ``ci`` (killed by that kind of stage), ``crash``, ``timeout``;
     ``survived``, or ``unreached``: not run, since the unmutated model never ran its lines
-    (``reached``) and it would have survived."""
+    in any stage (``reached``) and it would have survived."""
     stage: str = ""
     prop: str = ""
     detail: str = ""
@@ -150,10 +153,12 @@ class Result:
     """Each stage that finished: its seconds."""
     baseline_broken: dict[str, list[str]] = field(default_factory=dict)
     """Per stage, the properties broken by schedules that break them unmutated too."""
-    coverage: dict[str, list[int]] = field(default_factory=dict)
-    """The baseline's: per file of ``MODULES``, the lines that ran."""
+    coverage: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """The baseline's: per stage, per file of ``MODULES``, the lines that ran."""
     now: str = ""
     """The mutated lines, as run."""
+    skipped: list[str] = field(default_factory=list)
+    """The stages not run: the unmutated model never ran the mutant's lines there."""
 
     @property
     def killed(self) -> bool:
@@ -302,7 +307,7 @@ def run_mutant(
                 result.stage = names[current[0]] if current[0] < len(names) else ""
                 result.detail = f"{ev['error']} at {ev['where']}"
             elif kind == "coverage":
-                result.coverage = ev["lines"]
+                result.coverage[ev["stage"]] = ev["lines"]
             elif kind == "done":
                 done = True
     finally:
@@ -545,10 +550,9 @@ def run_sample(
         def one(i: int) -> None:
             nonlocal finished
             m = mutants[i]
-            if reached(m, base.coverage):
-                r = run_mutant(ws, m, plan, limits)
-            else:
-                r = Result(m, "unreached")
+            mine = [s for s in plan if reached(m, base.coverage[s["name"]])]
+            r = run_mutant(ws, m, mine, limits) if mine else Result(m, "unreached")
+            r.skipped = [s["name"] for s in plan if s not in mine]
             r.now = m.mutated_lines(ws.sources[m.file])
             with lock:
                 results[i] = r

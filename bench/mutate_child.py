@@ -7,9 +7,10 @@ It runs the plan's stages in order (``explore``: breadth-first search; ``ci``: t
 ``ci`` profile) and writes one JSON object per line to its standard output:
 ``{"event": "start", "protocol": FILE}`` first, then a ``violation`` event (stage, variant,
 property, config, schedule) for each property a stage breaks, a ``stage`` event when a stage
-ends, and ``done`` -- or ``crash`` (the exception and where it was raised) if the model
-raised. It never decides what counts as a kill: the parent replays each violation on the
-unmutated model, and stops this process at the first that does not break there too.
+ends (after a ``coverage`` event, the lines it ran, if the plan asks), and ``done`` -- or
+``crash`` (the exception and where it was raised) if the model raised. It never decides
+what counts as a kill: the parent replays each violation on the unmutated model, and stops
+this process at the first that does not break there too.
 Everything else the run prints goes to standard error.
 """
 
@@ -120,9 +121,15 @@ class Lines:
     def start(self) -> None:
         sys.settrace(self._global)
 
-    def stop(self) -> dict[str, list[int]]:
+    def take(self) -> dict[str, list[int]]:
+        """The lines run since the last ``take()``."""
+        out = {f: sorted(n) for f, n in self.lines.items()}
+        for n in self.lines.values():
+            n.clear()
+        return out
+
+    def stop(self) -> None:
         sys.settrace(None)
-        return {f: sorted(n) for f, n in self.lines.items()}
 
 
 def run(plan: dict[str, Any], out: IO[str]) -> None:
@@ -143,9 +150,11 @@ def run(plan: dict[str, Any], out: IO[str]) -> None:
         else:
             raise ValueError(f"unknown stage kind {stage['kind']!r}")
         seconds = round(time.perf_counter() - t0, 3)
+        if lines is not None:
+            _emit(out, {"event": "coverage", "stage": stage["name"], "lines": lines.take()})
         _emit(out, {"event": "stage", "stage": stage["name"], "seconds": seconds})
     if lines is not None:
-        _emit(out, {"event": "coverage", "lines": lines.stop()})
+        lines.stop()
     _emit(out, {"event": "done"})
 
 
