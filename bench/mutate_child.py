@@ -4,9 +4,11 @@ PYTHONPATH pointing at a copy of ``protocol/`` and ``fuzz/`` in which one file i
     python bench/mutate_child.py PLAN_JSON
 
 It runs the plan's stages in order (``explore``: breadth-first search; ``ci``: the fuzzer's
-``ci`` profile) and writes one JSON object per line to its standard output:
+``ci`` profile; ``corpus``: the shipped corpus replayed) and writes one JSON object per
+line to its standard output:
 ``{"event": "start", "protocol": FILE}`` first, then a ``violation`` event (stage, variant,
-property, config, schedule) for each property a stage breaks, a ``stage`` event when a stage
+property, config, schedule) for each property a stage breaks, a ``corpus`` event for each
+corpus file whose replay fails, a ``stage`` event when a stage
 ends (after a ``coverage`` event, the lines it ran, if the plan asks), and ``done`` -- or
 ``crash`` (the exception and where it was raised) if the model raised. It never decides
 what counts as a kill: the parent replays each violation on the unmutated model, and stops
@@ -132,6 +134,23 @@ class Lines:
         sys.settrace(None)
 
 
+def corpus(out: IO[str], stage: dict[str, Any]) -> None:
+    """Replay the shipped corpus (what pytest replays): each finding must still break its
+    property on its variant, each ``holds`` schedule must hold, every step must be enabled."""
+    from pathlib import Path
+
+    from fuzz.corpus import iter_files, load, replay
+
+    root = Path(stage["dir"])
+    for path in iter_files([root]):
+        r = replay(load(path))
+        if not r.ok:
+            rel = str(path.relative_to(root))
+            _emit(
+                out, {"event": "corpus", "stage": stage["name"], "file": rel, "message": r.message}
+            )
+
+
 def run(plan: dict[str, Any], out: IO[str]) -> None:
     import protocol
 
@@ -147,6 +166,8 @@ def run(plan: dict[str, Any], out: IO[str]) -> None:
             explore(out, stage)
         elif stage["kind"] == "ci":
             ci(out, stage)
+        elif stage["kind"] == "corpus":
+            corpus(out, stage)
         else:
             raise ValueError(f"unknown stage kind {stage['kind']!r}")
         seconds = round(time.perf_counter() - t0, 3)

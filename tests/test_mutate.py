@@ -227,3 +227,21 @@ def test_a_saved_run_loads_back(tmp_path: Path) -> None:
     back = load_run(path)
     assert back.results == run.results
     assert back.summary() == run.summary()
+
+
+CORPUS_STAGE = [s for s in STAGES if s["kind"] == "corpus"]
+
+
+def test_the_corpus_replays_unmutated(workspace: Workspace) -> None:
+    r = run_mutant(workspace, identity("protocol/hw.py"), CORPUS_STAGE, {"corpus": 300.0})
+    assert r.status == "survived", r
+
+
+def test_a_model_without_speculative_fills_fails_the_corpus(workspace: Workspace) -> None:
+    """No property of a correct kernel can notice that the processor stopped speculating
+    (it only removes behaviour), but the shipped findings that start with a speculative fill
+    no longer replay."""
+    m = find("protocol/hw.py", "tlb_fill_enabled", "negate_cond", "mm.pgtable_pfn == NO_PFN")
+    r = run_mutant(workspace, m, CORPUS_STAGE, {"corpus": 300.0})
+    assert r.status == "corpus", r
+    assert "tlb_fill" in r.detail
