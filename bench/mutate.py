@@ -4,7 +4,7 @@ explorer and the ``ci`` fuzzer notice.
     python -m bench.mutate                      # the default sample: 120 mutants, seed 0
     python -m bench.mutate --sample 10 --jobs 1 --json mutate.json
     python -m bench.mutate --list [--sample 0]  # the sample's mutants (0: all), with ids
-    python -m bench.mutate --only ID [--only ID]...
+    python -m bench.mutate --only ID [--only ID]... [--kinds explore,corpus]
     python -m bench.mutate --report mutate.json  # its report again, with today's equivalents
 
 Mutants (``bench/mutants.py``: operators, what is left out and why) are enumerated from
@@ -25,10 +25,16 @@ first, stop at the first kill:
 2. ``ci``: the fuzzer's ``ci`` profile (derandomized) on each variant. linux-5.2 breaks
    properties in the ``ci`` profile unmutated (the 2019 switch_mm_irqs_off() window); the
    first run (the unmutated model, "baseline") finds which, and the mutants' ``ci`` runs leave
-   those properties out there (linux-current's run still checks them).
+   those properties out there (linux-current's run still checks them);
+3. ``corpus``: the shipped corpus replayed, as pytest does. A mutant that only this stage
+   kills still counts as a survivor in the score (the issue's definition), and the report
+   gives a second figure with these kills.
 
-Before the sample, the unmutated model runs the whole plan: it must survive (otherwise the
-plan, not the mutants, is wrong, and the run stops), and its stage times set the limits.
+Before the sample, the unmutated model runs the whole plan under line tracing: it must
+survive (otherwise the plan, not the mutants, is wrong, and the run stops), its stage times
+set the limits, and a stage that never ran a mutant's lines is skipped for that mutant
+(``reached``): it would run exactly as unmutated. A mutant skipped everywhere is
+``unreached`` (the RFC variants' asynchronous paths, which neither kernel runs).
 
 The score is killed / (sampled - equivalent): a survivor is equivalent when
 ``bench/mutants-equivalent.json`` maps its id to a reason; the report lists the other
@@ -615,7 +621,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], metavar="ID", help="run these ids")
     ap.add_argument("--list", action="store_true", help="list the chosen mutants and exit")
     ap.add_argument("--json", type=Path, metavar="PATH", help="write the full result here")
-    ap.add_argument("--no-ci", action="store_true", help="leave out the ci stages (a quick look)")
+    ap.add_argument(
+        "--kinds",
+        default="explore,ci,corpus",
+        help="the kinds of stage to run, comma-separated (default: explore,ci,corpus)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders")
     ap.add_argument(
         "--report",
@@ -643,7 +653,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{m.id}  {m.where:<26} {m.function:<44} {m.operator:<14} {now}")
         print(f"{len(chosen)} of {len(everything)} mutants", file=sys.stderr)
         return 0
-    stages = [s for s in STAGES if s["kind"] != "ci"] if args.no_ci else STAGES
+    kinds = set(args.kinds.split(","))
+    if not kinds <= {s["kind"] for s in STAGES}:
+        ap.error(f"--kinds: want some of explore, ci, corpus, not {args.kinds!r}")
+    stages = [s for s in STAGES if s["kind"] in kinds]
     run = run_sample(
         chosen, len(everything), args.seed, args.jobs, args.timeout, stages, keep=args.keep
     )
