@@ -398,16 +398,18 @@ class Run:
         c = self.counts()
         killed = sum(c[k] for k in KILLED)
         eq = self.equivalent_survivors()
-        unreached = sum(self.equivalent[r.mutant.id]["kind"] == "unreached" for r in eq)
+        kinds = dict.fromkeys(EQUIVALENCE_KINDS, 0)
+        for r in eq:
+            kinds[self.equivalent[r.mutant.id]["kind"]] += 1
+        why = ", ".join(f"{n} {k}" for k, n in kinds.items())
         return (
             f"mutation score {100 * self.score():.1f}%: {killed} killed of "
-            f"{len(self.results) - len(eq)} non-equivalent ({len(self.results)} sampled of "
+            f"{len(self.results) - len(eq)} ({len(self.results)} sampled of "
             f"{self.total_mutants}, seed {self.seed}; explore {c['explore']}, ci {c['ci']}, "
-            f"crash {c['crash']}, timeout {c['timeout']}; survivors {len(self.survivors())} "
-            f"(unreached {c['unreached']}): "
-            f"{len(eq)} equivalent ({unreached} unreached), {len(self.unexplained())} "
-            f"unexplained; the corpus replay kills {c[CORPUS]} of them: "
-            f"{100 * self.score(corpus=True):.1f}% with it) in {self.seconds:.0f} s"
+            f"crash {c['crash']}, timeout {c['timeout']}; {len(eq)} survivors left out: {why}; "
+            f"{len(self.unexplained())} survivors not left out, of which the corpus replay "
+            f"kills {c[CORPUS]}: {100 * self.score(corpus=True):.1f}% with it) "
+            f"in {self.seconds:.0f} s"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -432,11 +434,15 @@ class Run:
         }
 
 
-EQUIVALENCE_KINDS: Final = ("equivalent", "unreached")
-"""``equivalent``: the mutant behaves as the model does wherever it runs (or differs only in
-work done, never in what any property sees). ``unreached``: linux-current and linux-5.2
-never run the mutated code (the RFC variants' asynchronous paths), so no kill is possible
-under this run's definition."""
+EQUIVALENCE_KINDS: Final = ("equivalent", "unreached", "correct")
+"""Why a survivor is left out of the score. ``equivalent``: it behaves as the model does in
+every state either kernel reaches. ``unreached``: linux-current and linux-5.2 never run the
+mutated code (the RFC variants' asynchronous paths, a report no correct kernel makes).
+``correct``: the mutated kernel is still correct, only slower or more cautious (it flushes,
+IPIs or refuses more): a property that broke on it would be wrong. A survivor that makes the
+*model* weaker (the processor stops doing something it may do, the ghost state a property
+reads stops being kept) is none of these: it stays in the score, and the corpus stage is
+what can see it."""
 
 
 def load_run(path: Path) -> Run:

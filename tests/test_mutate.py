@@ -190,8 +190,10 @@ def test_score_leaves_out_equivalent_survivors() -> None:
     assert run.score() == 0.5
     run.equivalent = {ms[2].id: {"kind": "equivalent", "reason": "same behaviour"}}
     assert run.score() == pytest.approx(2 / 3)
-    assert run.summary().startswith("mutation score 66.7%: 2 killed of 3 non-equivalent")
-    assert "1 equivalent (0 unreached), 1 unexplained" in run.summary()
+    assert run.summary().startswith("mutation score 66.7%: 2 killed of 3 (4 sampled")
+    assert "1 survivors left out: 1 equivalent, 0 unreached, 0 correct; 1 survivors not" in (
+        run.summary()
+    )
     assert [r.mutant for r in run.unexplained()] == [ms[3]]
 
 
