@@ -147,7 +147,13 @@ def corpus(out: IO[str], stage: dict[str, Any]) -> None:
         if not r.ok:
             rel = str(path.relative_to(root))
             _emit(
-                out, {"event": "corpus", "stage": stage["name"], "file": rel, "message": r.message}
+                out,
+                {
+                    "event": "corpus",
+                    "stage": stage["name"],
+                    "file": rel,
+                    "message": r.message.replace(f"{root}/", ""),
+                },
             )
 
 
