@@ -402,8 +402,13 @@ class Run:
         for r in eq:
             kinds[self.equivalent[r.mutant.id]["kind"]] += 1
         why = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        partial = (
+            f"PARTIAL, {len(self.results)} of {self.sample} run: "
+            if len(self.results) < self.sample
+            else ""
+        )
         return (
-            f"mutation score {100 * self.score():.1f}%: {killed} killed of "
+            f"{partial}mutation score {100 * self.score():.1f}%: {killed} killed of "
             f"{len(self.results) - len(eq)} ({len(self.results)} sampled of "
             f"{self.total_mutants}, seed {self.seed}; explore {c['explore']}, ci {c['ci']}, "
             f"crash {c['crash']}, timeout {c['timeout']}; {len(eq)} survivors left out: {why}; "
@@ -552,7 +557,10 @@ def run_sample(
     timeout: float | None,
     stages: Sequence[dict[str, Any]] = STAGES,
     keep: bool = False,
+    on_result: Callable[[Run], None] | None = None,
 ) -> Run:
+    """Run the baseline, then ``mutants``; ``on_result`` gets the run so far after each
+    mutant (``--json`` saves it, so that a stopped run still leaves its results)."""
     t0 = time.perf_counter()
     ws = Workspace(keep=keep)
     names = [s["name"] for s in stages]
@@ -592,6 +600,12 @@ def run_sample(
                 results[i] = r
                 finished += 1
                 _progress(finished, len(mutants), r)
+                if on_result is not None:
+                    done = [x for x in results if x is not None]
+                    seconds = round(time.perf_counter() - t0, 1)
+                    on_result(
+                        Run(total, len(mutants), seed, jobs, limits, plan, base, done, {}, seconds)
+                    )
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(one, range(len(mutants))))
@@ -663,8 +677,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not kinds <= {s["kind"] for s in STAGES}:
         ap.error(f"--kinds: want some of explore, ci, corpus, not {args.kinds!r}")
     stages = [s for s in STAGES if s["kind"] in kinds]
+
+    def save(run: Run) -> None:
+        if args.json:
+            args.json.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
+
     run = run_sample(
-        chosen, len(everything), args.seed, args.jobs, args.timeout, stages, keep=args.keep
+        chosen, len(everything), args.seed, args.jobs, args.timeout, stages, args.keep, save
     )
     print(report(run, sources))
     if args.json:

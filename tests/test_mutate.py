@@ -247,3 +247,10 @@ def test_a_model_without_speculative_fills_fails_the_corpus(workspace: Workspace
     r = run_mutant(workspace, m, CORPUS_STAGE, {"corpus": 300.0})
     assert r.status == "corpus", r
     assert "tlb_fill" in r.detail
+
+
+def test_a_stopped_run_says_it_is_partial() -> None:
+    ms = enumerate_mutants()[:2]
+    base = Result(identity(MODULES[0]), "survived")
+    run = Run(785, 3, 0, 1, {}, [], base, [Result(m, "explore") for m in ms], {}, 1.0)
+    assert run.summary().startswith("PARTIAL, 2 of 3 run: mutation score 100.0%")
