@@ -409,7 +409,7 @@ class Run:
         )
         return (
             f"{partial}mutation score {100 * self.score():.1f}%: {killed} killed of "
-            f"{len(self.results) - len(eq)} ({len(self.results)} sampled of "
+            f"{len(self.results) - len(eq)} ({self.sample} sampled of "
             f"{self.total_mutants}, seed {self.seed}; explore {c['explore']}, ci {c['ci']}, "
             f"crash {c['crash']}, timeout {c['timeout']}; {len(eq)} survivors left out: {why}; "
             f"{len(self.unexplained())} survivors not left out, of which the corpus replay "
@@ -443,8 +443,9 @@ EQUIVALENCE_KINDS: Final = ("equivalent", "unreached", "correct")
 """Why a survivor is left out of the score. ``equivalent``: it behaves as the model does in
 every state either kernel reaches. ``unreached``: linux-current and linux-5.2 never run the
 mutated code (the RFC variants' asynchronous paths, a report no correct kernel makes).
-``correct``: the mutated kernel is still correct, only slower or more cautious (it flushes,
-IPIs or refuses more): a property that broke on it would be wrong. A survivor that makes the
+``correct``: the mutated model is still a correct kernel on a legal processor: the kernel
+only does more (flushes, IPIs, refuses or waits more), or the processor does something the
+SDM lets it do; a property that broke on it would be wrong. A survivor that makes the
 *model* weaker (the processor stops doing something it may do, the ghost state a property
 reads stops being kept) is none of these: it stays in the score, and the corpus stage is
 what can see it."""
