@@ -390,7 +390,10 @@ class Run:
     def score(self, corpus: bool = False) -> float:
         """killed / (sampled - equivalent survivors); with ``corpus``, the corpus's kills
         count as kills too."""
-        killed = sum(r.killed or (corpus and r.status == CORPUS) for r in self.results)
+        killed = sum(
+            r.killed or (corpus and r.status == CORPUS and r.mutant.id not in self.equivalent)
+            for r in self.results
+        )
         denom = len(self.results) - len(self.equivalent_survivors())
         return killed / denom if denom else 1.0
 
@@ -413,7 +416,8 @@ class Run:
             f"{self.total_mutants}, seed {self.seed}; explore {c['explore']}, ci {c['ci']}, "
             f"crash {c['crash']}, timeout {c['timeout']}; {len(eq)} survivors left out: {why}; "
             f"{len(self.unexplained())} survivors not left out, of which the corpus replay "
-            f"kills {c[CORPUS]}: {100 * self.score(corpus=True):.1f}% with it) "
+            f"kills {sum(r.status == CORPUS for r in self.unexplained())}: "
+            f"{100 * self.score(corpus=True):.1f}% with it) "
             f"in {self.seconds:.0f} s"
         )
 

@@ -254,3 +254,16 @@ def test_a_stopped_run_says_it_is_partial() -> None:
     base = Result(identity(MODULES[0]), "survived")
     run = Run(785, 3, 0, 1, {}, [], base, [Result(m, "explore") for m in ms], {}, 1.0)
     assert run.summary().startswith("PARTIAL, 2 of 3 run: mutation score 100.0%")
+
+
+def test_a_left_out_survivor_is_no_corpus_kill() -> None:
+    ms = enumerate_mutants()[:3]
+    base = Result(identity(MODULES[0]), "survived")
+    results = [Result(ms[0], "explore"), Result(ms[1], "corpus"), Result(ms[2], "corpus")]
+    run = Run(785, 3, 0, 1, {}, [], base, results, {}, 1.0)
+    assert run.score() == pytest.approx(1 / 3)
+    assert run.score(corpus=True) == 1.0
+    run.equivalent = {ms[2].id: {"kind": "unreached", "reason": "RFC-only"}}
+    assert run.score() == 0.5
+    assert run.score(corpus=True) == 1.0
+    assert "of which the corpus replay kills 1: 100.0% with it" in run.summary()
