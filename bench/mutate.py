@@ -498,7 +498,8 @@ def report(run: Run, sources: dict[str, bytes]) -> str:
     out = []
     c = run.counts()
     out.append(
-        f"{len(run.results)} mutants sampled of {run.total_mutants} (seed {run.seed}), "
+        f"{len(run.results)} of {run.sample} sampled mutants run, of {run.total_mutants} "
+        f"(seed {run.seed}), "
         f"--jobs {run.jobs}, {run.seconds:.0f} s"
     )
     out.append(
