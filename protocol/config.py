@@ -111,6 +111,11 @@ class Config:
     def is_file_va(self, va: int) -> bool:
         return va // 0x1000 > self.anon_pages
 
+    def pfn_of(self, mm_id: int, va: int) -> int:
+        """The frame ``World.initial`` gives (mm, va): each mm's page-table page, then its
+        pages in address order. Frames never move; only their owner changes."""
+        return (mm_id - 1) * (self.pages + 1) + va // 0x1000
+
     def budget_of(self, cpu: int, kind: BudgetKind) -> int:
         for c, b in self.cpu_budget:
             if c == cpu and kind.name in b.named():

@@ -463,11 +463,12 @@ def alloc_page(w: World, pfn: int, to: int) -> None:
 
 
 def file_page(w: World, mm_id: int, va: int) -> int:
-    """The page-cache page that (mm, va) maps (mapped or not), or NO_PFN once truncated."""
-    for pfn, f in enumerate(w.frames):
-        if f.kind == FILE and f.mm == mm_id and f.va == va:
-            return pfn
-    return NO_PFN
+    """The page-cache page that (mm, va) maps (mapped or not), or NO_PFN once truncated (a
+    start guard asks this of every (mm, va) whenever the enabled actions are computed: one
+    lookup, not a scan of the frames)."""
+    pfn = w.config.pfn_of(mm_id, va)
+    f = w.frames[pfn]
+    return pfn if f.kind == FILE and f.mm == mm_id and f.va == va else NO_PFN
 
 
 def page_locked(w: World, pfn: int) -> bool:

@@ -225,12 +225,13 @@ class World(Snapshotted):
         frames: list[Frame] = []
         mms = [Mm(0, 0, 0, NO_PFN, {}, {}, frozenset(), (), 0, {})]
         for mm_id in range(1, config.mms + 1):
-            pt = len(frames)
+            pt = config.pfn_of(mm_id, 0)
             frames.append(Frame(PGTABLE, mm_id, 0, 0))
             ptes: dict[int, Pte] = {}
             vma: dict[int, bool] = {}
             for va in config.vas():
-                pfn = len(frames)
+                pfn = config.pfn_of(mm_id, va)
+                assert pfn == len(frames)
                 file = config.is_file_va(va)
                 frames.append(Frame(FILE if file else ANON, mm_id, va, 0, mapped=True))
                 # Shared file mappings start read-only for dirty tracking (write-notify): the
