@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-from protocol.search import bfs
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from tlbfuzz.protocol.search import bfs
 
 
 def config(**budget: int) -> Config:

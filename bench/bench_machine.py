@@ -12,9 +12,9 @@ import time
 
 from hypothesis import settings as Settings
 
-from fuzz.profiles import PROFILES
-from fuzz.runner import run_machine
-from protocol import VARIANTS
+from tlbfuzz.fuzz.profiles import PROFILES
+from tlbfuzz.fuzz.runner import run_machine
+from tlbfuzz.protocol import VARIANTS
 
 CASES = (("linux-current", "no_use_after_free"), ("rfc-async", "no_lost_write"))
 

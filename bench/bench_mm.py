@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-from protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 
 KINDS = ("munmap", "madvise", "mprotect", "writeback", "truncate")
 

@@ -14,7 +14,7 @@ import random
 import statistics
 import time
 
-from protocol import VARIANTS, Config, World
+from tlbfuzz.protocol import VARIANTS, Config, World
 
 
 def walk_rate(variant: str, cpus: int, seconds: float, depth: int, check: bool) -> float:

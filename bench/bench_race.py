@@ -9,8 +9,9 @@ in the time), and the shortest length reported after minimisation.
 - ``hyp-ci``: the Hypothesis machine with the ``ci`` profile's settings (30-step examples),
   seeded (an explicit seed overrides ``derandomize``), ``steps / 30`` examples;
 - ``hyp-nightly``: the ``nightly`` profile's 50-step examples, ``steps / 50`` examples, with
-  Hypothesis's own shrinker off like every other column (``protocol.search.minimise`` runs on
-  every strategy's finding alike; the nightly shrinker only polishes what was found);
+  Hypothesis's own shrinker off like every other column
+  (``tlbfuzz.protocol.search.minimise`` runs on every strategy's finding alike; the nightly
+  shrinker only polishes what was found);
 - ``hyp-PROFILE@N`` (on request, ``--strategies``): that profile with N-step examples;
 - ``walker``: the uniform random walker (``fuzz/walker.py``), 20-step walks;
 - ``pct``: PCT-style priority scheduling over the CPU lanes (``fuzz/walker.py: pct_walk``);
@@ -30,13 +31,13 @@ from typing import Final
 
 from hypothesis import settings as Settings
 
-from fuzz.profiles import NO_SHRINK, PROFILES
-from fuzz.runner import Finding, fuzz_variant
-from fuzz.walker import pct_walk, random_walk
-from protocol import VARIANTS, Config, World
-from protocol.search import bfs, symmetric_fingerprint
 from tests.schedules import SHORTEST
 from tests.test_explore import NEEDS, config
+from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES
+from tlbfuzz.fuzz.runner import Finding, fuzz_variant
+from tlbfuzz.fuzz.walker import pct_walk, random_walk
+from tlbfuzz.protocol import VARIANTS, Config, World
+from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 
 RANDOM: Final = ("hyp-ci", "hyp-nightly", "walker", "pct")
 

@@ -40,7 +40,16 @@ def own_seconds() -> float:
 
 def fuzz_wall(workers: int, seed: int, folder: Path) -> tuple[float, dict[str, object]]:
     out = folder / f"out-{workers}.json"
-    argv = [sys.executable, "-m", "fuzz", "fuzz", "--workers", str(workers), "--seed", str(seed)]
+    argv = [
+        sys.executable,
+        "-m",
+        "tlbfuzz.fuzz",
+        "fuzz",
+        "--workers",
+        str(workers),
+        "--seed",
+        str(seed),
+    ]
     argv += ["--json", str(out), "--corpus", str(folder / f"corpus-{workers}")]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
@@ -52,7 +61,7 @@ def fuzz_wall(workers: int, seed: int, folder: Path) -> tuple[float, dict[str, o
     try:
         import jsonschema
 
-        from fuzz.results import schema
+        from tlbfuzz.fuzz.results import schema
 
         jsonschema.validate(doc, schema())
     except ImportError:  # pragma: no cover - the test extra has it

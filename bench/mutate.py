@@ -11,7 +11,8 @@ Mutants (``bench/mutants.py``: operators, what is left out and why) are enumerat
 ``protocol/{hw,mm,smp,tlb,variants}.py`` in a fixed order, and ``--sample`` of them drawn with
 ``random.Random(--seed)``: the same sample for the same source. Each runs in its own process
 (``bench/mutate_child.py``) on a copy of ``protocol/`` and ``fuzz/`` in a temporary folder
-with the one file mutated; the working tree is never written.
+with the one file mutated, imported through a copy of ``tlbfuzz/`` whose relative symlinks
+point to them; the working tree is never written.
 
 A mutant is killed when a stage breaks a default property on ``linux-current`` or
 ``linux-5.2`` with a schedule that does not break it on the unmutated model (each violation is
@@ -73,7 +74,9 @@ if TYPE_CHECKING:
 
 CHILD: Final = Path(__file__).resolve().parent / "mutate_child.py"
 EQUIVALENT_FILE: Final = Path(__file__).resolve().parent / "mutants-equivalent.json"
-COPIED: Final = ("protocol", "fuzz")
+COPIED: Final = ("protocol", "fuzz", "tlbfuzz")
+"""Copied per mutant, symlinks as symlinks: ``tlbfuzz/protocol`` -> ``../protocol`` then
+points to the copy, so ``tlbfuzz.protocol`` is the mutated model."""
 VARIANTS: Final = ("linux-current", "linux-5.2")
 DEPTH: Final = 200
 MAX_STATES: Final = 60_000
@@ -194,9 +197,9 @@ def breaks_unmutated(event: dict[str, Any]) -> bool:
     """Whether the violation's schedule breaks the same property on the unmutated model
     (this process imports the working tree's ``protocol``). A schedule that does not replay
     there (a step never enabled, an action it cannot parse) does not."""
-    from protocol import VARIANTS as ALL
-    from protocol import Config, World, parse
-    from protocol.search import first_violation
+    from tlbfuzz.protocol import VARIANTS as ALL
+    from tlbfuzz.protocol import Config, World, parse
+    from tlbfuzz.protocol.search import first_violation
 
     try:
         config = Config.from_dict(event["config"])
@@ -219,7 +222,7 @@ class Workspace:
         self.keep = keep
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
         for pkg in COPIED:
-            shutil.copytree(root / pkg, self.dir / "base" / pkg, ignore=ignore)
+            shutil.copytree(root / pkg, self.dir / "base" / pkg, symlinks=True, ignore=ignore)
         self.sources = {f: (self.dir / "base" / f).read_bytes() for f in MODULES}
         self._n = 0
         self._lock = threading.Lock()
@@ -229,7 +232,7 @@ class Workspace:
             self._n += 1
             d = self.dir / f"m{self._n:04d}-{m.id}"
         for pkg in COPIED:
-            shutil.copytree(self.dir / "base" / pkg, d / pkg)
+            shutil.copytree(self.dir / "base" / pkg, d / pkg, symlinks=True)
         if m.operator != "identity":
             (d / m.file).write_bytes(m.apply(self.sources[m.file]))
         return d
@@ -296,9 +299,11 @@ def run_mutant(
                 on_event(ev)
             kind = ev["event"]
             if kind == "start":
-                if not Path(ev["protocol"]).resolve().is_relative_to(d.resolve()):
+                if Path(ev["protocol"]).resolve() != (d / "protocol" / "__init__.py").resolve():
                     kill()
-                    raise RuntimeError(f"the mutant's process imported {ev['protocol']}, not {d}")
+                    raise RuntimeError(
+                        f"the mutant's process imported {ev['protocol']}, not {d / 'protocol'}"
+                    )
                 started = True
             elif kind == "violation":
                 if breaks_unmutated(ev):

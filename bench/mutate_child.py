@@ -1,5 +1,6 @@
 """One mutant's run, in its own process: ``bench/mutate.py`` starts this script with
-PYTHONPATH pointing at a copy of ``protocol/`` and ``fuzz/`` in which one file is mutated.
+PYTHONPATH pointing at a copy of ``protocol/`` and ``fuzz/`` in which one file is mutated
+(and of ``tlbfuzz/``, whose symlinks point to them).
 
     python bench/mutate_child.py PLAN_JSON
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-    from protocol import Action, Config, Violation
+    from tlbfuzz.protocol import Action, Config, Violation
 
     TraceFunction = Callable[[FrameType, str, object], Any]
 
@@ -56,8 +57,8 @@ def _violation(
 def explore(out: IO[str], stage: dict[str, Any]) -> None:
     """Breadth-first search of the stage's configuration; every property's shortest
     violation is reported (the parent stops this process at the first that kills)."""
-    from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-    from protocol.search import bfs
+    from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+    from tlbfuzz.protocol.search import bfs
 
     per_cpu = tuple(
         sorted((int(c), Budget.only(**b)) for c, b in stage.get("cpu_budget", {}).items())
@@ -82,8 +83,8 @@ def explore(out: IO[str], stage: dict[str, Any]) -> None:
 
 def ci(out: IO[str], stage: dict[str, Any]) -> None:
     """The fuzzer's ``ci`` profile on the stage's variant, but for ``skip_props``."""
-    from fuzz.runner import Finding, Outcome, fuzz_variant
-    from protocol import DEFAULT_PROPERTIES, VARIANTS
+    from tlbfuzz.fuzz.runner import Finding, Outcome, fuzz_variant
+    from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS
 
     variant = VARIANTS[stage["variant"]]
     skip = set(stage.get("skip_props", ()))
@@ -139,7 +140,7 @@ def corpus(out: IO[str], stage: dict[str, Any]) -> None:
     property on its variant, each ``holds`` schedule must hold, every step must be enabled."""
     from pathlib import Path
 
-    from fuzz.corpus import iter_files, load, replay
+    from tlbfuzz.fuzz.corpus import iter_files, load, replay
 
     root = Path(stage["dir"])
     for path in iter_files([root]):
@@ -158,12 +159,13 @@ def corpus(out: IO[str], stage: dict[str, Any]) -> None:
 
 
 def run(plan: dict[str, Any], out: IO[str]) -> None:
-    import protocol
+    import tlbfuzz.protocol
 
-    _emit(out, {"event": "start", "protocol": protocol.__file__})
+    _emit(out, {"event": "start", "protocol": tlbfuzz.protocol.__file__})
     lines = None
     if plan.get("coverage"):
-        root = os.path.dirname(os.path.dirname(protocol.__file__))
+        # the folder holding protocol/ as imported: tlbfuzz/, whose path the code's frames name
+        root = os.path.dirname(os.path.dirname(tlbfuzz.protocol.__file__))
         lines = Lines(root, plan["coverage"])
         lines.start()
     for stage in plan["stages"]:

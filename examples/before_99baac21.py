@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import attrs
 
-from protocol import VARIANTS, Site, Variant
+from tlbfuzz.protocol import VARIANTS, Site, Variant
 
 
 @attrs.frozen

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from protocol import VARIANTS, Variant
+from tlbfuzz.protocol import VARIANTS, Variant
 
 if TYPE_CHECKING:
-    from protocol import Site, World
-    from protocol.state import FlushTlbInfo
+    from tlbfuzz.protocol import Site, World
+    from tlbfuzz.protocol.state import FlushTlbInfo
 
 
 @attrs.frozen

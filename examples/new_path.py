@@ -1,7 +1,8 @@
 """A kernel path of your own, in a variant file: linux-current plus a hypothetical driver
 unmap that frees the page in the same step that clears its PTE, before its flush has reached
-the other CPUs. Nothing in protocol/ is edited: the path is a record (``protocol.paths``) with
-one step function of its own, followed by the kernel's own flush.
+the other CPUs. Nothing in protocol/ is edited: the path is a record
+(``tlbfuzz.protocol.paths``) with one step function of its own, followed by the kernel's own
+flush.
 
     tlbfuzz explore -v examples/new_path.py:VARIANT -p no_use_after_free
 """
@@ -12,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from protocol import VARIANTS, BudgetKind, Path, Step
-from protocol.mm import free_page, present_pte
-from protocol.paths import FLUSH_TLB_MM_RANGE, VA
-from protocol.state import NO_PFN, PAGE_SIZE
+from tlbfuzz.protocol import VARIANTS, BudgetKind, Path, Step
+from tlbfuzz.protocol.mm import free_page, present_pte
+from tlbfuzz.protocol.paths import FLUSH_TLB_MM_RANGE, VA
+from tlbfuzz.protocol.state import NO_PFN, PAGE_SIZE
 
 if TYPE_CHECKING:
-    from protocol import World
+    from tlbfuzz.protocol import World
 
 
 def zap_and_free(w: World, cpu: int) -> None:

@@ -1,7 +1,7 @@
-"""``python -m fuzz`` is ``tlbfuzz``."""
+"""``python -m tlbfuzz.fuzz`` is ``tlbfuzz``."""
 
 import sys
 
-from fuzz.cli import main
+from tlbfuzz.fuzz.cli import main
 
 sys.exit(main())

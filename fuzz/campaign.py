@@ -3,10 +3,11 @@ processes, split across machines by shards, sharing Hypothesis's example databas
 time budget, and resumable from that database.
 
 The work list. Round ``r`` holds one item per variant, numbered ``r * len(variants) + v``. An
-item runs ``fuzz.runner.fuzz_variant`` on the variant's properties that no earlier item broke.
-Round 0 uses the campaign's seed (None: Hypothesis's own randomness, as a plain run always did);
-later rounds, which only a ``time_budget`` asks for, use ``seed + r``. Shard ``I/N`` takes the
-items whose number is ``I - 1`` modulo ``N``, so N machines split one campaign without talking.
+item runs ``tlbfuzz.fuzz.runner.fuzz_variant`` on the variant's properties that no earlier item
+broke. Round 0 uses the campaign's seed (None: Hypothesis's own randomness, as a plain run
+always did); later rounds, which only a ``time_budget`` asks for, use ``seed + r``. Shard
+``I/N`` takes the items whose number is ``I - 1`` modulo ``N``, so N machines split one
+campaign without talking.
 
 One item per variant rather than per property: one machine checks every property at each step
 for about the cost of checking one (Hypothesis is most of the time: ``bench/bench_machine.py``),
@@ -29,7 +30,7 @@ next round: a nightly campaign continues night after night.
 
 Windows. A held record carries the counts of the reachability windows its runs passed through
 (``Record.windows``); they travel with the record, from worker to parent and into the database,
-and ``fuzz.results.merge`` adds them up over rounds, workers, resumed sessions and shards.
+and ``tlbfuzz.fuzz.results.merge`` adds them up over rounds, workers, resumed sessions and shards.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from fuzz.results import Record, merge
+from tlbfuzz.fuzz.results import Record, merge
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -56,8 +57,8 @@ if TYPE_CHECKING:
 
     from hypothesis.database import ExampleDatabase
 
-    from fuzz.runner import Outcome
-    from protocol import Config, Variant
+    from tlbfuzz.fuzz.runner import Outcome
+    from tlbfuzz.protocol import Config, Variant
 
 STATE_PREFIX: Final = b"tlbfuzz-campaign:"
 
@@ -124,7 +125,7 @@ def open_database(spec: str | None, profile: str) -> ExampleDatabase | None:
     """``redis://HOST:PORT/DB`` (needs ``tlbfuzz[redis]``), a directory, or None: the profile's
     own database (the nightly profile has one; dev and ci have none)."""
     if spec is None:
-        from fuzz.profiles import PROFILES
+        from tlbfuzz.fuzz.profiles import PROFILES
 
         db: ExampleDatabase | None = PROFILES[profile].database
         return db
@@ -154,7 +155,7 @@ def open_database(spec: str | None, profile: str) -> ExampleDatabase | None:
 
 
 def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: bool) -> list[Record]:
-    from fuzz.runner import Finding
+    from tlbfuzz.fuzz.runner import Finding
 
     if not isinstance(o, Finding) and (o.examples == 0 or o.steps == 0):
         return [  # nothing ran: not a verdict
@@ -208,7 +209,7 @@ def run_item(
     on_progress: Callable[[int, int], None] | None = None,
     variant: Variant | None = None,
 ) -> list[Record]:
-    """Fuzz one item. Each finding is made canonical (one race, one file: ``fuzz.canon``),
+    """Fuzz one item. Each finding is made canonical (one race, one file: ``tlbfuzz.fuzz.canon``),
     printed (``emit("show", text)``), then saved, then reported (``emit("finding", (record,
     line, error))``: ``error`` is the one line saying why it could not be saved, or None).
     ``variant``: the item's variant, already resolved (in the parent); else resolved here from
@@ -216,14 +217,14 @@ def run_item(
     variant's code failing is ``emit("error", message)`` and ``error`` records."""
     from hypothesis import settings as Settings
 
-    from fuzz.canon import canonical
-    from fuzz.corpus import CorpusError, Entry, save, target
-    from fuzz.mail import render_as
-    from fuzz.profiles import PROFILES
-    from fuzz.runner import Finding, fuzz_variant
-    from fuzz.user import UserVariantError, cli_variant
-    from protocol import World
-    from protocol.search import first_violation
+    from tlbfuzz.fuzz.canon import canonical
+    from tlbfuzz.fuzz.corpus import CorpusError, Entry, save, target
+    from tlbfuzz.fuzz.mail import render_as
+    from tlbfuzz.fuzz.profiles import PROFILES
+    from tlbfuzz.fuzz.runner import Finding, fuzz_variant
+    from tlbfuzz.fuzz.user import UserVariantError, cli_variant
+    from tlbfuzz.protocol import World
+    from tlbfuzz.protocol.search import first_violation
 
     try:
         v = cli_variant(item.ref) if variant is None else variant
@@ -322,13 +323,13 @@ def _errors(item: Item, message: str) -> list[Record]:
 
 
 def _config(v: Variant, plan: Plan) -> Config:
-    from fuzz.cli import _config as config_of
+    from tlbfuzz.fuzz.cli import _config as config_of
 
     return config_of(v, plan.cpus or 2, plan.budget)
 
 
 def _stamp() -> str:
-    from fuzz.results import stamp
+    from tlbfuzz.fuzz.results import stamp
 
     return stamp()
 
@@ -337,7 +338,7 @@ def _worker(conn: Connection, plan: Plan) -> None:
     """A worker process: items in, ("finding", ...) and ("done", ...) messages out."""
     # The modules the command's own process has loaded: Hypothesis draws constants from the
     # loaded modules' source, so a derandomized (ci) item gives the same examples here as there.
-    import fuzz.cli  # noqa: F401
+    import tlbfuzz.fuzz.cli  # noqa: F401
 
     try:
         while True:

@@ -11,9 +11,9 @@ was a new file. ``canonical`` maps every spelling to one:
    of ``tlb_fill``, ``user_read``, ``user_write``, ``nmi`` with which the schedule still
    breaks the property at its last step;
 3. CPU names and order: for every renaming of the CPUs (the model's CPUs are symmetric:
-   each starts identical, as ``protocol.search.symmetric_fingerprint`` uses), adjacent steps of
-   different CPUs are swapped into a fixed order while swapping them leaves the state the
-   same; the least result over all renamings wins.
+   each starts identical, as ``tlbfuzz.protocol.search.symmetric_fingerprint`` uses),
+   adjacent steps of different CPUs are swapped into a fixed order while swapping them leaves
+   the state the same; the least result over all renamings wins.
 
 Every candidate is replayed: a rewrite is kept only if the schedule still breaks the property
 at its last step and nowhere before (so a user variant that is not symmetric keeps its
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol import Action, Budget, World, budget_kinds
-from protocol.search import rename_cpus
+from tlbfuzz.protocol import Action, Budget, World, budget_kinds
+from tlbfuzz.protocol.search import rename_cpus
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from protocol import Config, Variant
+    from tlbfuzz.protocol import Config, Variant
 
 ACCESSES: Final = ("tlb_fill", "user_read", "user_write", "nmi")
 """Ways a CPU comes to cache or use a translation, in the order the canonical form prefers
@@ -91,7 +91,7 @@ def plain_accesses(start: World, schedule: Sequence[Action], prop: str) -> list[
 
 
 rename = rename_cpus
-"""CPU ``i`` renamed ``perm[i]`` (``protocol.search.rename_cpus``)."""
+"""CPU ``i`` renamed ``perm[i]`` (``tlbfuzz.protocol.search.rename_cpus``)."""
 
 
 def _key(a: Action) -> tuple[int, str]:

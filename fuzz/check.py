@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from fuzz.check import assert_holds
+    from tlbfuzz.fuzz.check import assert_holds
 
     def test_my_patch_keeps_tlb_gen_sound() -> None:
         assert_holds("examples/my_variant.py:CAUGHT_UP_5_2", ["tlb_gen_soundness"])
@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fuzz.canon import canonical
-from fuzz.corpus import Entry, save
-from fuzz.mail import render_mail
-from fuzz.runner import Finding, fuzz_variant
-from fuzz.user import cli_variant
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Variant
+from tlbfuzz.fuzz.canon import canonical
+from tlbfuzz.fuzz.corpus import Entry, save
+from tlbfuzz.fuzz.mail import render_mail
+from tlbfuzz.fuzz.runner import Finding, fuzz_variant
+from tlbfuzz.fuzz.user import cli_variant
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Variant
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from fuzz import inputs
-from fuzz.corpus import (
+from tlbfuzz.fuzz import inputs
+from tlbfuzz.fuzz.corpus import (
     BUDGET_BOUNDS,
     CorpusError,
     Entry,
@@ -25,11 +25,11 @@ from fuzz.corpus import (
     save,
     walk,
 )
-from fuzz.inputs import UsageError
-from fuzz.mail import FORMATS, render_as
-from fuzz.results import Record, windows_lines
-from fuzz.user import Registry, UserVariantError, cli_variant
-from protocol import (
+from tlbfuzz.fuzz.inputs import UsageError
+from tlbfuzz.fuzz.mail import FORMATS, render_as
+from tlbfuzz.fuzz.results import Record, windows_lines
+from tlbfuzz.fuzz.user import Registry, UserVariantError, cli_variant
+from tlbfuzz.protocol import (
     DEFAULT_PROPERTIES,
     PROPERTIES,
     VARIANTS,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from protocol import Action, Variant, Violation
+    from tlbfuzz.protocol import Action, Variant, Violation
 
 DEFAULT_CORPUS = Path("corpus")
 """The tracked corpus, replayed by pytest: findings go there only when asked (--corpus)."""
@@ -107,9 +107,10 @@ def _draw_seed(args: argparse.Namespace) -> int | None:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    """A campaign (``fuzz.campaign``): its workers print each finding, then save it, canonical
-    (one race, one file); a finding that cannot be saved stays on screen, said in one line."""
-    from fuzz.campaign import (
+    """A campaign (``tlbfuzz.fuzz.campaign``): its workers print each finding, then save it,
+    canonical (one race, one file); a finding that cannot be saved stays on screen, said in one
+    line."""
+    from tlbfuzz.fuzz.campaign import (
         Campaign,
         CampaignError,
         Plan,
@@ -133,7 +134,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         corpus, "--corpus", [folder_for(r, corpus).name for r, _ in variants]
     )
     if args.profile == "nightly" and args.database is None:
-        from fuzz.profiles import NIGHTLY_DB
+        from tlbfuzz.fuzz.profiles import NIGHTLY_DB
 
         inputs.check_output_folder(NIGHTLY_DB, "the nightly example database")
     elif args.database is not None and "://" not in args.database:
@@ -171,7 +172,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     if campaign.interrupted:
         inputs.warn("interrupted: findings so far are saved")
-    from fuzz.results import held_windows_lines, table_lines
+    from tlbfuzz.fuzz.results import held_windows_lines, table_lines
 
     for line in [*table_lines(records, props), *held_windows_lines(records)]:
         print(line)
@@ -215,7 +216,7 @@ def _write_results(
     meta: dict[str, Any] | None = None,
 ) -> None:
     """``--json PATH`` and ``--junit PATH``, if asked for."""
-    from fuzz.results import document, write_json, write_junit
+    from tlbfuzz.fuzz.results import document, write_json, write_junit
 
     try:
         if args.json:
@@ -227,7 +228,7 @@ def _write_results(
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from fuzz.results import replay_record
+    from tlbfuzz.fuzz.results import replay_record
 
     registry = _registry(args.variants)
     passed = failed = unreadable = 0
@@ -268,7 +269,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"tlbfuzz: {r.message}", file=sys.stderr)
         return 1
     if args.format == "python":
-        from fuzz.reproducer import render_python
+        from tlbfuzz.fuzz.reproducer import render_python
 
         print(render_python(e), end="")
         return 0
@@ -311,7 +312,7 @@ def _left_out(text: str | None) -> frozenset[str]:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from protocol.search import bfs, symmetric_fingerprint
+    from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 
     _, v = _variants([args.variant])[0]
     props = _props(args.property)

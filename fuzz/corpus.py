@@ -7,7 +7,7 @@ the property, the expected verdict, the schedule as named actions (one per line 
 readable in a diff), its length, and how and when it was found.
 
 A corpus file is data, and untrusted: reading one never runs code (a user variant it names
-resolves only against variant files the user passed on the command line, ``fuzz.user``), and
+resolves only against variant files the user passed on the command line, ``tlbfuzz.fuzz.user``), and
 every field is checked, with upper bounds where the model's size grows exponentially
 (``BOUNDS``). A bad file is one line naming the file and the step.
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from protocol import (
+from tlbfuzz.protocol import (
     BUDGET_KINDS,
     PROPERTIES,
     Config,
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from fuzz.user import Registry
-    from protocol import Action
+    from tlbfuzz.fuzz.user import Registry
+    from tlbfuzz.protocol import Action
 
 FORMAT: Final = 1
 EXPECTS: Final = ("violates", "holds")
@@ -184,7 +184,7 @@ def _int_in(where: str, name: str, value: object, lo: int, hi: int) -> int:
 def check_config(where: str, raw: object, kinds: tuple[str, ...] = BUDGET_KINDS) -> Config:
     """A Config from a corpus file's ``config`` object, within ``BOUNDS``; ``kinds``: the
     budget kinds of the file's variant (a user variant's own paths bring their own). (The
-    bounds belong in protocol.Config's validators; they are checked here, at the boundary,
+    bounds belong in tlbfuzz.protocol.Config's validators; they are checked here, at the boundary,
     meanwhile.)"""
     if not isinstance(raw, dict):
         raise CorpusError(f"{where}: field 'config' must be an object")
@@ -224,7 +224,7 @@ def check_config(where: str, raw: object, kinds: tuple[str, ...] = BUDGET_KINDS)
 
 
 def _check_budget(where: str, raw: object, kinds: tuple[str, ...]) -> object:
-    from protocol import Budget
+    from tlbfuzz.protocol import Budget
 
     if not isinstance(raw, dict):
         raise CorpusError(f"{where}: config: budget must be an object")
@@ -300,7 +300,7 @@ def load(path: Path, registry: Registry | None = None) -> Entry:
 
 def resolve_variant(ref: str, registry: Registry | None, where: str) -> Variant:
     """The variant a corpus file names, without running any code."""
-    from fuzz.user import Registry
+    from tlbfuzz.fuzz.user import Registry
 
     try:
         return (registry or Registry()).resolve(ref)
@@ -459,7 +459,7 @@ class Replay:
 def replay(e: Entry, keep_snapshots: bool = False) -> Replay:
     """Apply the schedule by name; every step must be enabled (else: drift), and the verdict
     must match ``expect``. A user variant's error is raised with the file and step."""
-    from fuzz.user import UserVariantError
+    from tlbfuzz.fuzz.user import UserVariantError
 
     where = str(e.path or "<entry>")
     step = [0]

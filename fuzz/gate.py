@@ -1,13 +1,13 @@
 """Judge a nightly campaign from its shards' ``--json`` results.
 
-    python -m fuzz.gate --expect .ci/nightly-expect.json [--collect DIR] RESULTS.json...
+    python -m tlbfuzz.fuzz.gate --expect .ci/nightly-expect.json [--collect DIR] RESULTS.json...
 
 Fails (exit 1) on a violation of a (variant, property) that must hold, and on a known race
 window (``must_reach``) that no shard reached although some shard fuzzed that pair; a window
 the shards did not cover (a partial run) is reported but does not fail. ``--collect DIR``
 copies the schedule files the night created into DIR, for upload. Exit 2: unreadable input.
 
-Fails too on a reachability window (``protocol.windows``) that a variant's held runs, over
+Fails too on a reachability window (``tlbfuzz.protocol.windows``) that a variant's held runs, over
 every shard, never reached: its held properties say nothing about that window. A window a
 variant cannot reach by construction is listed, with the reason, under ``unreachable_windows``
 (``{variant: {window: reason}}``); such a window that was reached after all fails the night as
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from fuzz.results import Record, merge
+from tlbfuzz.fuzz.results import Record, merge
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -118,7 +118,9 @@ def _judge_windows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fuzz.gate", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m tlbfuzz.fuzz.gate", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--expect", required=True, help="the expectations file (JSON)")
     ap.add_argument("--collect", help="copy the schedule files the night created here")
     ap.add_argument("results", nargs="+", help="--json documents of the shards")

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Final, NoReturn
 
-from fuzz.corpus import BOUNDS
+from tlbfuzz.fuzz.corpus import BOUNDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

@@ -1,4 +1,4 @@
-"""Hypothesis rule machines that drive ``protocol.World`` through its enabled actions.
+"""Hypothesis rule machines that drive ``tlbfuzz.protocol.World`` through its enabled actions.
 
 ``setup`` draws the configuration and a *focus* for the run (swarm testing, by hand): for each
 CPU a small set of action kinds it may start (kernel paths, hardware events, NMIs), the user
@@ -35,13 +35,13 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
-from protocol.windows import WINDOWS, reached
+from tlbfuzz.protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
+from tlbfuzz.protocol.windows import WINDOWS, reached
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from protocol import Variant, Violation
+    from tlbfuzz.protocol import Variant, Violation
 
 
 def kind_of(w: World, a: Action) -> str:
@@ -189,7 +189,7 @@ class TlbMachine(RuleBasedStateMachine):
     examples: ClassVar[int] = 0
     steps: ClassVar[int] = 0
     windows: ClassVar[dict[str, int]]
-    """Per reachability window (``protocol.windows``): the steps that ended in it."""
+    """Per reachability window (``tlbfuzz.protocol.windows``): the steps that ended in it."""
     # Called with (examples, steps) as each example starts: the CLI's progress line.
     on_example: ClassVar[Callable[[int, int], None] | None] = None
 

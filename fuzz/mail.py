@@ -20,13 +20,13 @@ import re
 import textwrap
 from typing import TYPE_CHECKING, Final
 
-from protocol import GLOBAL, PROPERTIES, VARIANTS, World
-from protocol.state import FILE, FREE, INIT_MM, NO_PFN, PGTABLE, for_each_cpu, mm_name
+from tlbfuzz.protocol import GLOBAL, PROPERTIES, VARIANTS, World
+from tlbfuzz.protocol.state import FILE, FREE, INIT_MM, NO_PFN, PGTABLE, for_each_cpu, mm_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from protocol import Action, Config, Variant, Violation
+    from tlbfuzz.protocol import Action, Config, Variant, Violation
 
 WIDTH: Final = 72
 GAP: Final = 2
@@ -39,7 +39,7 @@ C_NAMES: Final[dict[str, str]] = {
     "csd_unlock": "csd_unlock()",
 }
 """Op name -> C for the IPI handler's steps. A kernel path's steps say how a reviewer writes
-them in their own records (``protocol.paths.Step.c``): ``STEP_C``."""
+them in their own records (``tlbfuzz.protocol.paths.Step.c``): ``STEP_C``."""
 
 
 def _step_c() -> dict[str, str]:
@@ -361,9 +361,9 @@ def render_as(
     expect: str = "violates",
 ) -> str:
     """A schedule in ``fmt``: ``mail`` (72 columns, the default) or ``wide`` (the lanes with an
-    effect column, ``fuzz.report``)."""
+    effect column, ``tlbfuzz.fuzz.report``)."""
     if fmt == "wide":
-        from fuzz.report import render
+        from tlbfuzz.fuzz.report import render
 
         if title is None and prop and expect == "holds":
             title = f"{variant.name}: {prop} holds over these {len(schedule)} steps"

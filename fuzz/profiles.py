@@ -8,9 +8,9 @@ here explicitly, since a setting left out is inherited from whichever profile is
 
 Hypothesis's shrinker is left out of ``dev`` and ``ci``: in one-off runs during development
 (no script in bench/ repeats them) it spent tens of seconds per failure and still left
-schedules several steps longer than the minimum, while ``protocol.search.minimise`` (ddmin over
-named actions, breadth-first search over the actions that remain, fewest CPUs) reaches the
-minima that ``tests/test_fuzz.py`` asserts. ``nightly`` keeps it.
+schedules several steps longer than the minimum, while ``tlbfuzz.protocol.search.minimise``
+(ddmin over named actions, breadth-first search over the actions that remain, fewest CPUs)
+reaches the minima that ``tests/test_fuzz.py`` asserts. ``nightly`` keeps it.
 
 What ``ci``'s derandomized stream depends on: the Hypothesis version (pinned by the test
 extra), the machine's strategies, and the integer literals Hypothesis mines from every *local*

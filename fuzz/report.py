@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol import World
-from protocol.state import FRAME_KINDS, INIT_MM, NO_PFN, cpumask_str, mm_name
+from tlbfuzz.protocol import World
+from tlbfuzz.protocol.state import FRAME_KINDS, INIT_MM, NO_PFN, cpumask_str, mm_name
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from protocol import Action, Config, Variant, Violation
+    from tlbfuzz.protocol import Action, Config, Variant, Violation
 
 COL = 44
 

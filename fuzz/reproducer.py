@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from fuzz.mail import c_text
-from protocol import VARIANTS, Budget, Config
+from tlbfuzz.fuzz.mail import c_text
+from tlbfuzz.protocol import VARIANTS, Budget, Config
 
 if TYPE_CHECKING:
-    from fuzz.corpus import Entry
+    from tlbfuzz.fuzz.corpus import Entry
 
 
 LINE = 100
@@ -59,12 +59,12 @@ def render_python(e: Entry) -> str:
     if "Budget(" not in _call(e.config):
         names.remove("Budget")
     if e.variant_ref in VARIANTS:
-        imports = [f"from protocol import {', '.join(['VARIANTS', *names])}"]
+        imports = [f"from tlbfuzz.protocol import {', '.join(['VARIANTS', *names])}"]
         variant = f'VARIANTS["{e.variant_ref}"]'
     else:
         imports = [
-            "from fuzz.user import cli_variant",
-            f"from protocol import {', '.join(names)}",
+            "from tlbfuzz.fuzz.user import cli_variant",
+            f"from tlbfuzz.protocol import {', '.join(names)}",
         ]
         variant = f"cli_variant({json.dumps(e.variant_ref)})"
     verb = "breaks" if e.expect == "violates" else "holds over"

@@ -23,7 +23,7 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from fuzz.corpus import Replay
+    from tlbfuzz.fuzz.corpus import Replay
 
 SCHEMA_VERSION: Final = 1
 VERDICTS: Final = ("violates", "holds", "drift", "error", "incomplete")
@@ -56,7 +56,7 @@ class Record:
     new: bool = False
     """The schedule file was created by this run (not already in the corpus)."""
     windows: dict[str, int] | None = None
-    """A held record's reachability windows (``protocol.windows``): per window, the model
+    """A held record's reachability windows (``tlbfuzz.protocol.windows``): per window, the model
     steps (fuzz) or unique states (explore) in it, added up over runs; 0: never reached, so
     the search never looked where the property could break there. None: not measured (not
     held, or every run of it was stopped by the time budget)."""
@@ -113,7 +113,7 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def schema() -> dict[str, Any]:
     """The JSON Schema of ``--json`` documents (shipped as package data)."""
-    text = resources.files("fuzz").joinpath("schema/results.schema.json").read_text("utf-8")
+    text = resources.files("tlbfuzz.fuzz").joinpath("schema/results.schema.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -212,7 +212,7 @@ def add_windows(a: dict[str, int] | None, b: dict[str, int] | None) -> dict[str,
 
 
 def windows_lines(reached: dict[str, int], unit: str) -> list[str]:
-    """What a held claim reached: the reachability windows (``protocol.windows``) the search
+    """What a held claim reached: the reachability windows (``tlbfuzz.protocol.windows``) the search
     visited, with how many ``unit`` in each, and those it never reached, wrapped for a mail.
     ``fuzz`` (below its table) and ``explore`` (below its verdict) print these lines."""
     seen = [f"{name}\xa0({n:,}\xa0{unit})" for name, n in reached.items() if n]  # kept whole

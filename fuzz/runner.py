@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
-from fuzz.machine import PropertyViolated, configs, machine_for
-from fuzz.profiles import PROFILES
-from protocol import World
-from protocol.search import fewer_cpus, first_violation
+from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
+from tlbfuzz.fuzz.profiles import PROFILES
+from tlbfuzz.protocol import World
+from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from protocol import Action, Config, Variant, Violation
+    from tlbfuzz.protocol import Action, Config, Variant, Violation
 
 
 @attrs.frozen
@@ -48,7 +48,7 @@ class Held:
     steps: int
     seconds: float
     windows: dict[str, int] = attrs.field(factory=dict)
-    """Per reachability window (``protocol.windows``): the steps that ended in it; 0 means
+    """Per reachability window (``tlbfuzz.protocol.windows``): the steps that ended in it; 0 means
     the search never looked where the property could break there."""
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from protocol import VARIANTS, Config, Step, Variant, World
+from tlbfuzz.protocol import VARIANTS, Config, Step, Variant, World
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -159,7 +159,7 @@ def _return_error(annotation: object, result: object, args: tuple[object, ...]) 
         return None if isinstance(result, bool) else "want True or False"
     if annotation == "tuple[Step, ...]":
         ok = isinstance(result, tuple) and all(isinstance(s, Step) for s in result) and result
-        return None if ok else "want a non-empty tuple of protocol.Step"
+        return None if ok else "want a non-empty tuple of tlbfuzz.protocol.Step"
     if isinstance(annotation, str) and annotation.startswith("tuple["):
         if not isinstance(result, tuple):
             return "want a tuple"
@@ -260,7 +260,7 @@ def load_user_variant(file: Path, attr: str, ref: str | None = None) -> UserVari
     v = namespace[attr]
     line = _assignment_line(source, attr)
     if not isinstance(v, Variant):
-        raise UserVariantError(f"{shown}:{line}: {attr} is not a protocol.Variant")
+        raise UserVariantError(f"{shown}:{line}: {attr} is not a tlbfuzz.protocol.Variant")
     for why in _switch_errors(v):
         raise UserVariantError(f"{shown}:{line}: {attr}: {why}")
     checked = checked_variant(v, file, ref)
@@ -304,7 +304,7 @@ class Registry:
     def add_file(self, file: Path) -> None:
         found = variants_in(file)
         if not found:
-            raise UserVariantError(f"variant file {file} defines no protocol.Variant")
+            raise UserVariantError(f"variant file {file} defines no tlbfuzz.protocol.Variant")
         for uv in found.values():
             self.add(uv)
 

@@ -1,17 +1,17 @@
-"""The random walkers of ``protocol.search.walk``, seeded: a seed gives the same walks."""
+"""The random walkers of ``tlbfuzz.protocol.search.walk``, seeded: a seed gives the same walks."""
 
 from __future__ import annotations
 
 import random
 from typing import TYPE_CHECKING
 
-from protocol.search import walk
-from protocol.search.walk import WalkResult
+from tlbfuzz.protocol.search import walk
+from tlbfuzz.protocol.search.walk import WalkResult
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from protocol import Config, Variant
+    from tlbfuzz.protocol import Config, Variant
 
 
 def random_walk(
@@ -22,7 +22,8 @@ def random_walk(
     walks: int = 10_000,
     depth: int = 20,
 ) -> WalkResult:
-    """Each step uniform among the enabled actions (``protocol.search.walk.random_walk``)."""
+    """Each step uniform among the enabled actions
+    (``tlbfuzz.protocol.search.walk.random_walk``)."""
     return walk.random_walk(variant, config, props, random.Random(seed), walks, depth)
 
 
@@ -35,7 +36,7 @@ def pct_walk(
     depth: int = 20,
     max_changes: int = 4,
 ) -> WalkResult:
-    """PCT-style priority scheduling (``protocol.search.walk.pct_walk``)."""
+    """PCT-style priority scheduling (``tlbfuzz.protocol.search.walk.pct_walk``)."""
     return walk.pct_walk(variant, config, props, random.Random(seed), walks, depth, max_changes)
 
 

@@ -2,29 +2,29 @@
 
 Public surface::
 
-    from protocol import VARIANTS, PROPERTIES, Config, World
+    from tlbfuzz.protocol import VARIANTS, PROPERTIES, Config, World
     w = World.initial(VARIANTS["rfc-async-posted"], Config(cpus=2))
     acts = w.enabled_actions()   # deterministic, canonical order
     w.apply(acts[0])             # ActionNotEnabled if the action is not enabled
     w.snapshot(); w.copy(); w.violations()
     str(action)                  # kernel vocabulary; parse(str(action)) == action
 
-Kernel paths are records (``protocol.paths``), declared by the module of the kernel file each
-models; importing this package declares them in a fixed order: mm/, then arch/x86/mm/tlb.c,
-then kernel/smp.c. ``PATHS`` maps their names to them.
+Kernel paths are records (``tlbfuzz.protocol.paths``), declared by the module of the kernel
+file each models; importing this package declares them in a fixed order: mm/, then
+arch/x86/mm/tlb.c, then kernel/smp.c. ``PATHS`` maps their names to them.
 
 This package imports no hypothesis, random, time or I/O: all nondeterminism is an action
 chosen from outside (tests/test_layering.py enforces it).
 """
 
-from protocol import mm, tlb, smp  # noqa: I001  # in this order: it is the order of PATHS
-from protocol.actions import GLOBAL, Action, ParseError, parse
-from protocol.config import Budget, Config, parse_budgets
-from protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
-from protocol.properties import DEFAULT_PROPERTIES, PROPERTIES, Property
-from protocol.state import Violation
-from protocol.variants import VARIANTS, Variant
-from protocol.world import ActionNotEnabled, World
+from tlbfuzz.protocol import mm, tlb, smp  # noqa: I001  # in this order: it is the order of PATHS
+from tlbfuzz.protocol.actions import GLOBAL, Action, ParseError, parse
+from tlbfuzz.protocol.config import Budget, Config, parse_budgets
+from tlbfuzz.protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
+from tlbfuzz.protocol.properties import DEFAULT_PROPERTIES, PROPERTIES, Property
+from tlbfuzz.protocol.state import Violation
+from tlbfuzz.protocol.variants import VARIANTS, Variant
+from tlbfuzz.protocol.world import ActionNotEnabled, World
 
 BUDGET_KINDS = tuple(k.name for k in budget_kinds(PATHS))
 """The budget kinds of the built-in paths (a variant's own paths may add more)."""

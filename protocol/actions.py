@@ -20,7 +20,7 @@ from typing import Final, Protocol
 
 import attrs
 
-from protocol.state import KTHREAD, mm_name
+from tlbfuzz.protocol.state import KTHREAD, mm_name
 
 GLOBAL: Final = -1
 """The ``cpu`` of an action no CPU performs (the page allocator's reuse of a free frame)."""

@@ -2,8 +2,8 @@
 
 Budgets keep every run finite: a CPU starts at most ``budget.count(kind)`` paths of a kind. The
 budget *kinds* are not listed here: each kernel path's record names the kind it spends
-(``protocol.paths.BudgetKind``), so a new path, built in or from a user's variant file, brings
-its kind with it. Hardware events (TLB fills, evictions, user accesses) and NMIs are not
+(``tlbfuzz.protocol.paths.BudgetKind``), so a new path, built in or from a user's variant file,
+brings its kind with it. Hardware events (TLB fills, evictions, user accesses) and NMIs are not
 budgeted: they add no state that a TLB fill could not add, so the state space stays finite
 without a budget. (An NMI budget made the fuzzer spend NMIs before the window they are meant
 to hit.)
@@ -18,7 +18,7 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from protocol.paths import BudgetKind
+    from tlbfuzz.protocol.paths import BudgetKind
 
 
 def _counts(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:

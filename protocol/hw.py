@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol.properties import (
+from tlbfuzz.protocol.properties import (
     NMI_UACCESS_SAFETY,
     NO_STALE_ACCESS_AFTER_RETURN,
     NO_USE_AFTER_FREE,
@@ -27,7 +27,7 @@ from protocol.properties import (
     NO_WRITE_AFTER_WRITE_PROTECT,
     UACCESS_IN_CURRENT_MM,
 )
-from protocol.state import (
+from tlbfuzz.protocol.state import (
     FILE,
     INIT_MM,
     NO_PFN,
@@ -39,7 +39,7 @@ from protocol.state import (
 )
 
 if TYPE_CHECKING:
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
 
 def walk(w: World, cpu: int, va: int, write: bool, who: str) -> TlbEntry | None:
@@ -183,7 +183,7 @@ def do_wp_page(w: World, cpu: int, va: int) -> bool:
     A permission upgrade needs no flush. Returns False for a SIGSEGV, or when the fault would
     sleep (mmap_lock held for write, the page locked) or spin (the PTL held): the write is
     retried later."""
-    from protocol.mm import mmap_lock_writer, page_locked, ptl_held
+    from tlbfuzz.protocol.mm import mmap_lock_writer, page_locked, ptl_held
 
     c = w.cpus[cpu]
     if mmap_lock_writer(w, c.cr3_mm) >= 0 or ptl_held(w, c.cr3_mm, cpu):

@@ -25,7 +25,8 @@ PMD locks, MADV_FREE, fullmm gathers (exit), mainline's PT_RECLAIM table freeing
 ``flush_tlb_batched_pending()`` (a no-op until reclaim's batched flush exists), faults that
 map a page again after a zap.
 
-The paths' records are at the end of the module (``protocol.paths`` says what a record holds).
+The paths' records are at the end of the module (``tlbfuzz.protocol.paths`` says what a record
+holds).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from protocol import hw
-from protocol.paths import (
+from tlbfuzz.protocol import hw
+from tlbfuzz.protocol.paths import (
     FLUSH_TLB_MM_RANGE,
     MM_VA,
     NO_ARGS,
@@ -46,12 +47,12 @@ from protocol.paths import (
     Step,
     register,
 )
-from protocol.properties import (
+from tlbfuzz.protocol.properties import (
     NMI_UACCESS_SAFETY,
     NO_STALE_ENTRY_AT_FREE,
     NO_WALK_OF_FREED_PAGE_TABLE,
 )
-from protocol.state import (
+from tlbfuzz.protocol.state import (
     DEVICE,
     FILE,
     FREE,
@@ -69,7 +70,7 @@ from protocol.state import (
 )
 
 if TYPE_CHECKING:
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
 
 def mmap_lock_writer(w: World, mm_id: int) -> int:

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import attrs
 
-from protocol.state import KTHREAD, Locals
+from tlbfuzz.protocol.state import KTHREAD, Locals
 
 if TYPE_CHECKING:
-    from protocol.config import Config
-    from protocol.variants import Variant
-    from protocol.world import World
+    from tlbfuzz.protocol.config import Config
+    from tlbfuzz.protocol.variants import Variant
+    from tlbfuzz.protocol.world import World
 
 StepFn = Callable[["World", int], None]
 """A step: ``fn(w, cpu)`` changes the world as one atomic action of ``cpu``."""

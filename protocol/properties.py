@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol.state import ANON, FILE, KTHREAD, Violation, mm_name
+from tlbfuzz.protocol.state import ANON, FILE, KTHREAD, Violation, mm_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
 
 # The properties' names, for the code that reports them (a test checks every report names one).

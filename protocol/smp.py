@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol import hw
-from protocol.paths import TARGET_VA, BudgetKind, Path, Step, always, register
-from protocol.properties import REQUEST_INTEGRITY
-from protocol.state import (
+from tlbfuzz.protocol import hw
+from tlbfuzz.protocol.paths import TARGET_VA, BudgetKind, Path, Step, always, register
+from tlbfuzz.protocol.properties import REQUEST_INTEGRITY
+from tlbfuzz.protocol.state import (
     CSD_MANY,
     CSD_SINGLE,
     FLUSH_TLB_FUNC,
@@ -27,10 +27,10 @@ from protocol.state import (
     IrqItem,
     for_each_cpu,
 )
-from protocol.tlb import flush_tlb_func
+from tlbfuzz.protocol.tlb import flush_tlb_func
 
 if TYPE_CHECKING:
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
 
 def _queue_csd(w: World, key: CsdKey, csd: Csd) -> None:

@@ -303,7 +303,7 @@ copy."""
 
 def names_cpus(perm: Callable[[Any, Sequence[int]], Any], **more: Any) -> dict[str, Any]:
     """Metadata of a field whose value names CPUs: ``perm(snapshot value, perm)`` renames
-    them, for the explorer's symmetry reduction (``protocol.search.permuted_snapshot``)."""
+    them, for the explorer's symmetry reduction (``tlbfuzz.protocol.search.permuted_snapshot``)."""
     return {"perm": perm, **more}
 
 

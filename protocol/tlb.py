@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from protocol import hw
-from protocol.paths import (
+from tlbfuzz.protocol import hw
+from tlbfuzz.protocol.paths import (
     NEXT_KTHREAD,
     NEXT_MM,
     SWITCH_MM_IRQS_OFF,
@@ -25,7 +25,7 @@ from protocol.paths import (
     Step,
     register,
 )
-from protocol.state import (
+from tlbfuzz.protocol.state import (
     INIT_MM,
     KTHREAD,
     LOADED_MM_SWITCHING,
@@ -36,7 +36,7 @@ from protocol.state import (
 )
 
 if TYPE_CHECKING:
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
 
 def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:

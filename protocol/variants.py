@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol.paths import PATHS, Path, Site, Step, expand
-from protocol.smp import CSD_LOCK_WAIT, NATIVE_FLUSH_TLB_MULTI, NATIVE_FLUSH_TLB_OTHERS
-from protocol.state import FLUSH_TLB_FUNC, LOADED_MM_SWITCHING, TLB_FLUSH_ALL
-from protocol.tlb import (
+from tlbfuzz.protocol.paths import PATHS, Path, Site, Step, expand
+from tlbfuzz.protocol.smp import CSD_LOCK_WAIT, NATIVE_FLUSH_TLB_MULTI, NATIVE_FLUSH_TLB_OTHERS
+from tlbfuzz.protocol.state import FLUSH_TLB_FUNC, LOADED_MM_SWITCHING, TLB_FLUSH_ALL
+from tlbfuzz.protocol.tlb import (
     CHOOSE_NEW_ASID,
     CPUMASK_SET_CPU,
     FINISH_TASK_SWITCH,
@@ -35,8 +35,8 @@ from protocol.tlb import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from protocol.state import FlushTlbInfo, IrqItem, Locals, Pte
-    from protocol.world import World
+    from tlbfuzz.protocol.state import FlushTlbInfo, IrqItem, Locals, Pte
+    from tlbfuzz.protocol.world import World
 
 # The steps of flush_tlb_mm_range() in the two orders the kernel has had.
 FLUSH_STEPS_LOCAL_FIRST: Final = (

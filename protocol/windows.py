@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from protocol.state import CSD_MANY, FILE, FLUSH_TLB_FUNC, READ_USER_FUNC
+from tlbfuzz.protocol.state import CSD_MANY, FILE, FLUSH_TLB_FUNC, READ_USER_FUNC
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
 
 @attrs.frozen

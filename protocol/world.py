@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 
 import attrs
 
-from protocol import hw, mm, smp
-from protocol.actions import GLOBAL, Action
-from protocol.config import Config
-from protocol.paths import ARG_TO_LOCAL, Path, Site, StartGuard, Step, always, budget_kinds
-from protocol.properties import PROPERTIES
-from protocol.state import (
+from tlbfuzz.protocol import hw, mm, smp
+from tlbfuzz.protocol.actions import GLOBAL, Action
+from tlbfuzz.protocol.config import Config
+from tlbfuzz.protocol.paths import ARG_TO_LOCAL, Path, Site, StartGuard, Step, always, budget_kinds
+from tlbfuzz.protocol.properties import PROPERTIES
+from tlbfuzz.protocol.state import (
     ANON,
     CACHE,
     CSD_MANY,
@@ -44,7 +44,7 @@ from protocol.state import (
     perm_csds,
     perm_rcu,
 )
-from protocol.variants import Variant
+from tlbfuzz.protocol.variants import Variant
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -498,7 +498,7 @@ class World(Snapshotted):
     # --- convenience ------------------------------------------------------------------------
     def run(self, actions: Iterable[Action | str]) -> World:
         """Apply a schedule (actions or their text) in order; returns self."""
-        from protocol.actions import parse
+        from tlbfuzz.protocol.actions import parse
 
         for a in actions:
             self.apply(parse(a) if isinstance(a, str) else a)

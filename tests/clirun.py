@@ -3,10 +3,10 @@
 The derandomized ``ci`` stream depends on the integer literals Hypothesis mines from every
 *local* module loaded in the process (``fuzz/profiles.py`` explains it): installed packages
 are not local, a checkout is. So a test asserting what ``ci`` finds runs the command in a
-fresh process, from a copy of ``fuzz/`` and ``protocol/`` in a ``site-packages`` folder, where
-Hypothesis sees them as it sees them after ``pip install .``: the stream is the one a user of
-the README's quick start gets, whatever this test session imported and whatever literals the
-sources gain.
+fresh process, from a copy of ``tlbfuzz/`` (with ``fuzz/`` and ``protocol/`` in it) in a
+``site-packages`` folder, where Hypothesis sees them as it sees them after ``pip install .``:
+the stream is the one a user of the README's quick start gets, whatever this test session
+imported and whatever literals the sources gain.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def installed() -> Path:
     base = Path(tempfile.mkdtemp(prefix="tlbfuzz-installed-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     site = base / "site-packages"
-    for package in ("fuzz", "protocol"):
-        shutil.copytree(
-            ROOT / package, site / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    # as in the wheel: tlbfuzz/ with real copies where the checkout has symlinks
+    shutil.copytree(
+        ROOT / "tlbfuzz", site / "tlbfuzz", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (base / "work").mkdir()
     return site
 
@@ -42,13 +42,13 @@ def installed() -> Path:
 def run_cli(
     *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m fuzz ARGV`` with the installed copy, from an empty working directory (so
+    """``python -m tlbfuzz.fuzz ARGV`` with the installed copy, from an empty working directory (so
     that the checkout is not on the path)."""
     site = installed()
     environ = dict(os.environ if env is None else env)
     environ["PYTHONPATH"] = str(site)
     return subprocess.run(
-        [sys.executable, "-m", "fuzz", *argv],
+        [sys.executable, "-m", "tlbfuzz.fuzz", *argv],
         capture_output=True,
         text=True,
         cwd=cwd or site.parent / "work",

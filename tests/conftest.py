@@ -2,4 +2,4 @@
 that ``pytest --hypothesis-profile=tlbfuzz-ci`` (or ``tlbfuzz-dev``, ``tlbfuzz-nightly``)
 works."""
 
-import fuzz.profiles  # noqa: F401  # registers the profiles on import
+import tlbfuzz.fuzz.profiles  # noqa: F401  # registers the profiles on import

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fuzz.corpus import Entry, save
-from protocol import VARIANTS, World, parse
 from tests.schedules import ALL_SCHEDULES
+from tlbfuzz.fuzz.corpus import Entry, save
+from tlbfuzz.protocol import VARIANTS, World, parse
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Helpers for tests that run ``python -m fuzz`` as separate processes ("machines") and kill
+"""Helpers for tests that run ``python -m tlbfuzz.fuzz`` as separate processes ("machines") and kill
 them or their workers."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def env() -> dict[str, str]:
 
 def start(*argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "fuzz", *argv],
+        [sys.executable, "-m", "tlbfuzz.fuzz", *argv],
         cwd=ROOT,
         env=env(),
         stdout=subprocess.PIPE,
@@ -38,7 +38,7 @@ def start(*argv: str) -> subprocess.Popen[str]:
 
 def run(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fuzz", *argv],
+        [sys.executable, "-m", "tlbfuzz.fuzz", *argv],
         cwd=ROOT,
         env=env(),
         capture_output=True,

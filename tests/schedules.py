@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from protocol import VARIANTS, Budget, Config, Variant
+from tlbfuzz.protocol import VARIANTS, Budget, Config, Variant
 
 if TYPE_CHECKING:
-    from protocol import Site
+    from tlbfuzz.protocol import Site
 
 
 @attrs.frozen

@@ -2,8 +2,8 @@
 status 2, no traceback, and nothing saved changes; a corpus file never runs code; nothing
 found is ever lost.
 
-Most cases run ``fuzz.cli.main`` in this process, from a fresh working directory, and compare
-every file under it and under the shipped ``corpus/`` before and after.
+Most cases run ``tlbfuzz.fuzz.cli.main`` in this process, from a fresh working directory, and
+compare every file under it and under the shipped ``corpus/`` before and after.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fuzz.cli import main
-from fuzz.corpus import MAX_FILE_BYTES, CorpusError, load
-from fuzz.runner import Finding, Held
-from protocol import VARIANTS, Config, World, parse
-from protocol.search import first_violation
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.corpus import MAX_FILE_BYTES, CorpusError, load
+from tlbfuzz.fuzz.runner import Finding, Held
+from tlbfuzz.protocol import VARIANTS, Config, World, parse
+from tlbfuzz.protocol.search import first_violation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -272,7 +272,7 @@ def test_a_symlink_loop_is_named_as_such(capsys: pytest.CaptureFixture[str], her
 # --- user variant files -----------------------------------------------------------------------
 
 HEAD = """import attrs
-from protocol import VARIANTS, Variant
+from tlbfuzz.protocol import VARIANTS, Variant
 
 """
 BASE = 'V = {cls}(**{{**attrs.asdict(VARIANTS["linux-5.2"], recurse=False), "name": "mine"}})\n'
@@ -292,7 +292,7 @@ VARIANT_FILES: list[tuple[str, str, str]] = [
     ("import-exit-0", "import sys\nsys.exit(0)\n", "x.py:2: raised SystemExit: 0 on import"),
     ("import-ctrl-c", "\nraise KeyboardInterrupt\n", "x.py:2: raised KeyboardInterrupt on"),
     ("syntax", "V = (\n", "x.py:1: syntax error"),
-    ("not-a-variant", "V = 3\n", "x.py:1: V is not a protocol.Variant"),
+    ("not-a-variant", "V = 3\n", "x.py:1: V is not a tlbfuzz.protocol.Variant"),
     ("missing-name", "W = 3\n", "variant file x.py has no 'V'"),
     (
         "switch-type",
@@ -352,14 +352,14 @@ def test_a_variant_path_that_is_no_python_file(
     assert "variant file v.txt: not a .py file" in err
     (here / "none.py").write_text("X = 1\n")
     _, err = one_line_error(capsys, here, ["replay", "--variants", "none.py", str(GOOD)])
-    assert "none.py defines no protocol.Variant" in err
+    assert "none.py defines no tlbfuzz.protocol.Variant" in err
 
 
 # --- a corpus file runs no code ---------------------------------------------------------------
 
 MARKER_CODE = """import pathlib
 pathlib.Path({marker!r}).write_text("ran")
-from protocol import VARIANTS
+from tlbfuzz.protocol import VARIANTS
 V = VARIANTS["rfc-async-posted"]
 """
 
@@ -491,12 +491,12 @@ def test_an_unreadable_subfolder_is_reported_not_skipped(
 def test_corpus_that_is_a_file_fails_before_fuzzing(
     capsys: pytest.CaptureFixture[str], here: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fuzz.runner
+    import tlbfuzz.fuzz.runner
 
     def never(*args: object, **kwargs: object) -> list[object]:
         raise AssertionError("fuzzed before checking the corpus folder")
 
-    monkeypatch.setattr(fuzz.runner, "fuzz_variant", never)
+    monkeypatch.setattr(tlbfuzz.fuzz.runner, "fuzz_variant", never)
     f = here / "file"
     f.write_text("x")
     _, err = one_line_error(capsys, here, ["fuzz", "-v", "linux-5.2", "--corpus", str(f)])
@@ -511,9 +511,9 @@ def test_corpus_that_is_a_file_fails_before_fuzzing(
 def test_read_only_corpus_fails_before_fuzzing(
     capsys: pytest.CaptureFixture[str], here: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fuzz.runner
+    import tlbfuzz.fuzz.runner
 
-    monkeypatch.setattr(fuzz.runner, "fuzz_variant", lambda *a, **k: [])
+    monkeypatch.setattr(tlbfuzz.fuzz.runner, "fuzz_variant", lambda *a, **k: [])
     ro = here / "ro"
     ro.mkdir()
     if os.geteuid() != 0:
@@ -556,7 +556,7 @@ SWAPPED = [  # GOOD's race with the CPUs named the other way round, and a user w
 def fake_fuzz(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """fuzz_variant replaced: it reports what the test puts in the list, in order (a
     callable is called first: to break something mid-run)."""
-    import fuzz.runner
+    import tlbfuzz.fuzz.runner
 
     script: list[object] = []
 
@@ -569,7 +569,7 @@ def fake_fuzz(monkeypatch: pytest.MonkeyPatch) -> list[object]:
             kwargs["on_outcome"](item)
         return []
 
-    monkeypatch.setattr(fuzz.runner, "fuzz_variant", fake)
+    monkeypatch.setattr(tlbfuzz.fuzz.runner, "fuzz_variant", fake)
     return script
 
 
@@ -675,7 +675,7 @@ def test_profiles_do_not_inherit_from_hypothesis_ci_profile() -> None:
     """With CI set, Hypothesis loads its own ci profile (derandomized) as the default before
     ours are built; dev must still draw fresh examples."""
     code = (
-        "from fuzz.profiles import PROFILES as P;"
+        "from tlbfuzz.fuzz.profiles import PROFILES as P;"
         "print(P['dev'].derandomize, P['nightly'].derandomize, P['ci'].derandomize,"
         " P['dev'].print_blob)"
     )

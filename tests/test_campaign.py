@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from fuzz.campaign import Campaign, CampaignError, Plan, parse_shard
-from fuzz.cli import main
-from fuzz.corpus import load, replay
-from protocol import VARIANTS
 from tests import procs
+from tlbfuzz.fuzz.campaign import Campaign, CampaignError, Plan, parse_shard
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.corpus import load, replay
+from tlbfuzz.protocol import VARIANTS
 
 REFS = tuple(VARIANTS)
 
@@ -168,9 +168,9 @@ def test_budget_reaches_fuzz_variant_through_the_plan(
 ) -> None:
     """``--budget`` (the lead's ``_config``) travels in the Plan, as specs, and becomes the
     ``config`` of every item's ``fuzz_variant``; it is part of the campaign's identity."""
-    import fuzz.runner
-    from fuzz.cli import _config
-    from protocol import VARIANTS
+    import tlbfuzz.fuzz.runner
+    from tlbfuzz.fuzz.cli import _config
+    from tlbfuzz.protocol import VARIANTS
 
     seen: list[object] = []
 
@@ -178,7 +178,7 @@ def test_budget_reaches_fuzz_variant_through_the_plan(
         seen.append(kwargs["config"])
         return []
 
-    monkeypatch.setattr(fuzz.runner, "fuzz_variant", fake)
+    monkeypatch.setattr(tlbfuzz.fuzz.runner, "fuzz_variant", fake)
     budget = ["--budget", "madvise=1", "--budget", "cpu1:switch=2"]
     argv = ["fuzz", "-v", "linux-current", "-p", "no_deadlock", *budget, "--workers", "1"]
     assert main([*argv, "--corpus", str(tmp_path)]) == 0

@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from fuzz.canon import ACCESSES, canonical, rename
-from fuzz.corpus import Entry, file_name
-from protocol import VARIANTS, Action, Budget, Config, World, parse
-from protocol.search import first_violation
 from tests.schedules import ALL_SCHEDULES
+from tlbfuzz.fuzz.canon import ACCESSES, canonical, rename
+from tlbfuzz.fuzz.corpus import Entry, file_name
+from tlbfuzz.protocol import VARIANTS, Action, Budget, Config, World, parse
+from tlbfuzz.protocol.search import first_violation
 
 RACE = [  # the README's finding: rfc-async-posted breaks no_use_after_free in 8 steps
     "cpu0 {fill} va=0x1000",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.check import assert_holds, variant_ref
-from fuzz.corpus import load, replay
-from protocol import VARIANTS
+from tlbfuzz.fuzz.check import assert_holds, variant_ref
+from tlbfuzz.fuzz.corpus import load, replay
+from tlbfuzz.protocol import VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import main
 from tests.clirun import run_cli
+from tlbfuzz.fuzz.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-8-*.json"))[0]
@@ -164,7 +164,7 @@ def test_explore_finds_a_shortest_schedule(capsys: pytest.CaptureFixture[str]) -
 
 def test_python_dash_m_fuzz_works() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "fuzz", "variants"],
+        [sys.executable, "-m", "tlbfuzz.fuzz", "variants"],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.corpus import CorpusError, Entry, iter_files, load, replay, save, walk
-from fuzz.user import UserVariantError, cli_variant
-from protocol import VARIANTS, Config, parse
 from tests.schedules import ALL_SCHEDULES, SHORTEST
+from tlbfuzz.fuzz.corpus import CorpusError, Entry, iter_files, load, replay, save, walk
+from tlbfuzz.fuzz.user import UserVariantError, cli_variant
+from tlbfuzz.protocol import VARIANTS, Config, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -146,7 +146,7 @@ def test_user_variant_file_that_raises_on_import(tmp_path: Path) -> None:
         cli_variant(f"{f}:X")
     g = tmp_path / "w.py"
     g.write_text("X = 3\n")
-    with pytest.raises(UserVariantError, match=r"w.py:1: X is not a protocol\.Variant"):
+    with pytest.raises(UserVariantError, match=r"w.py:1: X is not a tlbfuzz\.protocol\.Variant"):
         cli_variant(f"{g}:X")
     with pytest.raises(UserVariantError, match="No such file"):
         cli_variant(f"{tmp_path}/none.py:X")

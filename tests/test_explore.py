@@ -7,9 +7,9 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, Violation, World
-from protocol.search import bfs, symmetric_fingerprint
 from tests.schedules import SHORTEST
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, Violation, World
+from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 
 
 def config(**budget: int) -> Config:

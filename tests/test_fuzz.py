@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 
-from fuzz.machine import kind_of, machine_for
-from fuzz.runner import Finding, Held, fuzz_variant
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, World, parse
-from protocol.search import ddmin, first_violation, minimise
 from tests.clirun import run_cli, saved
 from tests.schedules import ALL_SCHEDULES, MINIMAL_SHAPES, SHORTEST
+from tlbfuzz.fuzz.machine import kind_of, machine_for
+from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, World, parse
+from tlbfuzz.protocol.search import ddmin, first_violation, minimise
 
 if TYPE_CHECKING:
     from pathlib import Path

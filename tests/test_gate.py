@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from fuzz.cli import _config
-from fuzz.gate import judge, main
-from fuzz.results import Record
-from protocol import DEFAULT_PROPERTIES, VARIANTS, World
-from protocol.search import bfs
-from protocol.windows import WINDOWS
 from tests.schedules import SHORTEST
 from tests.test_fuzz import CLEAN
+from tlbfuzz.fuzz.cli import _config
+from tlbfuzz.fuzz.gate import judge, main
+from tlbfuzz.fuzz.results import Record
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, World
+from tlbfuzz.protocol.search import bfs
+from tlbfuzz.protocol.windows import WINDOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECT: dict[str, Any] = json.loads((ROOT / ".ci" / "nightly-expect.json").read_text())
@@ -67,7 +67,7 @@ def test_the_workflow_runs_the_script_developers_run() -> None:
     assert "run: bash .ci/nightly run ${{ matrix.shard }}/4" in workflow
     assert "run: bash .ci/nightly gate" in workflow
     script = (ROOT / ".ci" / "nightly").read_text()
-    assert "python -m fuzz fuzz --profile nightly --shard" in script
+    assert "python -m tlbfuzz.fuzz fuzz --profile nightly --shard" in script
 
 
 # --- reachability windows ----------------------------------------------------------------------
@@ -85,7 +85,7 @@ def held(variant: str, windows: dict[str, int] | None, steps: int = 100) -> Reco
 
 
 def gate(tmp_path: Path, *shards: dict[str, Any]) -> int:
-    """``python -m fuzz.gate`` on these shard documents, with the project's expectations."""
+    """``python -m tlbfuzz.fuzz.gate`` on these shard documents, with the project's expectations."""
     paths = []
     for i, d in enumerate(shards):
         paths.append(tmp_path / f"shard-{i}.json")

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from protocol import VARIANTS, BudgetKind, Path, Step, Variant, World, hw
-from protocol.mm import free_page, present_pte
-from protocol.paths import VA
-from protocol.properties import PTES_MAP_OWN_FRAMES, UACCESS_IN_CURRENT_MM, USER_NEVER_LAZY
+from tlbfuzz.protocol import VARIANTS, BudgetKind, Path, Step, Variant, World, hw
+from tlbfuzz.protocol.mm import free_page, present_pte
+from tlbfuzz.protocol.paths import VA
+from tlbfuzz.protocol.properties import PTES_MAP_OWN_FRAMES, UACCESS_IN_CURRENT_MM, USER_NEVER_LAZY
 
 if TYPE_CHECKING:
-    from protocol.world import World as WorldT
+    from tlbfuzz.protocol.world import World as WorldT
 
 LAZY_ROUND_TRIP = [
     "cpu0 enter_lazy_tlb next=kthread",

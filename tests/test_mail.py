@@ -10,13 +10,13 @@ from pathlib import Path
 import attrs
 import pytest
 
-from fuzz.cli import main
-from fuzz.corpus import iter_files, load
-from fuzz.mail import WIDTH, c_text, render_mail, shell_lines
-from fuzz.reproducer import function_name, render_python
-from protocol import VARIANTS, Config, parse
-from protocol.world import HW_OPS, IRQ_OPS
 from tests.schedules import CONCERNS
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.corpus import iter_files, load
+from tlbfuzz.fuzz.mail import WIDTH, c_text, render_mail, shell_lines
+from tlbfuzz.fuzz.reproducer import function_name, render_python
+from tlbfuzz.protocol import VARIANTS, Config, parse
+from tlbfuzz.protocol.world import HW_OPS, IRQ_OPS
 
 STEPS = {  # every kernel step of every built-in variant (kernel paths are records)
     st.name for v in VARIANTS.values() for p in v.paths().values() for st in v.path_steps(p)
@@ -176,7 +176,8 @@ def test_python_reproducer_fails_when_the_verdict_changes() -> None:
 
 
 def test_python_reproducer_names_only_non_default_config() -> None:
-    # a loaded file's budget names every kind (protocol.Config.resolved): take one, at default
+    # a loaded file's budget names every kind (tlbfuzz.protocol.Config.resolved): take one, at
+    # default
     e = attrs.evolve(load(ROOT / REL[0]), config=Config())
     text = render_python(e)
     assert "Config()" in text

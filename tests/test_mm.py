@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 
-from fuzz.cli import main
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, Variant, World, parse
-from protocol.search import bfs, first_violation, symmetric_fingerprint
 from tests.schedules import MECHANISMS, Mechanism
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, Variant, World, parse
+from tlbfuzz.protocol.search import bfs, first_violation, symmetric_fingerprint
 
 if TYPE_CHECKING:
-    from protocol import Site
+    from tlbfuzz.protocol import Site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ def test_writeback_holds_the_page_lock_while_it_spins_on_the_ptl() -> None:
         ]
     )
     assert w.is_blocked(0)
-    from protocol.mm import page_locked
+    from tlbfuzz.protocol.mm import page_locked
 
     assert page_locked(w, 2)
 

@@ -34,8 +34,8 @@ from bench.mutate import (
     reached,
     run_mutant,
 )
-from protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-from protocol.search import bfs
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from tlbfuzz.protocol.search import bfs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

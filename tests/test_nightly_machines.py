@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from fuzz.machine import machine_for
-from fuzz.profiles import PROFILES
-from protocol import PROPERTIES, VARIANTS
+from tlbfuzz.fuzz.machine import machine_for
+from tlbfuzz.fuzz.profiles import PROFILES
+from tlbfuzz.protocol import PROPERTIES, VARIANTS
 
 CASES: dict[str, type] = {}
 for _variant in VARIANTS.values():

@@ -10,15 +10,25 @@ import attrs
 import pytest
 
 from examples.new_path import VARIANT as NEW_PATH
-from fuzz.cli import main
-from fuzz.machine import background_kinds, path_kinds
-from protocol import BUDGET_KINDS, PATHS, VARIANTS, Budget, Config, Path, Step, Variant, World
-from protocol.mm import TLB_FINISH_MMU
-from protocol.paths import FLUSH_TLB_MM_RANGE, Inline, budget_kinds
-from protocol.search import bfs
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.machine import background_kinds, path_kinds
+from tlbfuzz.protocol import (
+    BUDGET_KINDS,
+    PATHS,
+    VARIANTS,
+    Budget,
+    Config,
+    Path,
+    Step,
+    Variant,
+    World,
+)
+from tlbfuzz.protocol.mm import TLB_FINISH_MMU
+from tlbfuzz.protocol.paths import FLUSH_TLB_MM_RANGE, Inline, budget_kinds
+from tlbfuzz.protocol.search import bfs
 
 if TYPE_CHECKING:
-    from protocol import Site
+    from tlbfuzz.protocol import Site
 
 
 def test_budget_kinds_and_focus_kinds_come_from_the_records() -> None:

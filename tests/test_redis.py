@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fuzz.corpus import load, replay
 from tests import procs
+from tlbfuzz.fuzz.corpus import load, replay
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -12,10 +12,10 @@ from xml.etree import ElementTree as ET
 import jsonschema
 import pytest
 
-from fuzz.cli import main
-from fuzz.results import Record, merge, schema, table_lines
-from protocol.windows import WINDOWS
 from tests.clirun import run_cli
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.results import Record, merge, schema, table_lines
+from tlbfuzz.protocol.windows import WINDOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-8-*.json"))[0]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import VARIANTS, Config, World, parse
 from tests.schedules import ALL_SCHEDULES, CONCERNS, TLB_GEN_REVERSE_ORDER, Concern
+from tlbfuzz.protocol import VARIANTS, Config, World, parse
 
 
 def run(variant: str, schedule: tuple[str, ...], config: Config) -> World:
@@ -132,7 +132,7 @@ def test_smp_call_function_single_spins_in_csd_lock_on_a_csd_in_use() -> None:
     unlocked. The model once ran a path's first step without its guard, so a second
     smp_call_function_single() to the same target overwrote a csd still queued there (found by
     mutation testing): the first request was lost and the second run twice."""
-    from protocol import Budget
+    from tlbfuzz.protocol import Budget
 
     w = World.initial(VARIANTS["linux-current"], Config(budget=Budget.only(ipi=2)))
     w.run(

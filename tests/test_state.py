@@ -11,8 +11,8 @@ from typing import Any
 import attrs
 import pytest
 
-from protocol import PROPERTIES, VARIANTS, World, properties
-from protocol.state import MUTABLE, Cpu, Mm, Snapshotted, derive
+from tlbfuzz.protocol import PROPERTIES, VARIANTS, World, properties
+from tlbfuzz.protocol.state import MUTABLE, Cpu, Mm, Snapshotted, derive
 
 # A state with every container non-empty: TLB and paging-structure caches filled, a csd queued,
 # an IRQ batch in progress, a flush in flight.
@@ -155,7 +155,7 @@ ROOT = Path(__file__).resolve().parent.parent / "protocol"
 
 def reported_names() -> list[tuple[str, int, str]]:
     """(file, line, name) of the first argument of every ``report(...)`` and
-    ``Violation(...)`` call in protocol/: a constant from protocol.properties."""
+    ``Violation(...)`` call in protocol/: a constant from tlbfuzz.protocol.properties."""
     out = []
     for path in sorted(ROOT.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

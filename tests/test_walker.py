@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from fuzz.walker import WalkResult, pct_walk, random_walk
-from protocol import VARIANTS, Config, World
-from protocol.search import ddmin, first_violation
 from tests.schedules import MINIMAL_SHAPES
+from tlbfuzz.fuzz.walker import WalkResult, pct_walk, random_walk
+from tlbfuzz.protocol import VARIANTS, Config, World
+from tlbfuzz.protocol.search import ddmin, first_violation
 
 Walk = Callable[..., WalkResult]
 WALKERS: list[Walk] = [random_walk, pct_walk]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import VARIANTS, Budget, Config, World
-from protocol.search import bfs
-from protocol.windows import WINDOWS, reached
+from tlbfuzz.protocol import VARIANTS, Budget, Config, World
+from tlbfuzz.protocol.search import bfs
+from tlbfuzz.protocol.windows import WINDOWS, reached
 
 MADVISE = Config(budget=Budget.only(madvise=1), reuse=False)
 
@@ -58,7 +58,7 @@ def test_every_window_has_a_summary() -> None:
 
 @pytest.mark.slow
 def test_a_held_fuzz_run_says_which_windows_it_reached() -> None:
-    from fuzz.runner import Held, fuzz_variant
+    from tlbfuzz.fuzz.runner import Held, fuzz_variant
 
     (o,) = fuzz_variant(VARIANTS["linux-5.2"], ["no_deadlock"], max_examples=150, seed=1)
     assert isinstance(o, Held)
@@ -69,7 +69,7 @@ def test_a_held_fuzz_run_says_which_windows_it_reached() -> None:
 
 @pytest.mark.slow
 def test_explore_prints_what_a_held_claim_reached(capsys: pytest.CaptureFixture[str]) -> None:
-    from fuzz.cli import main
+    from tlbfuzz.fuzz.cli import main
 
     argv = ["explore", "-v", "linux-5.2", "--budget", "madvise=1", "-p", "no_deadlock"]
     assert main([*argv, "--depth", "6"]) == 0

@@ -18,9 +18,10 @@ import jsonschema
 import pytest
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from fuzz.campaign import Campaign, Item, Plan
-from fuzz.cli import main
-from fuzz.results import (
+from tests import procs
+from tlbfuzz.fuzz.campaign import Campaign, Item, Plan
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.results import (
     Record,
     held_windows_lines,
     merge,
@@ -28,8 +29,7 @@ from fuzz.results import (
     windows_lines,
     write_junit,
 )
-from protocol.windows import WINDOWS
-from tests import procs
+from tlbfuzz.protocol.windows import WINDOWS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,7 +39,7 @@ WAITS = "posted-but-waits"
 VARIANT_FILE = f'''
 import attrs
 
-from protocol import VARIANTS
+from tlbfuzz.protocol import VARIANTS
 
 WAITS = attrs.evolve(
     VARIANTS["rfc-async-posted"],

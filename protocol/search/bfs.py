@@ -14,9 +14,9 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from protocol.actions import Action
-    from protocol.state import Violation
-    from protocol.world import World
+    from tlbfuzz.protocol.actions import Action
+    from tlbfuzz.protocol.state import Violation
+    from tlbfuzz.protocol.world import World
 
 
 @attrs.frozen
@@ -30,7 +30,7 @@ class SearchResult:
     complete: bool  # False if max_states cut the search short
     exhausted: bool = False  # every reachable state was explored: a proof for this config
     reached: dict[str, int] = attrs.field(factory=dict)
-    """With ``windows``: per window of ``protocol.windows``, the unique states visited in it
+    """With ``windows``: per window of ``tlbfuzz.protocol.windows``, the unique states visited in it
     (0: never reached, so what a held property claims did not include that window)."""
 
 
@@ -58,9 +58,9 @@ def bfs(
     ends otherwise, its schedule and violation are None (the callback has had them all).
 
     With ``windows``, every unique state visited is checked against the reachability windows
-    (``protocol.windows``) and the result counts the states in each.
+    (``tlbfuzz.protocol.windows``) and the result counts the states in each.
     """
-    from protocol.windows import WINDOWS
+    from tlbfuzz.protocol.windows import WINDOWS
 
     props = tuple(props)
     counts = dict.fromkeys(WINDOWS, 0) if windows else {}

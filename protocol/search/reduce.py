@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from protocol.paths import CPU_ARGS
-from protocol.search.bfs import bfs
+from tlbfuzz.protocol.paths import CPU_ARGS
+from tlbfuzz.protocol.search.bfs import bfs
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from protocol.actions import Action
-    from protocol.config import Config
-    from protocol.state import Violation
-    from protocol.variants import Variant
-    from protocol.world import World
+    from tlbfuzz.protocol.actions import Action
+    from tlbfuzz.protocol.config import Config
+    from tlbfuzz.protocol.state import Violation
+    from tlbfuzz.protocol.variants import Variant
+    from tlbfuzz.protocol.world import World
 
 
 def first_violation(
@@ -76,8 +76,8 @@ def minimise(
     addresses it touches, a speculative fill and a user read on every CPU (the cheapest ways
     to create and use a translation): breadth-first, so nothing shorter exists in that
     alphabet. Falls back to the ddmin result if the search would exceed ``max_states``."""
-    from protocol.actions import Action
-    from protocol.paths import FLUSH_TLB_MM_RANGE, Inline
+    from tlbfuzz.protocol.actions import Action
+    from tlbfuzz.protocol.paths import FLUSH_TLB_MM_RANGE, Inline
 
     props = tuple(props)
     reduced = ddmin(start, schedule, props)
@@ -116,7 +116,7 @@ def minimise(
 def drop_cpu(schedule: Sequence[Action], cpu: int) -> list[Action] | None:
     """The schedule without ``cpu``: its actions removed, higher CPUs renumbered down. None if
     another CPU's action names it (an IPI sent to it)."""
-    from protocol.actions import Action
+    from tlbfuzz.protocol.actions import Action
 
     out = []
     for a in schedule:
@@ -147,7 +147,7 @@ def fewer_cpus(
 ) -> tuple[Config, list[Action]]:
     """Drop CPUs the violation does not need (fewest CPUs first, for the reader), then
     minimise in the smaller configuration."""
-    from protocol.world import World
+    from tlbfuzz.protocol.world import World
 
     props = tuple(props)
     best = (config, minimise(World.initial(variant, config), schedule, props))

@@ -1,5 +1,5 @@
 """Symmetry reduction: states equal up to renaming CPUs are one state to the explorer. Each
-state record declares which of its fields name CPUs (``protocol.state.names_cpus``), so
+state record declares which of its fields name CPUs (``tlbfuzz.protocol.state.names_cpus``), so
 renaming follows the fields by name.
 """
 
@@ -8,20 +8,20 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from protocol.paths import CPU_ARGS
-from protocol.state import Cpu, Mm
+from tlbfuzz.protocol.paths import CPU_ARGS
+from tlbfuzz.protocol.state import Cpu, Mm
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from protocol.actions import Action
-    from protocol.world import World
+    from tlbfuzz.protocol.actions import Action
+    from tlbfuzz.protocol.world import World
 
 
 def permuted_snapshot(w: World, perm: Sequence[int]) -> tuple[object, ...]:
     """The snapshot of ``w`` with CPU ``i`` renamed ``perm[i]`` everywhere a CPU is named: the
     order of CPUs, and every field that its record declares as naming CPUs (``names_cpus`` in
-    ``protocol.state``: cpumasks, csd senders and targets, queued csds, IRQ batches, the
+    ``tlbfuzz.protocol.state``: cpumasks, csd senders and targets, queued csds, IRQ batches, the
     initiating CPU of flush_tlb_info...). Violation messages are left as they are (a search
     stops at the first one)."""
     snap: Any = w.snapshot()
@@ -38,8 +38,8 @@ def _renamed(snap: Any, perms: Iterable[tuple[str, Any]], perm: Sequence[int]) -
 
 def rename_cpus(schedule: Sequence[Action], perm: Sequence[int]) -> list[Action]:
     """``schedule`` with CPU ``i`` renamed ``perm[i]``, in every action and every argument
-    naming a CPU (``protocol.paths.CPU_ARGS``)."""
-    from protocol.actions import Action
+    naming a CPU (``tlbfuzz.protocol.paths.CPU_ARGS``)."""
+    from tlbfuzz.protocol.actions import Action
 
     out = []
     for a in schedule:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from protocol.search.reduce import fewer_cpus
-from protocol.world import World
+from tlbfuzz.protocol.search.reduce import fewer_cpus
+from tlbfuzz.protocol.world import World
 
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableSequence, Sequence
 
-    from protocol.actions import Action
-    from protocol.config import Config
-    from protocol.variants import Variant
+    from tlbfuzz.protocol.actions import Action
+    from tlbfuzz.protocol.config import Config
+    from tlbfuzz.protocol.variants import Variant
 
 
 class Rng(Protocol):
