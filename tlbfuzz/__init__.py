@@ -9,5 +9,6 @@ with anything else installed.
 
 In a checkout, ``import protocol`` would still find the top-level folder and load a second
 copy of every module (two ``World`` classes, two variant registries). Import them only as
-``tlbfuzz.protocol`` and ``tlbfuzz.fuzz``.
+``tlbfuzz.protocol`` and ``tlbfuzz.fuzz``; ruff's TID251 (``pyproject.toml``) rejects the bare
+names.
 """
