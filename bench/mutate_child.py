@@ -197,9 +197,13 @@ def main() -> int:
     except Exception as e:
         tb = traceback.extract_tb(e.__traceback__)
         root = os.environ.get("PYTHONPATH", "")
-        inside = [f for f in tb if root and f.filename.startswith(root)]
+        # real paths: a frame in tlbfuzz/protocol/tlb.py is reported as protocol/tlb.py, the
+        # mutant's file
+        root = os.path.realpath(root) if root else ""
+        inside = [f for f in tb if root and os.path.realpath(f.filename).startswith(root)]
         last = (inside or tb)[-1] if (inside or tb) else None
-        where = f"{os.path.relpath(last.filename, root or '.')}:{last.lineno}" if last else ""
+        file = os.path.realpath(last.filename) if last else ""
+        where = f"{os.path.relpath(file, root or '.')}:{last.lineno}" if last else ""
         traceback.print_exc()
         _emit(out, {"event": "crash", "error": f"{type(e).__name__}: {e}"[:300], "where": where})
         return 3

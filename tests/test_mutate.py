@@ -142,7 +142,7 @@ def test_a_mutant_that_raises_is_crash_killed(workspace: Workspace) -> None:
     r = run_mutant(workspace, m, QUICK, LIMITS)
     assert r.status == "crash", r
     assert "NameError" in r.detail
-    assert "protocol/tlb.py:" in r.detail
+    assert " at protocol/tlb.py:" in r.detail  # the mutant's file, not its tlbfuzz/ path
 
 
 def test_a_violation_is_replayed_on_the_unmutated_model() -> None:
