@@ -176,19 +176,19 @@ _KERNELS: dict[tuple[Variant, Config], Kernel] = {}
 
 
 def _cpus_snapshot(cpus: list[Cpu]) -> tuple[object, ...]:
-    return tuple(c.snapshot() for c in cpus)
+    return tuple(map(Cpu.snapshot, cpus))
 
 
 def _mms_snapshot(mms: list[Mm]) -> tuple[object, ...]:
-    return tuple(m.snapshot() for m in mms)
+    return tuple(map(Mm.snapshot, mms))
 
 
 def _copy_cpus(cpus: list[Cpu]) -> list[Cpu]:
-    return [c.copy() for c in cpus]
+    return list(map(Cpu.copy, cpus))
 
 
 def _copy_mms(mms: list[Mm]) -> list[Mm]:
-    return [m.copy() for m in mms]
+    return list(map(Mm.copy, mms))
 
 
 @derive
