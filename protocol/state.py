@@ -203,6 +203,9 @@ class Locals(NamedTuple):
     rmaps: tuple[int, ...] = ()  # dirty file pages whose rmap waits for the flush (delay_rmap)
     ptl: bool = False  # holds the page-table lock of mm's PTE table
     mmap_lock: int = 0  # holds mm's mmap_lock: 0 no, 1 for read, 2 for write
+    # a software page walker (GUP-fast): the PMD it read, until it has read the PTE
+    table: int = NO_PFN  # the page-table page the PMD pointed at
+    table_version: int = 0  # that frame's version when the PMD was read
 
 
 def for_each_cpu(mask: int) -> list[int]:

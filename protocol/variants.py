@@ -275,6 +275,13 @@ class Variant:
         walk, and so no PTL, for a page no PTE maps."""
         return True
 
+    def gup_fast_disables_irqs(self, at: Site) -> bool:
+        """mm/gup.c gup_fast(): ``local_irq_save(flags)`` around the lockless walk: "With
+        interrupts disabled, we block page table pages from being freed from under us ... We
+        do not adopt an rcu_read_lock() here as we also want to block IPIs that come from THPs
+        splitting." (mainline; 5.2's get_user_pages_fast() the same)."""
+        return True
+
     # ---- NMIs ------------------------------------------------------------------------------
     def nmi_uaccess_okay(self, w: World, cpu: int) -> bool:
         """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no
