@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 ALLOWED: Final = "allowed"
 FORBIDDEN: Final = "forbidden"
+UNKNOWN: Final = "unknown"
+"""Not reached, but the search stopped before exhausting the states: no verdict."""
 EXISTS: Final = "exists"
 """The one "property" of a litmus world: its ``exists`` condition holds in a final state."""
 
@@ -412,7 +414,10 @@ class LitmusResult:
 
     @property
     def verdict(self) -> str:
-        return ALLOWED if self.allowed else FORBIDDEN
+        """``ALLOWED``, ``FORBIDDEN``, or ``UNKNOWN`` if not found and not exhausted."""
+        if self.allowed:
+            return ALLOWED
+        return FORBIDDEN if self.exhausted else UNKNOWN
 
 
 def explore(test: LitmusTest, machine: Machine) -> LitmusResult:
