@@ -35,7 +35,7 @@ from protocol.state import NOT_STATE, Snapshotted, derive
 from protocol.world import ActionNotEnabled
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from protocol.state import Violation
     from protocol.world import World
@@ -209,6 +209,19 @@ class Machine(Protocol):
 
     def can_fence(self, buffers: tso.Buffers, cpu: int) -> bool: ...
 
+    def can_lock(self, buffers: tso.Buffers, cpu: int) -> bool: ...
+
+    def rmw(
+        self,
+        buffers: tso.Buffers,
+        memory: tso.Memory,
+        cpu: int,
+        loc: str,
+        update: Callable[[int], int],
+    ) -> tuple[int, tso.Buffers, tso.Memory]:
+        """A LOCK'd read-modify-write: the old value, and the buffers and memory after."""
+        ...
+
     def pending(self, buffers: tso.Buffers) -> tuple[int, ...]: ...
 
     def drain(
@@ -236,6 +249,20 @@ class Sc:
 
     def can_fence(self, buffers: tso.Buffers, cpu: int) -> bool:
         return True
+
+    def can_lock(self, buffers: tso.Buffers, cpu: int) -> bool:
+        return True
+
+    def rmw(
+        self,
+        buffers: tso.Buffers,
+        memory: tso.Memory,
+        cpu: int,
+        loc: str,
+        update: Callable[[int], int],
+    ) -> tuple[int, tso.Buffers, tso.Memory]:
+        old = tso.read(memory, loc)
+        return old, buffers, tso.write(memory, loc, update(old))
 
     def pending(self, buffers: tso.Buffers) -> tuple[int, ...]:
         return ()
@@ -266,6 +293,20 @@ class Tso:
 
     def can_fence(self, buffers: tso.Buffers, cpu: int) -> bool:
         return tso.can_fence(buffers, cpu)
+
+    def can_lock(self, buffers: tso.Buffers, cpu: int) -> bool:
+        return tso.can_lock(buffers, cpu)
+
+    def rmw(
+        self,
+        buffers: tso.Buffers,
+        memory: tso.Memory,
+        cpu: int,
+        loc: str,
+        update: Callable[[int], int],
+    ) -> tuple[int, tso.Buffers, tso.Memory]:
+        old, memory = tso.locked_rmw(buffers, memory, cpu, loc, update)
+        return old, buffers, memory
 
     def pending(self, buffers: tso.Buffers) -> tuple[int, ...]:
         return tso.pending(buffers)
@@ -334,7 +375,9 @@ class LitmusWorld(Snapshotted):
             return self.machine.can_store(self.buffers, cpu)
         if isinstance(ins, Ld):
             return True
-        return self.machine.can_fence(self.buffers, cpu)  # MFENCE and LOCK'd instructions
+        if isinstance(ins, Mfence):
+            return self.machine.can_fence(self.buffers, cpu)
+        return self.machine.can_lock(self.buffers, cpu)
 
     def enabled_actions(self) -> list[Action]:
         """Each CPU's next instruction if enabled, then each CPU's drain, in CPU order."""
@@ -362,11 +405,15 @@ class LitmusWorld(Snapshotted):
         elif isinstance(ins, Ld):
             value = self.machine.load(self.buffers, self.memory, cpu, ins.loc)
             regs = _set_reg(regs, ins.reg, value)
-        elif isinstance(ins, Xchg | Xadd):
-            # LOCK'd: enabled on an empty buffer only, then atomic on memory (protocol.tso)
-            old = tso.read(self.memory, ins.loc)
-            new = ins.value if isinstance(ins, Xchg) else old + ins.value
-            self.memory = tso.write(self.memory, ins.loc, new)
+        elif isinstance(ins, Xchg):
+            old, self.buffers, self.memory = self.machine.rmw(
+                self.buffers, self.memory, cpu, ins.loc, lambda _: ins.value
+            )
+            regs = _set_reg(regs, ins.reg, old)
+        elif isinstance(ins, Xadd):
+            old, self.buffers, self.memory = self.machine.rmw(
+                self.buffers, self.memory, cpu, ins.loc, lambda v: v + ins.value
+            )
             regs = _set_reg(regs, ins.reg, old)
         # Mfence: nothing to do once enabled
         self.regs = self.regs[:cpu] + (regs,) + self.regs[cpu + 1 :]

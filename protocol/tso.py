@@ -153,6 +153,19 @@ can_lock: Final[Callable[[Buffers, int], bool]] = can_fence
 then it reads and writes memory in one atomic step (see the module docstring)."""
 
 
+def locked_rmw(
+    buffers: Buffers, memory: Memory, cpu: int, loc: Loc, update: Callable[[int], int]
+) -> tuple[int, Memory]:
+    """A LOCK'd read-modify-write of ``loc`` by ``cpu`` (``XCHG``, ``LOCK XADD``,
+    ``LOCK CMPXCHG``): one atomic step on memory, enabled only when ``cpu``'s buffer is empty
+    (``can_lock``; see the module docstring). Returns the old value and the new memory.
+    Raises ``TsoError`` if the buffer is not empty."""
+    if not can_lock(buffers, cpu):
+        raise TsoError(f"cpu{cpu}'s store buffer is not empty: drain before a LOCK'd instruction")
+    old = read(memory, loc)
+    return old, write(memory, loc, update(old))
+
+
 def drained(buffers: Buffers) -> bool:
     """Every buffer is empty: every store has reached memory."""
     return not any(buffers)
