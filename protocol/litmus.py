@@ -472,8 +472,9 @@ def explore(test: LitmusTest, machine: Machine) -> LitmusResult:
     some final state satisfies ``exists``. The search goes on after the first witness, so the
     state count is that of the whole space and ``exhausted`` says it was all explored."""
     start = LitmusWorld.initial(test, machine)
-    steps = sum(len(p) for p in test.programs)
-    stores = sum(isinstance(ins, St) for p in test.programs for ins in p)
+    # Each instruction executes once and buffers at most one store, drained once: no run is
+    # longer than twice the instructions, so the search ends by exhausting the states.
+    longest = 2 * sum(len(p) for p in test.programs)
     witnesses: list[list[Action]] = []
 
     def found(path: list[Action], _: Violation) -> bool:
@@ -483,7 +484,7 @@ def explore(test: LitmusTest, machine: Machine) -> LitmusResult:
     # bfs is annotated for the kernel World but uses only the methods LitmusWorld has:
     # enabled_actions(), copy(), apply(), violations() and snapshot(); its violations are
     # read as (prop, message), which Reached is.
-    r = bfs(cast("World", start), (EXISTS,), max_depth=steps + stores + 1, on_violation=found)
+    r = bfs(cast("World", start), (EXISTS,), max_depth=longest + 1, on_violation=found)
     witness = tuple(witnesses[0]) if witnesses else None
     return LitmusResult(test, machine.name, bool(witnesses), witness, r.states, r.exhausted)
 
