@@ -8,10 +8,10 @@ over final registers and memory. A ``LitmusWorld`` is the state of one run: each
 counter and registers, the store buffers and memory. Its actions are "CPU i executes its next
 instruction" (``cpu0 store``, ``cpu1 load``, ...) and "CPU i drains its oldest buffered store"
 (``cpu0 drain``). A state is final when every program has finished and every buffer is
-drained, as in the papers, whose final states are the memory and registers after all the
-writes have reached memory. ``violations()`` reports the ``exists`` condition in a final state
-that satisfies it (a ``Reached``), so ``bfs`` finding one means the outcome is reachable: allowed.
-Exhausting the state space without finding one means forbidden.
+drained, as a litmus test is run: its final values are read once every thread has finished
+and its writes have reached memory. ``violations()`` reports the ``exists`` condition in a
+final state that satisfies it (a ``Reached``), so ``bfs`` finding one means the outcome is
+reachable: allowed. Exhausting the state space without finding one means forbidden.
 
 The tests and their verdicts for x86-TSO are the papers' (S. Owens, S. Sarkar, P. Sewell,
 "A Better x86 Memory Model: x86-TSO", TPHOLs 2009; P. Sewell et al., "x86-TSO: A Rigorous and
