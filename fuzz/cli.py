@@ -510,6 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--corpus", type=Path, default=DEFAULT_FINDINGS)
     _output_options(e)
     e.set_defaults(fn=cmd_explore)
+    from fuzz import litmus
+
+    lt = sub.add_parser(
+        "litmus", help="x86-TSO litmus tests on the store-buffer machinery, against the paper"
+    )
+    litmus.add_arguments(lt)
+    lt.set_defaults(fn=litmus.cmd_litmus)
     return ap
 
 

@@ -348,3 +348,12 @@ def test_conditions_print_herd_style() -> None:
     assert str(Mem("x", 1)) == "x=1"
     assert str(Mfence()) == "MFENCE"
     assert str(Ld("eax", "y")) == "MOV EAX <- [y]"
+
+
+def test_tlbfuzz_litmus_is_a_command_of_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from fuzz.cli import main
+
+    assert main(["litmus", "--test", "SB"]) == 0
+    out = capsys.readouterr().out
+    assert "SB" in out
+    assert "agree" in out
