@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 from hypothesis import strategies as st
@@ -39,7 +39,7 @@ from protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, pa
 from protocol.windows import WINDOWS, reached
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from protocol import Variant, Violation
 
@@ -71,9 +71,12 @@ class PropertyViolated(AssertionError):
         self.schedule = list(schedule)
 
 
-def configs(variant: Variant, cpus: tuple[int, ...] = (2, 3)) -> st.SearchStrategy[Config]:
+def configs(
+    variant: Variant, cpus: tuple[int, ...] = (2, 3), shape: Mapping[str, Any] | None = None
+) -> st.SearchStrategy[Config]:
     """Model sizes: CPU count and per-CPU budgets of the variant's kernel paths (1 to each
-    kind's ``fuzz_max``), drawn so they shrink too."""
+    kind's ``fuzz_max``), drawn so they shrink too; ``shape`` fixes other Config fields
+    (``memory_model="tso"``)."""
     kinds = budget_kinds(variant.paths())
     # A kind with fuzz_max 0 is left out (its default count, 0), not drawn as st.just(0):
     # even that moves the derandomized stream the ci profile's tests depend on (measured).
@@ -81,7 +84,8 @@ def configs(variant: Variant, cpus: tuple[int, ...] = (2, 3)) -> st.SearchStrate
         {k.name: st.integers(1, k.fuzz_max) for k in kinds if k.fuzz_max}
     )
     budgets = counts.map(lambda d: Budget.only(**d))
-    return st.builds(Config, cpus=st.sampled_from(cpus), budget=budgets)
+    fixed = {k: st.just(v) for k, v in (shape or {}).items()}
+    return st.builds(Config, cpus=st.sampled_from(cpus), budget=budgets, **fixed)
 
 
 CHOICE: Final = st.tuples(st.integers(0, 11), st.integers(0, 59))

@@ -443,6 +443,17 @@ class Cpu(Snapshotted):
     """The batch of flush_smp_call_function_queue(), if in it."""
     budget: tuple[int, ...]
     """Paths this CPU may still start, per budget kind (in the order of the world's kinds)."""
+    store_buffer: tuple[tuple[str, int], ...] = ()
+    """x86-TSO (``Config.memory_model == "tso"``): this CPU's plain stores not yet in memory,
+    oldest first, as (per-CPU variable, value) (``protocol.hw.plain_store``); always empty
+    under SC."""
+
+    def own_is_lazy(self) -> bool:
+        """``is_lazy`` as this CPU reads it: its newest buffered store (TSO), else memory."""
+        for var, value in reversed(self.store_buffer):
+            if var == "is_lazy":
+                return bool(value)
+        return self.is_lazy
 
     @property
     def user_mode(self) -> bool:
