@@ -85,6 +85,9 @@ class Plan:
     budget: tuple[str, ...] = ()
     """``--budget`` specs (``tlbfuzz fuzz --budget``), made a ``Config`` per variant where the
     item runs: a user variant is resolved again in its worker, from its ``file.py:NAME``."""
+    shape: tuple[tuple[str, Any], ...] = ()
+    """``--memory-model``, ``--mms``, ``--file-pages``: Config fields every run of the
+    campaign has, drawn budgets or not."""
 
     def key(self) -> bytes:
         """The campaign's identity in the database: what decides its work items and results,
@@ -100,6 +103,7 @@ class Plan:
             self.shard,
             str(Path(self.corpus).resolve()),
             self.budget,
+            *([dict(self.shape)] if self.shape else []),  # older campaigns keep their key
         ]
         return STATE_PREFIX + hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24].encode()
 
@@ -229,6 +233,7 @@ def run_item(
     try:
         v = cli_variant(item.ref) if variant is None else variant
         config = _config(v, plan) if plan.budget else None
+        shape = dict(plan.shape)
     except UserVariantError as e:
         emit("error", str(e))
         return _errors(item, str(e))
@@ -308,6 +313,7 @@ def run_item(
             settings=settings,
             on_progress=on_progress,
             config=config,
+            shape=shape,
         )
     except UserVariantError as e:  # the user's code failed: say where; its cells are errors
         emit("error", str(e))
@@ -325,7 +331,7 @@ def _errors(item: Item, message: str) -> list[Record]:
 def _config(v: Variant, plan: Plan) -> Config:
     from tlbfuzz.fuzz.cli import _config as config_of
 
-    return config_of(v, plan.cpus or 2, plan.budget)
+    return config_of(v, plan.cpus or 2, plan.budget, dict(plan.shape))
 
 
 def _stamp() -> str:

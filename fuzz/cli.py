@@ -12,10 +12,11 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from tlbfuzz.fuzz import inputs
 from tlbfuzz.fuzz.corpus import (
+    BOUNDS,
     BUDGET_BOUNDS,
     CorpusError,
     Entry,
@@ -26,7 +27,7 @@ from tlbfuzz.fuzz.corpus import (
     walk,
 )
 from tlbfuzz.fuzz.inputs import UsageError
-from tlbfuzz.fuzz.mail import FORMATS, render_as
+from tlbfuzz.fuzz.mail import FORMATS, machine, render_as
 from tlbfuzz.fuzz.results import Record, windows_lines
 from tlbfuzz.fuzz.user import Registry, UserVariantError, cli_variant
 from tlbfuzz.protocol import (
@@ -41,7 +42,7 @@ from tlbfuzz.protocol import (
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from tlbfuzz.protocol import Action, Variant, Violation
 
@@ -123,7 +124,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     props = _props(args.property)
     corpus: Path = args.corpus
     for _, v in variants if args.budget else ():  # checked here, made per variant by workers
-        _config(v, args.cpus or 2, args.budget)
+        _config(v, args.cpus or 2, args.budget, _shape(args))
     try:
         shard = parse_shard(args.shard)
         if args.database is not None:  # before any work: reachable, or a folder
@@ -153,6 +154,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         shard=shard,
         fmt=args.format,
         budget=tuple(args.budget or ()),
+        shape=tuple(sorted(_shape(args).items())),
     )
     workers = args.workers or default_workers()
     campaign = Campaign(
@@ -286,12 +288,46 @@ HARDWARE_KINDS = ("tlb_fill", "user_read", "user_write", "tlb_evict", "pwc_evict
 """What ``explore --no`` can leave out (frame reuse is off whenever --budget is given)."""
 
 
-def _config(v: Variant, cpus: int, specs: Sequence[str] | None) -> Config:
+MEMORY_MODELS: Final = ("sc", "tso")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--memory-model",
+        choices=MEMORY_MODELS,
+        default="sc",
+        help="sc (default): every store seen at once; tso: x86-TSO store buffers",
+    )
+    p.add_argument("--mms", type=inputs.int_in(1, BOUNDS["mms"][1]), help="address spaces (2)")
+    p.add_argument(
+        "--file-pages",
+        type=inputs.int_in(0, BOUNDS["file_pages"][1]),
+        help="shared file pages per mm (1); 0 leaves writeback and truncation nothing to do",
+    )
+
+
+def _shape(args: argparse.Namespace) -> dict[str, Any]:
+    """The model's shape from ``--memory-model``, ``--mms`` and ``--file-pages``."""
+    out: dict[str, Any] = {}
+    if getattr(args, "memory_model", "sc") != "sc":
+        out["memory_model"] = args.memory_model
+    if getattr(args, "mms", None) is not None:
+        out["mms"] = args.mms
+    if getattr(args, "file_pages", None) is not None:
+        out["file_pages"] = args.file_pages
+    return out
+
+
+def _config(
+    v: Variant, cpus: int, specs: Sequence[str] | None, shape: Mapping[str, Any] | None = None
+) -> Config:
     """``--budget madvise=1,switch=1`` (every CPU) and ``--budget cpu1:switch=2`` (CPU 1):
     those kernel paths, every other kind 0, and no frame reuse (which never changes a
-    verdict); no --budget: the default budget, with reuse."""
+    verdict); no --budget: the default budget, with reuse. ``shape``: the memory model and
+    the sizes (``_shape``)."""
+    shape = dict(shape or {})
     if not specs:
-        return Config(cpus=cpus)
+        return Config(cpus=cpus, **shape)
     kinds = [k.name for k in budget_kinds(v.paths())]
     try:
         plain, per_cpu = parse_budgets(specs, kinds, most=BUDGET_BOUNDS[1])
@@ -300,7 +336,7 @@ def _config(v: Variant, cpus: int, specs: Sequence[str] | None) -> Config:
     bad = [c for c in per_cpu if c >= cpus]
     if bad:
         _fail(f"--budget names cpu{bad[0]}, but there are {cpus} CPUs")
-    return Config(cpus=cpus, budget=plain, cpu_budget=tuple(per_cpu.items()), reuse=False)
+    return Config(cpus=cpus, budget=plain, cpu_budget=tuple(per_cpu.items()), reuse=False, **shape)
 
 
 def _left_out(text: str | None) -> frozenset[str]:
@@ -316,7 +352,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     _, v = _variants([args.variant])[0]
     props = _props(args.property)
-    config = World.initial(v, _config(v, args.cpus, args.budget)).config
+    config = World.initial(v, _config(v, args.cpus, args.budget, _shape(args))).config
     left_out = _left_out(args.no)
     if args.save:
         inputs.check_output_folder(
@@ -348,7 +384,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
         title = (
             f"{v.name}: shortest schedule breaking {violation.prop}: "
-            f"{len(schedule)} steps ({config.cpus} CPUs)"
+            f"{len(schedule)} steps ({machine(config)})"
         )
         print(render_as(args.format, v, config, schedule, violation.prop, violation, title=title))
         if args.save:
@@ -461,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where findings go (default: {DEFAULT_FINDINGS}/, untracked; "
         f"{DEFAULT_CORPUS}/ is the shipped corpus)",
     )
+    _model_options(f)
     _campaign_options(f)
     _output_options(f)
     f.set_defaults(fn=cmd_fuzz)
@@ -502,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KINDS",
         help=f"leave these hardware events out, e.g. nmi,tlb_evict ({', '.join(HARDWARE_KINDS)})",
     )
+    _model_options(e)
     e.add_argument("--save", action="store_true", help="save each violation (see --corpus)")
     e.add_argument(
         "--no-symmetry",
@@ -511,6 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--corpus", type=Path, default=DEFAULT_FINDINGS)
     _output_options(e)
     e.set_defaults(fn=cmd_explore)
+    from tlbfuzz.fuzz import litmus
+
+    lt = sub.add_parser(
+        "litmus", help="x86-TSO litmus tests on the store-buffer machinery, against the paper"
+    )
+    litmus.add_arguments(lt)
+    lt.set_defaults(fn=litmus.cmd_litmus)
     return ap
 
 

@@ -205,6 +205,10 @@ def check_config(where: str, raw: object, kinds: tuple[str, ...] = BUDGET_KINDS)
                     raise CorpusError(f"{where}: config: cpu_budget: bad CPU {_short(cpu)}")
                 per.append((int(cpu), _check_budget(where, b, kinds)))
             values[key] = tuple(sorted(per))
+        elif key == "memory_model":
+            if value not in ("sc", "tso"):
+                raise CorpusError(f'{where}: config: memory_model must be "sc" or "tso"')
+            values[key] = value
         elif isinstance(f.default, bool):
             if not isinstance(value, bool):
                 raise CorpusError(f"{where}: config: {key} must be true or false")

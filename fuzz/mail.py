@@ -60,6 +60,7 @@ HARDWARE: Final[dict[str, Callable[[Action], str]]] = {
     "tlb_fill": lambda a: f"TLB fill {_va(a)} (speculative)",
     "tlb_evict": lambda a: f"TLB evicts {_va(a)}",
     "pwc_evict": lambda _a: "paging-structure cache evicts",
+    "store_buffer_drain": lambda _a: "store buffer drains",
     "nmi": lambda a: f"NMI: copy_from_user_nmi({_va(a)})",
     "alloc_page": lambda a: f"alloc_page(): pfn {a.arg('pfn')} to {_to(a.arg('to'))}",
     "tlb_remove_table_rcu": lambda a: f"RCU: tlb_remove_table_rcu() frees pfn {a.arg('pfn')}",
@@ -119,6 +120,27 @@ def _bits(writable: bool, dirty: bool) -> str:
     return ("writable" if writable else "read-only") + (", dirty" if dirty else "")
 
 
+def machine(config: Config) -> str:
+    """``2 CPUs``, or ``2 CPUs, x86-TSO`` when stores wait in store buffers."""
+    tso = f", x86-TSO, {config.store_buffer}-entry store buffers"
+    return f"{config.cpus} CPUs" + (tso if config.memory_model == "tso" else "")
+
+
+def store_buffer_changes(
+    b: tuple[tuple[str, int], ...], a: tuple[tuple[str, int], ...]
+) -> list[str]:
+    """What a step did to a store buffer: stores drained to memory (from the front), stores
+    buffered (at the back)."""
+    drained = next(k for k in range(len(b) + 1) if a[: len(b) - k] == b[k:])
+    out = [f"{var} = {_value(var, v)} reaches memory" for var, v in b[:drained]]
+    out += [f"store buffer: {var} = {_value(var, v)}" for var, v in a[len(b) - drained :]]
+    return out
+
+
+def _value(var: str, v: int) -> str:
+    return ("false", "true")[v] if var == "is_lazy" else str(v)
+
+
 def effects(before: World, after: World) -> list[str]:
     """What one step changed, most telling first, each in a few plain words. A CPU's own
     state is prefixed with its name, shared state (mms, pages, csds) with the object."""
@@ -129,6 +151,8 @@ def effects(before: World, after: World) -> list[str]:
             out.append(f"{p}loaded_mm = {_mm(a.loaded_mm)}")
         if b.cr3_mm != a.cr3_mm:
             out.append(f"{p}CR3 = mm {_mm(a.cr3_mm)}")
+        if b.store_buffer != a.store_buffer:
+            out.extend(p + e for e in store_buffer_changes(b.store_buffer, a.store_buffer))
         if b.is_lazy != a.is_lazy:
             out.append(f"{p}{'enters' if a.is_lazy else 'leaves'} lazy TLB mode")
         if b.task != a.task:
@@ -318,20 +342,20 @@ def render_mail(
             broke_at = i
             notes.append(f"<-- {prop}")
         steps.append((a, notes))
-    n, cpus = len(schedule), config.cpus
+    n, cpus = len(schedule), machine(config)
     if title is None:
         if not prop:
-            title = f"{name}: {n} steps ({cpus} CPUs)"
+            title = f"{name}: {n} steps ({cpus})"
         elif expect == "holds" and broke_at is None:
-            title = f"{name}: {prop} holds over these {n} steps ({cpus} CPUs)"
+            title = f"{name}: {prop} holds over these {n} steps ({cpus})"
         elif expect == "holds":
             title = f"{name}: {prop} was expected to hold, but breaks at step {broke_at}"
         elif broke_at is None:
             title = f"{name}: {prop} was expected to break, but holds over {n} steps"
         else:
-            title = f"{name}: {prop} breaks in {n} steps ({cpus} CPUs)"
+            title = f"{name}: {prop} breaks in {n} steps ({cpus})"
     lines = _wrap(title, indent="  ", first="")
-    lines += ["", *_refs(variant.kernel_ref), "", *_diagram(cpus, steps), ""]
+    lines += ["", *_refs(variant.kernel_ref), "", *_diagram(config.cpus, steps), ""]
     if prop:
         found = w.violations([prop])
         why = violation or (found[0] if found else None)

@@ -33,6 +33,10 @@ def describe_step(before: World, after: World) -> str:
             out.append(f"{p}loaded_mm {_mm(b.loaded_mm)}->{_mm(a.loaded_mm)}")
         if b.cr3_mm != a.cr3_mm:
             out.append(f"{p}CR3 {_mm(b.cr3_mm)}->{_mm(a.cr3_mm)}")
+        if b.store_buffer != a.store_buffer:
+            from tlbfuzz.fuzz.mail import store_buffer_changes
+
+            out.extend(p + e for e in store_buffer_changes(b.store_buffer, a.store_buffer))
         if b.is_lazy != a.is_lazy:
             out.append(f"{p}is_lazy {int(b.is_lazy)}->{int(a.is_lazy)}")
         if b.task != a.task:
@@ -105,12 +109,14 @@ def render(
     title: str | None = None,
 ) -> str:
     """The schedule as per-CPU lanes with effects, the broken property and the replay command."""
+    from tlbfuzz.fuzz.mail import machine
+
     cpus = config.cpus
     w = World.initial(variant, config)
     head = title or (
-        f"{variant.name}: {prop} breaks in {len(schedule)} steps ({cpus} CPUs)"
+        f"{variant.name}: {prop} breaks in {len(schedule)} steps ({machine(config)})"
         if prop
-        else f"{variant.name}: {len(schedule)} steps ({cpus} CPUs)"
+        else f"{variant.name}: {len(schedule)} steps ({machine(config)})"
     )
     lines = [head, f"  {variant.kernel_ref}"]
     cols = "".join(f"{'cpu' + str(c):<{COL}}" for c in range(cpus))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from hypothesis import seed as hypothesis_seed
@@ -18,7 +18,7 @@ from tlbfuzz.protocol import World
 from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from tlbfuzz.protocol import Action, Config, Variant, Violation
 
@@ -64,12 +64,21 @@ def run_machine(
     on_progress: Callable[[int, int], None] | None = None,
     config: Config | None = None,
     windows: dict[str, int] | None = None,
+    shape: Mapping[str, Any] | None = None,
 ) -> tuple[PropertyViolated | None, int, int]:
     """One Hypothesis run; returns (the violation raised, examples, steps). ``on_progress``
     gets (examples, steps) as each example starts. ``config`` fixes the model's size and
     budgets (else they are drawn, with ``cpus`` CPUs if given). ``windows``, if given, gets
-    the run's steps per reachability window added."""
-    strategy = st.just(config) if config else configs(variant, (cpus,)) if cpus else None
+    the run's steps per reachability window added. ``shape``: Config fields every drawn
+    config has (``--memory-model tso``)."""
+    sizes = (cpus,) if cpus else (2, 3)
+    strategy = (
+        st.just(config)
+        if config
+        else configs(variant, sizes, shape)
+        if cpus or shape
+        else None  # the machine's own draw, unchanged: the ci profile's stream depends on it
+    )
     machine = machine_for(variant, props, strategy)
     machine.on_example = on_progress
     if seed is not None:
@@ -111,6 +120,7 @@ def fuzz_variant(
     settings: Settings | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     config: Config | None = None,
+    shape: Mapping[str, Any] | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
     until a run holds them all. Each finding is minimised and checked again by replay. With
@@ -138,7 +148,7 @@ def fuzz_variant(
                 on_progress(bx + ex, bs + st)
 
         err, examples, steps = run_machine(
-            variant, tuple(remaining), settings, run_seed, cpus, progress, config, windows
+            variant, tuple(remaining), settings, run_seed, cpus, progress, config, windows, shape
         )
         total_examples += examples
         total_steps += steps

@@ -100,6 +100,14 @@ class Config:
     CPU1 switch twice whatever the others do."""
     reuse: bool = True
     """Enable ``alloc_page``: a freed frame is reallocated to another mm or a device."""
+    memory_model: str = attrs.field(default="sc", validator=attrs.validators.in_(("sc", "tso")))
+    """``sc``: every store is seen by every CPU at once. ``tso``: x86-TSO, plain stores to
+    the variables ``tlbfuzz.protocol.hw.plain_store`` names wait in a per-CPU store buffer
+    (``tlbfuzz.protocol.tso``) until drained, fenced or overtaken by a locked or serialising
+    instruction."""
+    store_buffer: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    """Under TSO: entries per store buffer (a modelling bound; a store into a full buffer
+    first drains the oldest entry)."""
 
     @property
     def pages(self) -> int:
@@ -145,6 +153,11 @@ class Config:
             d["cpu_budget"] = {str(c): b.to_dict() for c, b in self.cpu_budget}
         # the order of the format's first version: budget before reuse
         d["reuse"] = d.pop("reuse")
+        if self.memory_model == "sc":  # the default, as every file before TSO was
+            del d["memory_model"], d["store_buffer"]
+        else:
+            d["memory_model"] = d.pop("memory_model")
+            d["store_buffer"] = d.pop("store_buffer")
         return d
 
     @classmethod

@@ -17,7 +17,7 @@ is sequentially consistent: the kernel's barriers are assumed to give SC where i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tlbfuzz.protocol.properties import (
     NMI_UACCESS_SAFETY,
@@ -39,6 +39,8 @@ from tlbfuzz.protocol.state import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tlbfuzz.protocol.world import World
 
 
@@ -215,3 +217,63 @@ def flush_tlb_local(c: Cpu) -> None:
     for key in [k for k in c.tlb if k[0] == asid]:
         del c.tlb[key]
     c.pwc.pop(asid, None)
+
+
+# --- x86-TSO: the store buffer of the per-CPU variables the handshakes use ------------------
+#
+# Under ``Config.memory_model == "tso"`` a plain store (``this_cpu_write()``, ``WRITE_ONCE()``)
+# of one of these per-CPU variables enters the CPU's FIFO store buffer; the CPU itself reads
+# its newest buffered value (``own_load``), every other CPU reads memory (the ``Cpu`` field).
+# A drain (``store_buffer_drain``, an action of its own) moves the oldest store to memory; a
+# locked instruction (``atomic64_inc_return()``, ``cpumask_set_cpu()``: ``lock`` prefixed), a
+# serialising one (a CR3 write) or ``smp_mb()`` (``mfence`` or a locked add) drains the whole
+# buffer first (``fence``). The x86-TSO machine (Owens, Sarkar, Sewell 2009) lets such an
+# instruction run only on an empty buffer, the scheduler draining first; draining at the
+# instruction reaches the same executions, because every drain is also an action the
+# scheduler may take earlier. Under SC the buffer is always empty and each store is a write.
+#
+# Buffered so far: ``is_lazy`` (written by a CPU for itself, read remotely by the flusher's
+# lazy check). Left out: ``loaded_mm`` (read only by its own CPU here), csd flags and queue
+# heads, PTEs (the kernel writes them under the PTL, whose release is a locked RMW or a plain
+# store, and reads them remotely only by hardware walks).
+
+_WRITE: dict[str, Callable[[Cpu, int], None]] = {
+    "is_lazy": lambda c, v: setattr(c, "is_lazy", bool(v)),
+}
+_READ: dict[str, Callable[[Cpu], int]] = {"is_lazy": lambda c: int(c.is_lazy)}
+BUFFERED: Final = frozenset(_WRITE)
+"""The per-CPU variables whose plain stores go through the store buffer under TSO."""
+
+
+def plain_store(w: World, cpu: int, var: str, value: int) -> None:
+    """``this_cpu_write(var, value)``: into the store buffer (TSO; a full buffer first drains
+    its oldest store), or into memory (SC)."""
+    c = w.cpus[cpu]
+    if w.config.memory_model != "tso":
+        _WRITE[var](c, value)
+        return
+    if len(c.store_buffer) >= w.config.store_buffer:
+        store_buffer_drain(w, cpu)
+    c.store_buffer += ((var, value),)
+
+
+def own_load(w: World, cpu: int, var: str) -> int:
+    """``this_cpu_read(var)`` on ``cpu`` itself: its own newest buffered store, else memory."""
+    c = w.cpus[cpu]
+    for name, value in reversed(c.store_buffer):
+        if name == var:
+            return value
+    return _READ[var](c)
+
+
+def store_buffer_drain(w: World, cpu: int) -> None:
+    """The oldest store of ``cpu``'s buffer reaches memory: other CPUs see it from now on."""
+    c = w.cpus[cpu]
+    (var, value), c.store_buffer = c.store_buffer[0], c.store_buffer[1:]
+    _WRITE[var](c, value)
+
+
+def fence(w: World, cpu: int) -> None:
+    """A locked or serialising instruction, or ``smp_mb()``: the whole buffer drains first."""
+    while w.cpus[cpu].store_buffer:
+        store_buffer_drain(w, cpu)

@@ -430,14 +430,24 @@ def free_page(w: World, pfn: int, by: str) -> None:
                 and pwc.pfn == pfn
                 and pwc.frame_version == frame.version
             ):
-                lazy = " (lazy)" if c.is_lazy else ""
+                lazy = " (lazy)" if c.own_is_lazy() else ""
                 w.report(
                     NO_WALK_OF_FREED_PAGE_TABLE,
                     f"{by} frees page-table page pfn {pfn} of mm {mm_name(frame.mm)} while "
                     f"cpu{cpu}{lazy} has CR3 = mm {mm_name(frame.mm)} and its paging-structure "
                     f"cache still points at pfn {pfn}: a speculative walk reads the freed page",
                 )
-        elif c.loaded_mm == frame.mm and not c.is_lazy:
+            # ... and no software walker (GUP-fast, tlbfuzz.protocol.gup) is between its PMD read
+            # and its PTE read of this table: it would read the PTE out of a freed page.
+            lv = c.locals
+            if lv.table == pfn and lv.table_version == frame.version:
+                w.report(
+                    NO_WALK_OF_FREED_PAGE_TABLE,
+                    f"{by} frees page-table page pfn {pfn} of mm {mm_name(frame.mm)} while "
+                    f"cpu{cpu}'s GUP-fast (IRQs {'off' if not c.irqs_on else 'on'}) has read "
+                    f"the PMD pointing at it and not yet the PTE of {lv.va:#x}",
+                )
+        elif c.loaded_mm == frame.mm and not c.own_is_lazy():
             e = c.tlb.get((c.cr3_asid, frame.va))
             if e is not None and e.pfn == pfn and e.frame_version == frame.version:
                 afip = c.async_func_in_progress

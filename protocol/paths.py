@@ -88,7 +88,7 @@ class BudgetKind:
     default: int = 1
     """Per CPU, when a Config names no count for this kind."""
     fuzz_max: int = 2
-    """The fuzzer draws 1..fuzz_max per CPU."""
+    """The fuzzer draws 1..fuzz_max per CPU; 0: it draws none unless ``--budget`` asks."""
 
 
 class ArgDomain(NamedTuple):

@@ -106,7 +106,7 @@ def user_never_lazy(w: World) -> Violation | None:
     is for kernel threads, and switch_mm_irqs_off() clears ``is_lazy`` before the switch to
     a user task completes."""
     for cpu, c in enumerate(w.cpus):
-        if c.is_lazy and c.task != KTHREAD:
+        if c.task != KTHREAD and c.own_is_lazy():
             return Violation(
                 USER_NEVER_LAZY,
                 f"cpu{cpu} runs a task of mm {mm_name(c.task)} with is_lazy set "

@@ -15,7 +15,6 @@ ASID slots, page frame numbers (pfn) and virtual addresses (page aligned, ``0x10
 from __future__ import annotations
 
 import collections
-import operator
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Self, TypeVar
 
 import attrs
@@ -204,6 +203,9 @@ class Locals(NamedTuple):
     rmaps: tuple[int, ...] = ()  # dirty file pages whose rmap waits for the flush (delay_rmap)
     ptl: bool = False  # holds the page-table lock of mm's PTE table
     mmap_lock: int = 0  # holds mm's mmap_lock: 0 no, 1 for read, 2 for write
+    # a software page walker (GUP-fast): the PMD it read, until it has read the PTE
+    table: int = NO_PFN  # the page-table page the PMD pointed at
+    table_version: int = 0  # that frame's version when the PMD was read
 
 
 def for_each_cpu(mask: int) -> list[int]:
@@ -225,6 +227,8 @@ def cpumask_str(mask: int) -> str:
 
 
 def _items(d: dict[Any, Any]) -> tuple[tuple[Any, Any], ...]:
+    if len(d) < 2:  # most are: a sort would only cost the call
+        return tuple(d.items())
     return tuple(sorted(d.items()))
 
 
@@ -286,19 +290,15 @@ def perm_rcu(rcu: tuple[tuple[int, int], ...], perm: Sequence[int]) -> tuple[tup
     return tuple((pfn, _perm_mask(mask, perm)) for pfn, mask in rcu)
 
 
-def _none(_: object) -> None:
-    return None
-
-
 # Field metadata: how a field is copied, frozen for the snapshot, and renamed with CPUs.
 MUTABLE: Final = {"copy": dict, "freeze": _items}
 """A dict field: copied by ``copy()``, frozen to sorted items by ``snapshot()``."""
 NOT_STATE: Final = {"snapshot": False}
 """Not model state (the variant, the configuration, tables derived from them): left out of
 the snapshot, shared by ``copy()``."""
-CACHE: Final = {"snapshot": False, "copy": _none}
-"""Computed from the state and kept until it changes: left out of the snapshot, None in a
-copy."""
+CACHE: Final = NOT_STATE
+"""Computed from the state and kept until the state changes (whoever changes it resets the
+field): left out of the snapshot, shared by a copy, whose state is the same until it changes."""
 
 
 def names_cpus(perm: Callable[[Any, Sequence[int]], Any], **more: Any) -> dict[str, Any]:
@@ -319,42 +319,33 @@ class Snapshotted:
 
     __slots__ = ()
     Snapshot: ClassVar[Any]
-    _get: ClassVar[Callable[[Any], tuple[Any, ...]]]
     _copiers: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]]
     _freezers: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]]
     _state: ClassVar[tuple[int, ...] | None]
     perms: ClassVar[tuple[tuple[str, Callable[[Any, Sequence[int]], Any]], ...]]
 
     def copy(self) -> Self:
-        v = list(type(self)._get(self))
-        for i, fn in self._copiers:
-            v[i] = fn(v[i])
-        return type(self)(*v)
+        """An independent copy: the fields changed in place are copied (``copy`` metadata),
+        the rest shared (immutable values, and what is not state)."""
+        raise NotImplementedError  # replaced by derive(): generated for the record's fields
 
     def snapshot(self) -> tuple[Any, ...]:
         """A named tuple of every state field (its fields by name: ``snapshot().cpus``)."""
-        v = list(type(self)._get(self))
-        for i, fn in self._freezers:
-            v[i] = fn(v[i])
-        if self._state is not None:
-            v = [v[i] for i in self._state]
-        snap: tuple[Any, ...] = self.Snapshot._make(v)
-        return snap
+        raise NotImplementedError  # replaced by derive(): generated for the record's fields
 
 
 _S = TypeVar("_S", bound=Snapshotted)
 
 
 def derive(cls: type[_S]) -> type[_S]:
-    """Attach what ``Snapshotted`` needs, from ``attrs.fields(cls)`` (after ``attrs.define``)."""
+    """Attach what ``Snapshotted`` needs, from ``attrs.fields(cls)`` (after ``attrs.define``).
+
+    ``copy()`` and ``snapshot()`` are generated as straight-line code over the fields, as attrs
+    generates ``__init__``: the explorer calls both on every state it reaches, and a loop over
+    the fields cost it twice as much (``bench/bench_explore.py``)."""
     fields = attrs.fields(cls)  # type: ignore[arg-type]  # an attrs class, by contract
     names = tuple(f.name for f in fields)
     state = tuple(i for i, f in enumerate(fields) if f.metadata.get("snapshot", True))
-    get: Callable[[Any], Any] = operator.attrgetter(*names)
-    if len(names) == 1:  # attrgetter of one name returns the value, not a 1-tuple
-        one = get
-        get = lambda obj: (one(obj),)  # noqa: E731
-    cls._get = get
     cls._copiers = tuple(
         (i, f.metadata["copy"]) for i, f in enumerate(fields) if "copy" in f.metadata
     )
@@ -367,6 +358,33 @@ def derive(cls: type[_S]) -> type[_S]:
     )
     cls.Snapshot = snapshot_type
     cls.perms = tuple((f.name, f.metadata["perm"]) for f in fields if f.metadata.get("perm"))
+    scope: dict[str, Any] = {"cls": cls, "snap": tuple.__new__, "Snapshot": snapshot_type}
+    copied = []
+    for i, f in enumerate(fields):
+        if "copy" in f.metadata:
+            scope[f"copy_{i}"] = f.metadata["copy"]
+            copied.append(f"copy_{i}(self.{f.name})")
+        else:
+            copied.append(f"self.{f.name}")
+    frozen = []
+    for i in state:
+        f = fields[i]
+        if f.metadata.get("freeze") is _items:  # inline: the most common freezer
+            d = f"self.{f.name}"
+            frozen.append(f"(tuple(sorted({d}.items())) if len({d}) > 1 else tuple({d}.items()))")
+        elif "freeze" in f.metadata:
+            scope[f"freeze_{i}"] = f.metadata["freeze"]
+            frozen.append(f"freeze_{i}(self.{f.name})")
+        else:
+            frozen.append(f"self.{f.name}")
+    # Attribute names are the record's own field names (identifiers checked by attrs).
+    exec(
+        f"def copy(self):\n    return cls({', '.join(copied)})\n"
+        f"def snapshot(self):\n    return snap(Snapshot, ({', '.join(frozen)},))\n",
+        scope,
+    )
+    cls.copy = scope["copy"]  # type: ignore[method-assign]
+    cls.snapshot = scope["snapshot"]  # type: ignore[method-assign]
     return cls
 
 
@@ -425,6 +443,17 @@ class Cpu(Snapshotted):
     """The batch of flush_smp_call_function_queue(), if in it."""
     budget: tuple[int, ...]
     """Paths this CPU may still start, per budget kind (in the order of the world's kinds)."""
+    store_buffer: tuple[tuple[str, int], ...] = ()
+    """x86-TSO (``Config.memory_model == "tso"``): this CPU's plain stores not yet in memory,
+    oldest first, as (per-CPU variable, value) (``tlbfuzz.protocol.hw.plain_store``); always empty
+    under SC."""
+
+    def own_is_lazy(self) -> bool:
+        """``is_lazy`` as this CPU reads it: its newest buffered store (TSO), else memory."""
+        for var, value in reversed(self.store_buffer):
+            if var == "is_lazy":
+                return bool(value)
+        return self.is_lazy
 
     @property
     def user_mode(self) -> bool:

@@ -50,7 +50,7 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
         if v.flush_tlb_func_trims_cpumask(w, cpu, f):
             w.mms[f.mm].cpumask &= ~(1 << cpu)
         return
-    if c.is_lazy:
+    if hw.own_load(w, cpu, "is_lazy"):
         # "We're in lazy mode. We need to at least flush our paging-structure cache to avoid
         # speculatively reading garbage into our TLB. Since switching to init_mm is barely
         # slower than a minimal flush, just switch to init_mm."
@@ -90,8 +90,10 @@ def switch_to_init_mm(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     prev = c.loaded_mm
     if prev > INIT_MM and w.variant.switch_to_init_mm_clears_cpumask(w, cpu):
+        hw.fence(w, cpu)  # cpumask_clear_cpu(): a locked RMW
         w.mms[prev].cpumask &= ~(1 << cpu)
-    c.is_lazy = False
+    hw.plain_store(w, cpu, "is_lazy", False)
+    hw.fence(w, cpu)  # the CR3 write below is serialising
     c.loaded_mm = INIT_MM
     c.loaded_mm_asid = -1
     c.cr3_mm = INIT_MM
@@ -119,7 +121,7 @@ def switch_mm_irqs_off__loaded_mm_switching(w: World, cpu: int) -> None:
     nmi_uaccess_okay() and others are sensitive to the window in which CR3 is not
     current->mm": ``loaded_mm = LOADED_MM_SWITCHING``."""
     c = w.cpus[cpu]
-    c.is_lazy = False
+    hw.plain_store(w, cpu, "is_lazy", False)
     c.loaded_mm = LOADED_MM_SWITCHING
 
 
@@ -131,7 +133,8 @@ def switch_mm_irqs_off__cpumask_set_cpu(w: World, cpu: int) -> None:
     tables (``Variant.switch_clears_prev_cpumask``)."""
     c = w.cpus[cpu]
     nxt = c.locals.next_task
-    c.is_lazy = False
+    hw.plain_store(w, cpu, "is_lazy", False)
+    hw.fence(w, cpu)  # the cpumask updates are locked RMWs (lock btr/bts)
     prev = c.cr3_mm
     if prev > INIT_MM and w.variant.switch_clears_prev_cpumask(w, cpu):
         w.mms[prev].cpumask &= ~(1 << cpu)
@@ -159,6 +162,7 @@ def switch_mm_irqs_off__load_new_mm_cr3(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     nxt = lv.next_task
+    hw.fence(w, cpu)  # a CR3 write is serialising (SDM 3A, "Serializing Instructions")
     c.cr3_mm = nxt
     c.cr3_asid = lv.new_asid
     if lv.need_flush:
@@ -179,8 +183,9 @@ def finish_task_switch(w: World, cpu: int) -> None:
 
 
 def switch_mm_irqs_off__leave_lazy(w: World, cpu: int) -> None:
-    """``if (was_lazy) this_cpu_write(cpu_tlbstate_shared.is_lazy, false);``"""
-    w.cpus[cpu].is_lazy = False
+    """``if (was_lazy) this_cpu_write(cpu_tlbstate_shared.is_lazy, false);`` (a plain store:
+    under TSO it waits in the store buffer)."""
+    hw.plain_store(w, cpu, "is_lazy", False)
 
 
 def switch_mm_irqs_off__lazy_tlb_gen_check(w: World, cpu: int) -> None:
@@ -190,6 +195,8 @@ def switch_mm_irqs_off__lazy_tlb_gen_check(w: World, cpu: int) -> None:
     otherwise reload CR3 with a flush ("TLB contents went out of date while we were in lazy
     mode")."""
     c = w.cpus[cpu]
+    if w.variant.smp_mb_before_lazy_tlb_gen_read(w.site(cpu)):
+        hw.fence(w, cpu)
     asid = c.loaded_mm_asid
     next_tlb_gen = w.mms[c.loaded_mm].tlb_gen
     if c.ctxs[asid][1] != next_tlb_gen:
@@ -203,7 +210,7 @@ def enter_lazy_tlb(w: World, cpu: int) -> None:
     this_cpu_write(cpu_tlbstate_shared.is_lazy, true);``), then switch_to() the kthread."""
     c = w.cpus[cpu]
     if c.loaded_mm != INIT_MM:
-        c.is_lazy = True
+        hw.plain_store(w, cpu, "is_lazy", True)
     c.task = KTHREAD
 
 
@@ -218,6 +225,7 @@ def flush_tlb_mm_range__inc_mm_tlb_gen(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
+    hw.fence(w, cpu)  # atomic64_inc_return(): lock xadd
     mm.tlb_gen += 1
     new_tlb_gen = mm.tlb_gen
     start, end = lv.va, lv.end
@@ -278,7 +286,7 @@ def _enter_lazy_may_start(w: World, cpu: int, lv: Locals) -> bool:
 def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
     """A lazy kernel thread switching to a task of the mm it kept loaded: prev == next."""
     c = w.cpus[cpu]
-    return c.task == KTHREAD and c.is_lazy and nxt == c.loaded_mm
+    return c.task == KTHREAD and bool(hw.own_load(w, cpu, "is_lazy")) and nxt == c.loaded_mm
 
 
 def _switch_mm_may_start(w: World, cpu: int, lv: Locals) -> bool:
@@ -319,7 +327,7 @@ LEAVE_LAZY = register(
             Step(
                 "switch_mm_irqs_off__lazy_tlb_gen_check",
                 switch_mm_irqs_off__lazy_tlb_gen_check,
-                c="smp_mb(); next_tlb_gen = ...",
+                c="next_tlb_gen = atomic64_read()",  # after smp_mb() (a decision)
             ),
             FINISH_TASK_SWITCH,
         ),

@@ -275,6 +275,23 @@ class Variant:
         walk, and so no PTL, for a page no PTE maps."""
         return True
 
+    def smp_mb_before_lazy_tlb_gen_read(self, at: Site) -> bool:
+        """switch_mm_irqs_off(), a lazy CPU back on its mm (5.2 and mainline): after
+        ``this_cpu_write(cpu_tlbstate_shared.is_lazy, false)``, "Read the tlb_gen to check
+        whether a flush is needed. If the TLB is up to date, just use it. The barrier
+        synchronizes with the tlb_gen increment in the TLB shootdown code." ``smp_mb();
+        next_tlb_gen = atomic64_read(&next->context.tlb_gen);`` Under TSO without it the
+        is_lazy store can wait in the store buffer past the read (the store-buffer pattern
+        against the flusher's ``inc_mm_tlb_gen()``, then its read of ``is_lazy``)."""
+        return True
+
+    def gup_fast_disables_irqs(self, at: Site) -> bool:
+        """mm/gup.c gup_fast(): ``local_irq_save(flags)`` around the lockless walk: "With
+        interrupts disabled, we block page table pages from being freed from under us ... We
+        do not adopt an rcu_read_lock() here as we also want to block IPIs that come from THPs
+        splitting." (mainline; 5.2's get_user_pages_fast() the same)."""
+        return True
+
     # ---- NMIs ------------------------------------------------------------------------------
     def nmi_uaccess_okay(self, w: World, cpu: int) -> bool:
         """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no

@@ -60,7 +60,9 @@ STATE_CHECKS: Final = tuple(
 """The state properties, in a fixed order, resolved once rather than on every call."""
 
 IRQ_OPS: Final = frozenset({"csd_unlock", "flush_tlb_func", "read_user_func"})
-HW_OPS: Final = frozenset({"tlb_evict", "pwc_evict", "tlb_fill", "user_read", "user_write"})
+HW_OPS: Final = frozenset(
+    {"tlb_evict", "pwc_evict", "tlb_fill", "user_read", "user_write", "store_buffer_drain"}
+)
 
 
 class Start(NamedTuple):
@@ -142,6 +144,7 @@ class Kernel:
         self.read = per_va("user_read")
         self.write = per_va("user_write")
         self.nmi = [[a for _, a in row] for row in per_va("nmi")]
+        self.drain = [Action(c, "store_buffer_drain") for c in range(n)]
         self.alloc: dict[int, list[Action]] = {}
         self.rcu_actions: dict[int, Action] = {}
 
@@ -176,19 +179,19 @@ _KERNELS: dict[tuple[Variant, Config], Kernel] = {}
 
 
 def _cpus_snapshot(cpus: list[Cpu]) -> tuple[object, ...]:
-    return tuple(c.snapshot() for c in cpus)
+    return tuple(map(Cpu.snapshot, cpus))
 
 
 def _mms_snapshot(mms: list[Mm]) -> tuple[object, ...]:
-    return tuple(m.snapshot() for m in mms)
+    return tuple(map(Mm.snapshot, mms))
 
 
 def _copy_cpus(cpus: list[Cpu]) -> list[Cpu]:
-    return [c.copy() for c in cpus]
+    return list(map(Cpu.copy, cpus))
 
 
 def _copy_mms(mms: list[Mm]) -> list[Mm]:
-    return [m.copy() for m in mms]
+    return list(map(Mm.copy, mms))
 
 
 @derive
@@ -367,6 +370,8 @@ class World(Snapshotted):
             tlb = c.tlb
             evict = k.evict[cpu]
             hardware = [evict[key] for key in sorted(tlb)]
+            if c.store_buffer:  # x86-TSO: the oldest buffered store may reach memory now
+                hardware.append(k.drain[cpu])
             if c.pwc:
                 pwc_evict = k.pwc_evict[cpu]
                 hardware.extend(pwc_evict[asid] for asid in sorted(c.pwc))
@@ -456,6 +461,8 @@ class World(Snapshotted):
         op = action.op
         if op == "tlb_evict":
             del c.tlb[(action.arg("asid"), action.arg("va"))]
+        elif op == "store_buffer_drain":
+            hw.store_buffer_drain(self, cpu)
         elif op == "pwc_evict":
             del c.pwc[action.arg("asid")]
         elif op == "tlb_fill":

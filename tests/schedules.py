@@ -533,6 +533,15 @@ class DecBeforeFlush(Variant):
         return False
 
 
+@attrs.frozen
+class GupFastIrqsOn(Variant):
+    """gup_fast() walks with IRQs on (an rcu_read_lock() instead, say, which its comment
+    declines): neither the flush IPI nor the RCU grace period waits for the walk."""
+
+    def gup_fast_disables_irqs(self, at: Site) -> bool:
+        return False
+
+
 def _moved(cls: type[Variant], base: str, name: str) -> Variant:
     return cls(**{**attrs.asdict(VARIANTS[base], recurse=False), "name": name})
 
@@ -551,6 +560,8 @@ class Mechanism:
     schedule: tuple[str, ...]
     budget: dict[str, int]
     blocked_at: int | None = None
+    per_cpu: tuple[tuple[int, dict[str, int]], ...] = ()
+    """Budgets of single CPUs, over ``budget`` (a smaller space to prove things in)."""
 
 
 # Two CPUs race for one page: cpu1 zapped it (cleared, flush pending); cpu0 finds nothing to
@@ -629,6 +640,51 @@ MECHANISMS: tuple[Mechanism, ...] = (
         prop="no_walk_of_freed_page_table",
         schedule=_switch_window_free_tables(_FLUSH_5_2),
         budget={"munmap": 1, "switch": 1},
+    ),
+    Mechanism(
+        key="gup-fast-walks-with-irqs-off-on-5.2",
+        ordering="gup_fast(): local_irq_save(): the freed_tables flush IPI waits for the walk",
+        kernel=VARIANTS["linux-5.2"],
+        moved=_moved(GupFastIrqsOn, "linux-5.2", "gup-fast-irqs-on"),
+        prop="no_walk_of_freed_page_table",
+        schedule=(
+            "cpu1 gup_fast va=0x1000",
+            "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu1 flush_smp_call_function_queue",  # IRQs off: not until the walk is done
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+        ),
+        budget={},
+        per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
+        blocked_at=6,
+    ),
+    Mechanism(
+        key="gup-fast-walks-with-irqs-off-on-linux-current",
+        ordering="gup_fast(): local_irq_save(): the RCU grace period waits for the walk",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(GupFastIrqsOn, "linux-current", "gup-fast-irqs-on"),
+        prop="no_walk_of_freed_page_table",
+        schedule=(
+            "cpu1 gup_fast va=0x1000",
+            "cpu0 munmap",
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 flush_smp_call_function_queue",  # IRQs off: not until the walk is done
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 tlb_finish_mmu",
+            "tlb_remove_table_rcu pfn=0",
+        ),
+        budget={},
+        per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
+        blocked_at=6,
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""

@@ -26,7 +26,8 @@ def _key(m: Mechanism) -> str:
 
 
 def _config(m: Mechanism) -> Config:
-    return Config(budget=Budget.only(**m.budget), reuse=False)
+    per_cpu = tuple((cpu, Budget.only(**b)) for cpu, b in m.per_cpu)
+    return Config(budget=Budget.only(**m.budget), cpu_budget=per_cpu, reuse=False)
 
 
 @pytest.mark.parametrize("m", MECHANISMS, ids=_key)
@@ -177,3 +178,20 @@ def test_the_range_only_nested_flush_forgets_freed_tables() -> None:
     )
     lv = w.cpus[0].locals
     assert (lv.cleared, lv.freed_tables, lv.fullmm) == (True, False, False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("variant", "states"), [("linux-5.2", 10930), ("linux-current", 14402)])
+def test_gup_fast_against_munmap_holds_in_the_whole_space(variant: str, states: int) -> None:
+    """cpu0 unmaps (and frees the page table: through the page batch on 5.2, by RCU today)
+    while cpu1 walks with GUP-fast: every reachable state holds every default property (the
+    state count is pinned: if it moves, say why in the commit)."""
+    cfg = Config(
+        budget=Budget.only(),
+        cpu_budget=((0, Budget.only(munmap=1)), (1, Budget.only(gup_fast=1))),
+        reuse=False,
+    )
+    r = bfs(World.initial(VARIANTS[variant], cfg), DEFAULT_PROPERTIES, 200)
+    assert r.violation is None, [str(a) for a in r.schedule or []]
+    assert r.exhausted
+    assert r.states == states

@@ -44,6 +44,9 @@ def test_budget_kinds_and_focus_kinds_come_from_the_records() -> None:
         "enter_lazy_tlb",
         "context_switch",
     )
+    # a kind the fuzzer draws only when asked (fuzz_max 0) is in focus once a budget names it
+    asked = Config(cpu_budget=((1, Budget.only(gup_fast=1)),))
+    assert path_kinds(current, asked)[-1] == "gup_fast"
     assert background_kinds(current) == ("smp_call_function_single",)
     # a variant's own path brings its own kinds
     assert "free_before_flush" in path_kinds(NEW_PATH)
@@ -205,4 +208,4 @@ def test_a_saved_config_names_every_budget_kind() -> None:
     again = Config.from_dict(saved)
     assert World.initial(NEW_PATH, again).cpus[0].budget == w.cpus[0].budget
     old = Config.from_dict({"budget": {"madvise": 1}})
-    assert World.initial(NEW_PATH, old).cpus[0].budget == (0, 1, 0, 0, 0, 0, 0, 0, 0)
+    assert World.initial(NEW_PATH, old).cpus[0].budget == (0, 1, 0, 0, 0, 0, 0, 0, 0, 0)

@@ -1,0 +1,183 @@
+"""x86-TSO in the kernel model (issue 11): the store buffer of ``is_lazy``, the fences of locked
+and serialising instructions, and the one barrier tlb.c documents for the lazy-TLB handshake.
+
+The barrier: switch_mm_irqs_off(), a lazy CPU back on the mm it kept, stores ``is_lazy =
+false`` and then, after ``smp_mb()``, reads ``mm->context.tlb_gen`` ("The barrier synchronizes
+with the tlb_gen increment in the TLB shootdown code"). The flusher increments tlb_gen (a locked
+RMW) and then reads the CPU's ``is_lazy`` to decide whether to IPI it. That is the store-buffer
+pattern: without the barrier, x86 lets both reads see the old values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.protocol import (
+    DEFAULT_PROPERTIES,
+    VARIANTS,
+    Action,
+    Budget,
+    Config,
+    Site,
+    Variant,
+    Violation,
+    World,
+    parse,
+)
+from tlbfuzz.protocol.search import bfs, first_violation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@attrs.frozen
+class NoSmpMb(Variant):
+    def smp_mb_before_lazy_tlb_gen_read(self, at: Site) -> bool:
+        return False
+
+
+def _no_mb(base: str) -> Variant:
+    return NoSmpMb(**{**attrs.asdict(VARIANTS[base], recurse=False), "name": base + "-no-mb"})
+
+
+def _config(model: str, switch: int = 2, mms: int = 1) -> Config:
+    """cpu0 runs one madvise; cpu1 may switch twice (to a kernel thread, lazily, and back),
+    one mm with one anonymous page: the smallest space the handshake lives in."""
+    return Config(
+        mms=mms,
+        file_pages=0,
+        budget=Budget.only(),
+        cpu_budget=((0, Budget.only(madvise=1)), (1, Budget.only(switch=switch))),
+        reuse=False,
+        memory_model=model,
+    )
+
+
+LAZY_NO_MB = (
+    "cpu1 tlb_fill va=0x1000",
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+    "cpu1 enter_lazy_tlb next=kthread",
+    "cpu1 store_buffer_drain",  # is_lazy = true reaches memory
+    "cpu1 switch_mm_irqs_off__leave_lazy next=A",  # is_lazy = false waits in the buffer
+    "cpu1 switch_mm_irqs_off__lazy_tlb_gen_check",  # reads tlb_gen 0: "up to date"
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",  # reads is_lazy = true: no IPI to cpu1
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 tlb_finish_mmu",  # the page is freed
+    "cpu1 finish_task_switch",
+    "cpu1 user_read va=0x1000",  # through the TLB entry of step 1
+)
+
+
+def test_without_the_smp_mb_the_lazy_cpu_keeps_a_freed_page_under_tso() -> None:
+    start = World.initial(_no_mb("linux-current"), _config("tso"))
+    hit = first_violation(start, [parse(s) for s in LAZY_NO_MB], ["no_use_after_free"])
+    assert hit is not None
+    assert hit[0] == len(LAZY_NO_MB)
+
+
+def _buffer(w: World, cpu: int) -> list[tuple[str, int]]:
+    return list(w.cpus[cpu].store_buffer)
+
+
+def test_with_the_smp_mb_the_flusher_sees_the_cpu_and_waits_for_it() -> None:
+    """The kernel's own order on the same schedule: the barrier drains ``is_lazy = false``
+    before the read, so the flusher IPIs cpu1 and cannot free the page until cpu1 has
+    flushed (step 11, ``tlb_finish_mmu``, is not enabled: cpu0 waits in csd_lock_wait)."""
+    w = World.initial(VARIANTS["linux-current"], _config("tso"))
+    for line in LAZY_NO_MB[:6]:
+        w.apply(parse(line))
+    assert _buffer(w, 1) == [("is_lazy", 0)]  # switch_mm_irqs_off's plain store waits
+    w.apply(parse(LAZY_NO_MB[6]))
+    assert _buffer(w, 1) == []  # smp_mb() drained it
+    assert not w.cpus[1].is_lazy
+    for line in LAZY_NO_MB[7:10]:
+        w.apply(parse(line))
+    assert w.cpus[1].ipi_pending
+    assert not w.is_enabled(parse(LAZY_NO_MB[10]))
+
+
+def test_the_schedule_needs_the_store_buffer() -> None:
+    """Under SC there is no drain to take: the same steps cannot even be replayed."""
+    w = World.initial(_no_mb("linux-current"), _config("sc"))
+    for line in LAZY_NO_MB[:4]:
+        w.apply(parse(line))
+    assert w.cpus[1].is_lazy  # stored at once
+    assert not w.is_enabled(parse("cpu1 store_buffer_drain"))
+
+
+@pytest.mark.parametrize("base", ["linux-5.2", "linux-current"])
+def test_the_barrier_is_needed_under_tso_and_only_there(base: str) -> None:
+    """For each kernel, in the whole space of the handshake: with the barrier removed, TSO
+    breaks no_use_after_free in 13 steps at the least (BFS), SC holds every default property;
+    the kernel itself holds under TSO."""
+    moved = _no_mb(base)
+    tso = bfs(World.initial(moved, _config("tso")), ["no_use_after_free"], 40)
+    assert tso.schedule is not None
+    assert len(tso.schedule) == len(LAZY_NO_MB)
+    sc = bfs(World.initial(moved, _config("sc")), DEFAULT_PROPERTIES, 80)
+    assert sc.violation is None
+    assert sc.exhausted
+    kernel = bfs(World.initial(VARIANTS[base], _config("tso")), DEFAULT_PROPERTIES, 80)
+    assert kernel.violation is None
+    assert kernel.exhausted
+
+
+def _broken(variant: Variant, config: Config) -> set[str]:
+    """Every default property broken anywhere in the whole reachable space."""
+    found: set[str] = set()
+
+    def keep(_schedule: list[Action], v: Violation) -> bool:
+        found.add(v.prop)
+        return True
+
+    r = bfs(World.initial(variant, config), DEFAULT_PROPERTIES, 80, on_violation=keep)
+    assert r.exhausted
+    return found
+
+
+# linux-5.2's 2019 switch window, which SC has already (README: the switch window)
+SWITCH_WINDOW_5_2 = {"nmi_uaccess_safety", "no_stale_access_after_return", "no_use_after_free"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("base", "broken"), [("linux-5.2", SWITCH_WINDOW_5_2), ("linux-current", set())]
+)
+def test_tso_breaks_nothing_sc_does_not_with_a_switch_to_another_mm(
+    base: str, broken: set[str]
+) -> None:
+    """A context switch to the other mm racing a flush (cpu1 switch=1, two mms): in the whole
+    space the same properties break under TSO as under SC: none on linux-current, and on
+    linux-5.2 those of the 2019 switch window."""
+    tso = _config("tso", switch=1, mms=2)
+    assert _broken(VARIANTS[base], tso) == broken
+    assert _broken(VARIANTS[base], attrs.evolve(tso, memory_model="sc")) == broken
+
+
+def test_explore_saves_a_tso_schedule_that_replays_under_tso(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--memory-model tso`` reaches the model, the corpus file records it, and replay uses
+    it (the same steps under SC could not even be taken: there is nothing to drain)."""
+    example = str(ROOT / "examples" / "lazy_no_smp_mb.py")
+    argv = ["explore", "-v", f"{example}:VARIANT", "--memory-model", "tso", "--mms", "1"]
+    argv += ["--file-pages", "0", "--budget", "cpu0:madvise=1", "--budget", "cpu1:switch=2"]
+    argv += ["-p", "no_use_after_free", "--save", "--corpus", str(tmp_path)]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "13 steps" in out
+    assert "x86-TSO" in out
+    assert "store buffer: is_lazy = false" in out
+    (saved,) = tmp_path.rglob("*.json")
+    data = json.loads(saved.read_text())
+    assert data["config"]["memory_model"] == "tso"
+    assert main(["replay", str(saved), "--variants", example]) == 0
+    data["config"]["memory_model"] = "sc"
+    saved.write_text(json.dumps(data))
+    assert main(["replay", str(saved), "--variants", example]) != 0
