@@ -3,6 +3,7 @@ tree, alternately, so that both see the same machine load.
 
     python -m bench.ab --rev 9b2dd9e               # bench_model, 3 rounds each
     python -m bench.ab --rev 9b2dd9e --rounds 5 -- --seconds 2
+    python -m bench.ab --rev a1944b5 --bench states   # the explorer's states/s (bench_states)
 
 The other commit is checked out with ``git worktree`` into a temporary folder (removed
 afterwards). Each round runs ``python -m bench.bench_model`` (with the arguments after
@@ -34,10 +35,15 @@ def medians(out: str) -> dict[int, float]:
     return found
 
 
-def run(tree: Path, args: list[str]) -> dict[int, float]:
+def run(tree: Path, args: list[str], bench: str = "model") -> dict[int, float]:
+    """One run of ``bench_<bench>`` on the model of ``tree``: bench_model as that tree has
+    it; bench_states as this tree has it (it imports either layout's model)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    layout = [] if (tree / "tlbfuzz").is_dir() else ["--package", "protocol"]
+    own = [str(ROOT / "bench" / f"bench_{bench}.py"), *layout]
+    script = ["-m", "bench.bench_model"] if bench == "model" else own
     r = subprocess.run(
-        [sys.executable, "-m", "bench.bench_model", *args],
+        [sys.executable, *script, *args],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -51,7 +57,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rev", required=True, help="the old commit")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("bench_args", nargs="*", help="passed to bench_model (after --)")
+    ap.add_argument(
+        "--bench",
+        choices=("model", "states"),
+        default="model",
+        help="model: actions/s (bench_model); states: the explorer's states/s (bench_states)",
+    )
+    ap.add_argument("bench_args", nargs="*", help="passed to the benchmark (after --)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
@@ -61,14 +73,15 @@ def main() -> None:
         try:
             runs: dict[str, list[dict[int, float]]] = {"old": [], "new": []}
             for i in range(args.rounds):
-                runs["old"].append(run(old, args.bench_args))
-                runs["new"].append(run(ROOT, args.bench_args))
+                runs["old"].append(run(old, args.bench_args, args.bench))
+                runs["new"].append(run(ROOT, args.bench_args, args.bench))
                 print(f"round {i + 1}: old {runs['old'][-1]}  new {runs['new'][-1]}", flush=True)
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False
             )
-    print(f"\n{'cpus':>4} {'old actions/s':>14} {'new actions/s':>14} {'new/old':>8}")
+    unit = "actions/s" if args.bench == "model" else "states/s"
+    print(f"\n{'cpus':>4} {'old ' + unit:>14} {'new ' + unit:>14} {'new/old':>8}")
     for cpus in sorted(runs["old"][0]):
         o = statistics.median(r[cpus] for r in runs["old"])
         n = statistics.median(r[cpus] for r in runs["new"])
