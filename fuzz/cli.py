@@ -18,6 +18,7 @@ from tlbfuzz.fuzz import inputs
 from tlbfuzz.fuzz.corpus import (
     BOUNDS,
     BUDGET_BOUNDS,
+    MAX_PAGES,
     CorpusError,
     Entry,
     folder_for,
@@ -326,6 +327,9 @@ def _config(
     verdict); no --budget: the default budget, with reuse. ``shape``: the memory model and
     the sizes (``_shape``)."""
     shape = dict(shape or {})
+    pages = 1 + shape.get("file_pages", 1)  # anon_pages is 1
+    if pages > MAX_PAGES:
+        _fail(f"--file-pages {shape['file_pages']}: {pages} pages per mm is over {MAX_PAGES}")
     if not specs:
         return Config(cpus=cpus, **shape)
     kinds = [k.name for k in budget_kinds(v.paths())]

@@ -138,7 +138,9 @@ def store_buffer_changes(
 
 
 def _value(var: str, v: int) -> str:
-    return ("false", "true")[v] if var == "is_lazy" else str(v)
+    if var == "is_lazy":
+        return ("false", "true")[v]
+    return mm_name(v) if var == "loaded_mm" else str(v)
 
 
 def effects(before: World, after: World) -> list[str]:

@@ -11,8 +11,10 @@ What the hardware may do, and the model lets it do at any step:
   (Dave Hansen, 4e0ed5a5-0e5e-3481-e646-3f032f17ac60@intel.com);
 - set A on every walk that caches an entry and D on a write, never on INVLPG or eviction.
 
-Left out: global pages, PTI's user PCIDs, large pages, memory types, the store buffer (the model
-is sequentially consistent: the kernel's barriers are assumed to give SC where it relies on them).
+Under ``Config.memory_model == "tso"`` each CPU also has an x86-TSO store buffer for the per-CPU
+variables of the handshakes (the end of this module); under SC (the default) it stays empty.
+
+Left out: global pages, PTI's user PCIDs, large pages, memory types.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
     """A load or store to user address ``va`` in CR3's address space, by user code or by a
     kernel uaccess. Returns what happened, for the trace."""
     c = w.cpus[cpu]
-    if who != "user" and c.loaded_mm != c.task:
+    if who != "user" and c.own_loaded_mm() != c.task:
         w.report(
             UACCESS_IN_CURRENT_MM,
             f"cpu{cpu} {who} reads {va:#x} while loaded_mm={mm_name(c.loaded_mm)} but "
@@ -232,15 +234,21 @@ def flush_tlb_local(c: Cpu) -> None:
 # instruction reaches the same executions, because every drain is also an action the
 # scheduler may take earlier. Under SC the buffer is always empty and each store is a write.
 #
-# Buffered so far: ``is_lazy`` (written by a CPU for itself, read remotely by the flusher's
-# lazy check). Left out: ``loaded_mm`` (read only by its own CPU here), csd flags and queue
-# heads, PTEs (the kernel writes them under the PTL, whose release is a locked RMW or a plain
-# store, and reads them remotely only by hardware walks).
+# Buffered: ``is_lazy`` and ``loaded_mm`` (each written by a CPU for itself with
+# this_cpu_write() and read remotely by the flusher: 5.2's lazy check, today's
+# should_flush_tlb()). Never buffered, because every store to them is a locked RMW:
+# ``mm->context.tlb_gen`` (atomic64_inc_return), ``mm_cpumask`` bits (cpumask_set_cpu/clear_cpu)
+# and ``tlb_flush_pending`` (atomic_inc/dec). Left out: csd flags (csd_lock()'s plain store and
+# csd_unlock()'s smp_store_release) and PTEs (written under the PTL).
 
 _WRITE: dict[str, Callable[[Cpu, int], None]] = {
     "is_lazy": lambda c, v: setattr(c, "is_lazy", bool(v)),
+    "loaded_mm": lambda c, v: setattr(c, "loaded_mm", v),
 }
-_READ: dict[str, Callable[[Cpu], int]] = {"is_lazy": lambda c: int(c.is_lazy)}
+_READ: dict[str, Callable[[Cpu], int]] = {
+    "is_lazy": lambda c: int(c.is_lazy),
+    "loaded_mm": lambda c: c.loaded_mm,
+}
 BUFFERED: Final = frozenset(_WRITE)
 """The per-CPU variables whose plain stores go through the store buffer under TSO."""
 
@@ -252,6 +260,12 @@ def plain_store(w: World, cpu: int, var: str, value: int) -> None:
     if w.config.memory_model != "tso":
         _WRITE[var](c, value)
         return
+    if own_load(w, cpu, var) == value:
+        # The value this CPU already reads: in memory, or on its way there in FIFO order.
+        # Buffering it again changes no read of any CPU, only fills the bounded buffer, which
+        # would force drains the hardware does not need (the model stores is_lazy = false in
+        # both orders' steps, and loaded_mm = LOADED_MM_SWITCHING twice in today's order).
+        return
     if len(c.store_buffer) >= w.config.store_buffer:
         store_buffer_drain(w, cpu)
     c.store_buffer += ((var, value),)
@@ -260,10 +274,8 @@ def plain_store(w: World, cpu: int, var: str, value: int) -> None:
 def own_load(w: World, cpu: int, var: str) -> int:
     """``this_cpu_read(var)`` on ``cpu`` itself: its own newest buffered store, else memory."""
     c = w.cpus[cpu]
-    for name, value in reversed(c.store_buffer):
-        if name == var:
-            return value
-    return _READ[var](c)
+    v = c.own(var)
+    return _READ[var](c) if v is None else v
 
 
 def store_buffer_drain(w: World, cpu: int) -> None:

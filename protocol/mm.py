@@ -447,7 +447,7 @@ def free_page(w: World, pfn: int, by: str) -> None:
                     f"cpu{cpu}'s GUP-fast (IRQs {'off' if not c.irqs_on else 'on'}) has read "
                     f"the PMD pointing at it and not yet the PTE of {lv.va:#x}",
                 )
-        elif c.loaded_mm == frame.mm and not c.own_is_lazy():
+        elif c.own_loaded_mm() == frame.mm and not c.own_is_lazy():
             e = c.tlb.get((c.cr3_asid, frame.va))
             if e is not None and e.pfn == pfn and e.frame_version == frame.version:
                 afip = c.async_func_in_progress

@@ -182,7 +182,7 @@ def run_csd_func(w: World, cpu: int) -> None:
                 f"cpu{it.key.sender}'s per-CPU flush_tlb_info, already reused",
             )
         flush_tlb_func(w, cpu, info)
-    elif c.task != 0 and c.loaded_mm == c.task:
+    elif c.task != 0 and c.own_loaded_mm() == c.task:
         hw.access(w, cpu, it.va, write=False, who=f"IPI callback {READ_USER_FUNC}")
     if it.sync:
         w.csds[it.key] = w.csds[it.key]._replace(locked=False)

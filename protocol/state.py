@@ -448,12 +448,23 @@ class Cpu(Snapshotted):
     oldest first, as (per-CPU variable, value) (``tlbfuzz.protocol.hw.plain_store``); always empty
     under SC."""
 
+    def own(self, var: str) -> int | None:
+        """This CPU's newest buffered store to ``var`` (x86-TSO store forwarding), if any."""
+        for name, value in reversed(self.store_buffer):
+            if name == var:
+                return value
+        return None
+
     def own_is_lazy(self) -> bool:
         """``is_lazy`` as this CPU reads it: its newest buffered store (TSO), else memory."""
-        for var, value in reversed(self.store_buffer):
-            if var == "is_lazy":
-                return bool(value)
-        return self.is_lazy
+        v = self.own("is_lazy") if self.store_buffer else None
+        return self.is_lazy if v is None else bool(v)
+
+    def own_loaded_mm(self) -> int:
+        """``this_cpu_read(cpu_tlbstate.loaded_mm)`` on this CPU: buffered store, else memory;
+        other CPUs (``should_flush_tlb()``) read the field itself."""
+        v = self.own("loaded_mm") if self.store_buffer else None
+        return self.loaded_mm if v is None else v
 
     @property
     def user_mode(self) -> bool:

@@ -43,7 +43,7 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
     """flush_tlb_func() (5.2: flush_tlb_func_common() behind the _local/_remote wrappers)."""
     c = w.cpus[cpu]
     v = w.variant
-    loaded_mm = c.loaded_mm
+    loaded_mm = c.own_loaded_mm()
     if f.mm != loaded_mm:
         # 5.2 flush_tlb_func_remote(): "if (f->mm && f->mm != loaded_mm) return;"
         # Today the CPU also leaves the mm's cpumask here (mm_cpumask is trimmed lazily).
@@ -88,16 +88,16 @@ def switch_to_init_mm(w: World, cpu: int) -> None:
     """switch_mm_irqs_off(NULL, &init_mm, NULL) from a lazy CPU: CR3 now holds only kernel
     mappings, so nothing of the user mm can be walked. 5.2 also leaves prev's mm_cpumask."""
     c = w.cpus[cpu]
-    prev = c.loaded_mm
+    prev = c.own_loaded_mm()
     if prev > INIT_MM and w.variant.switch_to_init_mm_clears_cpumask(w, cpu):
         hw.fence(w, cpu)  # cpumask_clear_cpu(): a locked RMW
         w.mms[prev].cpumask &= ~(1 << cpu)
     hw.plain_store(w, cpu, "is_lazy", False)
     hw.fence(w, cpu)  # the CR3 write below is serialising
-    c.loaded_mm = INIT_MM
-    c.loaded_mm_asid = -1
     c.cr3_mm = INIT_MM
     c.cr3_asid = -1
+    hw.plain_store(w, cpu, "loaded_mm", INIT_MM)
+    c.loaded_mm_asid = -1
 
 
 def choose_new_asid(w: World, cpu: int, next_mm: int, next_tlb_gen: int) -> tuple[int, bool]:
@@ -120,9 +120,8 @@ def switch_mm_irqs_off__loaded_mm_switching(w: World, cpu: int) -> None:
     """Today: ``if (was_lazy) is_lazy = false;`` then "Indicate that CR3 is about to change.
     nmi_uaccess_okay() and others are sensitive to the window in which CR3 is not
     current->mm": ``loaded_mm = LOADED_MM_SWITCHING``."""
-    c = w.cpus[cpu]
     hw.plain_store(w, cpu, "is_lazy", False)
-    c.loaded_mm = LOADED_MM_SWITCHING
+    hw.plain_store(w, cpu, "loaded_mm", LOADED_MM_SWITCHING)
 
 
 def switch_mm_irqs_off__cpumask_set_cpu(w: World, cpu: int) -> None:
@@ -132,13 +131,20 @@ def switch_mm_irqs_off__cpumask_set_cpu(w: World, cpu: int) -> None:
     ``cpumask_clear_cpu(cpu, mm_cpumask(real_prev))``, while CR3 still points at prev's page
     tables (``Variant.switch_clears_prev_cpumask``)."""
     c = w.cpus[cpu]
+    v = w.variant
+    at = w.site(cpu)
     nxt = c.locals.next_task
     hw.plain_store(w, cpu, "is_lazy", False)
-    hw.fence(w, cpu)  # the cpumask updates are locked RMWs (lock btr/bts)
     prev = c.cr3_mm
-    if prev > INIT_MM and w.variant.switch_clears_prev_cpumask(w, cpu):
+    if prev > INIT_MM and v.switch_clears_prev_cpumask(w, cpu):
+        hw.fence(w, cpu)  # cpumask_clear_cpu(): lock btr
         w.mms[prev].cpumask &= ~(1 << cpu)
-    w.mms[nxt].cpumask |= 1 << cpu
+    mask = w.mms[nxt].cpumask
+    if not (mask >> cpu & 1 and v.switch_sets_cpumask_only_if_clear(at)):
+        hw.fence(w, cpu)  # cpumask_set_cpu(): lock bts, a full barrier
+        w.mms[nxt].cpumask = mask | 1 << cpu
+    elif v.smp_mb_if_cpumask_already_set(at):
+        hw.fence(w, cpu)  # "else smp_mb();"
 
 
 def switch_mm_irqs_off__choose_new_asid(w: World, cpu: int) -> None:
@@ -152,7 +158,7 @@ def switch_mm_irqs_off__choose_new_asid(w: World, cpu: int) -> None:
     c.locals = c.locals._replace(
         next_tlb_gen=next_tlb_gen, new_asid=new_asid, need_flush=need_flush
     )
-    c.loaded_mm = LOADED_MM_SWITCHING
+    hw.plain_store(w, cpu, "loaded_mm", LOADED_MM_SWITCHING)
 
 
 def switch_mm_irqs_off__load_new_mm_cr3(w: World, cpu: int) -> None:
@@ -168,7 +174,7 @@ def switch_mm_irqs_off__load_new_mm_cr3(w: World, cpu: int) -> None:
     if lv.need_flush:
         c.ctxs = _set_ctx(c.ctxs, lv.new_asid, (w.mms[nxt].ctx_id, lv.next_tlb_gen))
         hw.flush_tlb_local(c)
-    c.loaded_mm = nxt
+    hw.plain_store(w, cpu, "loaded_mm", nxt)
     c.loaded_mm_asid = lv.new_asid
 
 
@@ -198,7 +204,7 @@ def switch_mm_irqs_off__lazy_tlb_gen_check(w: World, cpu: int) -> None:
     if w.variant.smp_mb_before_lazy_tlb_gen_read(w.site(cpu)):
         hw.fence(w, cpu)
     asid = c.loaded_mm_asid
-    next_tlb_gen = w.mms[c.loaded_mm].tlb_gen
+    next_tlb_gen = w.mms[c.own_loaded_mm()].tlb_gen
     if c.ctxs[asid][1] != next_tlb_gen:
         c.ctxs = _set_ctx(c.ctxs, asid, (c.ctxs[asid][0], next_tlb_gen))
         hw.flush_tlb_local(c)
@@ -209,7 +215,7 @@ def enter_lazy_tlb(w: World, cpu: int) -> None:
     (``if (this_cpu_read(cpu_tlbstate.loaded_mm) == &init_mm) return;
     this_cpu_write(cpu_tlbstate_shared.is_lazy, true);``), then switch_to() the kthread."""
     c = w.cpus[cpu]
-    if c.loaded_mm != INIT_MM:
+    if c.own_loaded_mm() != INIT_MM:
         hw.plain_store(w, cpu, "is_lazy", True)
     c.task = KTHREAD
 
@@ -247,7 +253,7 @@ def flush_tlb_mm_range__flush_tlb_func_local(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     info = c.flush_tlb_info
     assert info is not None
-    if c.loaded_mm == info.mm:
+    if c.own_loaded_mm() == info.mm:
         flush_tlb_func(w, cpu, info)
 
 
@@ -286,7 +292,7 @@ def _enter_lazy_may_start(w: World, cpu: int, lv: Locals) -> bool:
 def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
     """A lazy kernel thread switching to a task of the mm it kept loaded: prev == next."""
     c = w.cpus[cpu]
-    return c.task == KTHREAD and bool(hw.own_load(w, cpu, "is_lazy")) and nxt == c.loaded_mm
+    return c.task == KTHREAD and c.own_is_lazy() and nxt == c.own_loaded_mm()
 
 
 def _switch_mm_may_start(w: World, cpu: int, lv: Locals) -> bool:

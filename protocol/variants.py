@@ -275,6 +275,23 @@ class Variant:
         walk, and so no PTL, for a page no PTE maps."""
         return True
 
+    def switch_sets_cpumask_only_if_clear(self, at: Site) -> bool:
+        """switch_mm_irqs_off(), prev != next: today ``if (next != &init_mm &&
+        !cpumask_test_cpu(cpu, mm_cpumask(next))) cpumask_set_cpu(cpu, mm_cpumask(next));``
+        (209954cbc7d0, "x86/mm/tlb: Update mm_cpumask lazily": the bit is often still set);
+        5.2 always ``cpumask_set_cpu()``, a locked RMW and so a full barrier."""
+        return not self.clear_cpumask_on_switch
+
+    def smp_mb_if_cpumask_already_set(self, at: Site) -> bool:
+        """The ``else smp_mb();`` of 83b0177a6c48 ("x86/mm: Fix SMP ordering in
+        switch_mm_irqs_off()", 2025, reported by Stephen Dolan): "Rely on the smp_mb() implied
+        by cpumask_set_cpu()'s atomic operation, or explicitly provide one. Such that:
+        smp_store_release(loaded_mm, SWITCHING); smp_mb(); atomic64_read(tlb_gen) against
+        atomic64_inc_return(tlb_gen); this_cpu_read(loaded_mm) ... This way switch_mm() must
+        see the new tlb_gen or flush_tlb_mm_range() must see the new loaded_mm, or both."
+        (Only asked when ``switch_sets_cpumask_only_if_clear`` found the bit set.)"""
+        return True
+
     def smp_mb_before_lazy_tlb_gen_read(self, at: Site) -> bool:
         """switch_mm_irqs_off(), a lazy CPU back on its mm (5.2 and mainline): after
         ``this_cpu_write(cpu_tlbstate_shared.is_lazy, false)``, "Read the tlb_gen to check
@@ -297,7 +314,7 @@ class Variant:
         """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no
         asynchronous flush_tlb_func() dequeued but not yet finished on this CPU."""
         c = w.cpus[cpu]
-        if c.loaded_mm != c.task:
+        if c.own_loaded_mm() != c.task:
             return False
         return not (self.nmi_checks_async_flush and c.async_func_in_progress == FLUSH_TLB_FUNC)
 

@@ -71,7 +71,7 @@ def flush_ipi_pending_after_return(w: World) -> bool:
 def loaded_mm_cr3_disagree(w: World) -> bool:
     """``cpu_tlbstate.loaded_mm`` and CR3 name different mms (switch_mm_irqs_off() between
     its two writes): the window nmi_uaccess_okay() must refuse."""
-    return any(c.loaded_mm != c.cr3_mm for c in w.cpus)
+    return any(c.own_loaded_mm() != c.cr3_mm for c in w.cpus)
 
 
 def flush_csd_behind_cross_call(w: World) -> bool:

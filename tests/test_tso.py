@@ -99,6 +99,7 @@ def test_with_the_smp_mb_the_flusher_sees_the_cpu_and_waits_for_it() -> None:
     for line in LAZY_NO_MB[7:10]:
         w.apply(parse(line))
     assert w.cpus[1].ipi_pending
+    assert w.is_blocked(0)  # csd_lock_wait(): until cpu1 has flushed
     assert not w.is_enabled(parse(LAZY_NO_MB[10]))
 
 
@@ -181,3 +182,43 @@ def test_explore_saves_a_tso_schedule_that_replays_under_tso(
     data["config"]["memory_model"] = "sc"
     saved.write_text(json.dumps(data))
     assert main(["replay", str(saved), "--variants", example]) != 0
+
+
+@attrs.frozen
+class Before83b0177a(Variant):
+    def smp_mb_if_cpumask_already_set(self, at: Site) -> bool:
+        return False
+
+
+HARDWARE_NOISE = frozenset({"nmi", "tlb_evict", "pwc_evict", "enter_lazy_tlb"})
+
+
+def _switching(model: str) -> Config:
+    """cpu0 runs one madvise; cpu1 switches to mm B and back to A (two mms, one page each)."""
+    return _config(model, switch=2, mms=2)
+
+
+def test_without_83b0177a_the_switching_cpu_keeps_a_freed_page_under_tso_only() -> None:
+    """83b0177a6c48 ("x86/mm: Fix SMP ordering in switch_mm_irqs_off()", 2025): with the
+    mm_cpumask bit already set (lazily kept since 209954cbc7d0), no locked cpumask_set_cpu()
+    orders ``loaded_mm = LOADED_MM_SWITCHING`` before the ``tlb_gen`` read, so the fix added
+    ``else smp_mb();``. Without it, under TSO, the flusher reads the old loaded_mm and skips the
+    CPU, which read the old tlb_gen: a use-after-free in 19 steps at the least (BFS, NMIs,
+    evictions and kernel threads left out). Under SC it holds; with the fix it holds under TSO."""
+    moved = Before83b0177a(
+        **{**attrs.asdict(VARIANTS["linux-current"], recurse=False), "name": "before-83b0177a"}
+    )
+
+    def allowed(a: Action) -> bool:
+        return a.op not in HARDWARE_NOISE
+
+    tso = bfs(World.initial(moved, _switching("tso")), ["no_use_after_free"], 40, allowed=allowed)
+    assert tso.schedule is not None
+    assert len(tso.schedule) == 19
+    sc = bfs(World.initial(moved, _switching("sc")), DEFAULT_PROPERTIES, 80, allowed=allowed)
+    assert sc.violation is None
+    assert sc.exhausted
+    fixed = World.initial(VARIANTS["linux-current"], _switching("tso"))
+    kernel = bfs(fixed, DEFAULT_PROPERTIES, 80, allowed=allowed)
+    assert kernel.violation is None
+    assert kernel.exhausted
