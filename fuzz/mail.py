@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tlbfuzz.protocol import Action, Config, Variant, Violation
+    from tlbfuzz.protocol.tso import Store
 
 WIDTH: Final = 72
 GAP: Final = 2
@@ -126,18 +127,16 @@ def machine(config: Config) -> str:
     return f"{config.cpus} CPUs" + (tso if config.memory_model == "tso" else "")
 
 
-def store_buffer_changes(
-    b: tuple[tuple[str, int], ...], a: tuple[tuple[str, int], ...]
-) -> list[str]:
+def store_buffer_changes(b: tuple[Store, ...], a: tuple[Store, ...]) -> list[str]:
     """What a step did to a store buffer: stores drained to memory (from the front), stores
     buffered (at the back)."""
     drained = next(k for k in range(len(b) + 1) if a[: len(b) - k] == b[k:])
-    out = [f"{var} = {_value(var, v)} reaches memory" for var, v in b[:drained]]
-    out += [f"store buffer: {var} = {_value(var, v)}" for var, v in a[len(b) - drained :]]
+    out = [f"{s.loc} = {_value(s.loc, s.value)} reaches memory" for s in b[:drained]]
+    out += [f"store buffer: {s.loc} = {_value(s.loc, s.value)}" for s in a[len(b) - drained :]]
     return out
 
 
-def _value(var: str, v: int) -> str:
+def _value(var: object, v: int) -> str:
     if var == "is_lazy":
         return ("false", "true")[v]
     return mm_name(v) if var == "loaded_mm" else str(v)

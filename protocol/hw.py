@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from tlbfuzz.protocol import tso
 from tlbfuzz.protocol.properties import (
     NMI_UACCESS_SAFETY,
     NO_STALE_ACCESS_AFTER_RETURN,
@@ -255,7 +256,8 @@ BUFFERED: Final = frozenset(_WRITE)
 
 def plain_store(w: World, cpu: int, var: str, value: int) -> None:
     """``this_cpu_write(var, value)``: into the store buffer (TSO; a full buffer first drains
-    its oldest store), or into memory (SC)."""
+    its oldest store), or into memory (SC). The buffer is ``protocol.tso``'s, the machine the
+    litmus tests check (one CPU's buffer of ``tso.Buffers``)."""
     c = w.cpus[cpu]
     if w.config.memory_model != "tso":
         _WRITE[var](c, value)
@@ -266,9 +268,10 @@ def plain_store(w: World, cpu: int, var: str, value: int) -> None:
         # would force drains the hardware does not need (the model stores is_lazy = false in
         # both orders' steps, and loaded_mm = LOADED_MM_SWITCHING twice in today's order).
         return
-    if len(c.store_buffer) >= w.config.store_buffer:
+    bound = w.config.store_buffer
+    if not tso.can_store((c.store_buffer,), 0, bound):
         store_buffer_drain(w, cpu)
-    c.store_buffer += ((var, value),)
+    (c.store_buffer,) = tso.store((c.store_buffer,), 0, var, value, bound)
 
 
 def own_load(w: World, cpu: int, var: str) -> int:
@@ -281,8 +284,8 @@ def own_load(w: World, cpu: int, var: str) -> int:
 def store_buffer_drain(w: World, cpu: int) -> None:
     """The oldest store of ``cpu``'s buffer reaches memory: other CPUs see it from now on."""
     c = w.cpus[cpu]
-    (var, value), c.store_buffer = c.store_buffer[0], c.store_buffer[1:]
-    _WRITE[var](c, value)
+    (c.store_buffer,), oldest = tso.drain_oldest((c.store_buffer,), 0)
+    _WRITE[str(oldest.loc)](c, oldest.value)
 
 
 def fence(w: World, cpu: int) -> None:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Self, TypeVa
 
 import attrs
 
+from tlbfuzz.protocol.tso import Store, newest
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -443,17 +445,16 @@ class Cpu(Snapshotted):
     """The batch of flush_smp_call_function_queue(), if in it."""
     budget: tuple[int, ...]
     """Paths this CPU may still start, per budget kind (in the order of the world's kinds)."""
-    store_buffer: tuple[tuple[str, int], ...] = ()
+    store_buffer: tuple[Store, ...] = ()
     """x86-TSO (``Config.memory_model == "tso"``): this CPU's plain stores not yet in memory,
     oldest first, as (per-CPU variable, value) (``tlbfuzz.protocol.hw.plain_store``); always empty
     under SC."""
 
     def own(self, var: str) -> int | None:
-        """This CPU's newest buffered store to ``var`` (x86-TSO store forwarding), if any."""
-        for name, value in reversed(self.store_buffer):
-            if name == var:
-                return value
-        return None
+        """This CPU's newest buffered store to ``var`` (x86-TSO store forwarding,
+        ``protocol.tso.newest``), if any."""
+        hit = newest((self.store_buffer,), 0, var)
+        return None if hit is None else hit.value
 
     def own_is_lazy(self) -> bool:
         """``is_lazy`` as this CPU reads it: its newest buffered store (TSO), else memory."""

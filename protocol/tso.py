@@ -166,6 +166,16 @@ def locked_rmw(
     return old, write(memory, loc, update(old))
 
 
+def drain_all(buffers: Buffers, memory: Memory, cpu: int) -> tuple[Buffers, Memory]:
+    """Every store of ``cpu``'s buffer reaches memory, oldest first: what the kernel model does
+    at a fence, a locked or a serialising instruction instead of waiting for an empty buffer
+    (the same executions: each drain is also an action the scheduler could take just before;
+    ``protocol.litmus.TsoDrainAtFence`` checks it against the paper's verdicts)."""
+    while buffers[cpu]:
+        buffers, memory = drain(buffers, memory, cpu)
+    return buffers, memory
+
+
 def drained(buffers: Buffers) -> bool:
     """Every buffer is empty: every store has reached memory."""
     return not any(buffers)

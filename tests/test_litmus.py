@@ -33,6 +33,7 @@ from tlbfuzz.protocol.litmus import (
     Sc,
     St,
     Tso,
+    TsoDrainAtFence,
     Xadd,
     Xchg,
     explore,
@@ -310,6 +311,13 @@ def test_a_broken_machine_disagrees_with_the_paper(
     only of those): the tests can fail, and which one fails says what is wrong."""
     wrong = {t.name: v for t in TESTS if (v := explore(t, machine).verdict) != t.paper}
     assert wrong == caught_by
+
+
+@pytest.mark.parametrize("test", TESTS, ids=lambda t: t.name)
+def test_draining_at_the_fence_reaches_the_papers_outcomes(test: LitmusTest) -> None:
+    """The kernel model runs an MFENCE or a LOCK'd instruction by draining its buffer first,
+    not by waiting for it to be empty: every test's verdict is the paper's either way."""
+    assert explore(test, TsoDrainAtFence()).verdict == test.paper
 
 
 # --- the command ------------------------------------------------------------------------------

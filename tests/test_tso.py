@@ -81,8 +81,8 @@ def test_without_the_smp_mb_the_lazy_cpu_keeps_a_freed_page_under_tso() -> None:
     assert hit[0] == len(LAZY_NO_MB)
 
 
-def _buffer(w: World, cpu: int) -> list[tuple[str, int]]:
-    return list(w.cpus[cpu].store_buffer)
+def _buffer(w: World, cpu: int) -> list[tuple[object, int]]:
+    return [(s.loc, s.value) for s in w.cpus[cpu].store_buffer]
 
 
 def test_with_the_smp_mb_the_flusher_sees_the_cpu_and_waits_for_it() -> None:
