@@ -78,7 +78,7 @@ def configs(
     kind's ``fuzz_max``), drawn so they shrink too; ``shape`` fixes other Config fields
     (``memory_model="tso"``)."""
     kinds = budget_kinds(variant.paths())
-    # A kind with fuzz_max 0 is left out (its default count, 0), not drawn as st.just(0):
+    # A kind with fuzz_max 0 is left out (Budget.only gives it 0), not drawn as st.just(0):
     # even that moves the derandomized stream the ci profile's tests depend on (measured).
     counts = st.fixed_dictionaries(
         {k.name: st.integers(1, k.fuzz_max) for k in kinds if k.fuzz_max}

@@ -90,13 +90,6 @@ def gup_fast_irq_restore(w: World, cpu: int) -> None:
     w.cpus[cpu].irqs_on = True
 
 
-def walking(w: World, cpu: int, pfn: int, version: int) -> bool:
-    """``cpu``'s GUP-fast has read a PMD pointing at page-table page ``pfn`` (as it was at
-    ``version``) and not yet the PTE: freeing that page now pulls it from under the walk."""
-    lv = w.cpus[cpu].locals
-    return lv.table == pfn and lv.table_version == version
-
-
 GUP_FAST = register(
     Path(
         "gup_fast",

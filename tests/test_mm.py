@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 
-from tests.schedules import MECHANISMS, Mechanism
+from tests.schedules import MECHANISMS, GupFastIrqsOn, Mechanism
 from tlbfuzz.fuzz.cli import main
-from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, Variant, World, parse
+from tlbfuzz.protocol import (
+    DEFAULT_PROPERTIES,
+    VARIANTS,
+    Action,
+    Budget,
+    Config,
+    Variant,
+    World,
+    parse,
+)
 from tlbfuzz.protocol.search import bfs, first_violation, symmetric_fingerprint
 
 if TYPE_CHECKING:
@@ -195,3 +204,35 @@ def test_gup_fast_against_munmap_holds_in_the_whole_space(variant: str, states: 
     assert r.violation is None, [str(a) for a in r.schedule or []]
     assert r.exhausted
     assert r.states == states
+
+
+def test_the_rcu_grace_period_alone_keeps_the_table_alive_under_gup_fast() -> None:
+    """With a freed_tables flush that does not wait for the walking CPU (asynchronous, as an
+    INVLPGB or paravirt flush would be), only the RCU grace period holds the table: an
+    IRQs-off walk holds it off, so the kernel holds; a walk with IRQs on does not, and the
+    table is freed under it. (Hardware fills, accesses and NMIs left out: the hardware walk
+    would be freed under first.)"""
+    rcu_only = attrs.evolve(
+        VARIANTS["linux-current"],
+        name="rcu-only",
+        async_flush=True,
+        async_freed_tables=True,
+        wait_for_csd_unlock=False,
+    )
+    cfg = Config(
+        budget=Budget.only(),
+        cpu_budget=((0, Budget.only(munmap=1)), (1, Budget.only(gup_fast=1))),
+        reuse=False,
+    )
+    noise = {"tlb_fill", "user_read", "user_write", "nmi"}
+
+    def allowed(a: Action) -> bool:
+        return a.op not in noise
+
+    kernel = bfs(World.initial(rcu_only, cfg), DEFAULT_PROPERTIES, 60, allowed=allowed)
+    assert kernel.violation is None
+    assert kernel.exhausted
+    irqs_on = GupFastIrqsOn(**{**attrs.asdict(rcu_only, recurse=False), "name": "irqs-on"})
+    r = bfs(World.initial(irqs_on, cfg), ["no_walk_of_freed_page_table"], 60, allowed=allowed)
+    assert r.schedule is not None
+    assert [str(a) for a in r.schedule][-1] == "tlb_remove_table_rcu pfn=0"
