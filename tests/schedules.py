@@ -533,6 +533,23 @@ class DecBeforeFlush(Variant):
         return False
 
 
+def _gup_walk_freed(flush: tuple[str, ...], *free: str) -> tuple[str, ...]:
+    """cpu1's GUP-fast reads the PMD; cpu0 unmaps and flushes with freed_tables (``flush``:
+    the kernel's order of its steps), cpu1 takes the IPI mid-walk (IRQs on), and the table is
+    freed (``free``: by RCU's callback, where tables wait for a grace period)."""
+    return (
+        "cpu1 gup_fast va=0x1000",
+        "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+        *flush,
+        "cpu1 flush_smp_call_function_queue",  # IRQs off: not until the walk is done
+        "cpu1 flush_tlb_func",
+        "cpu0 smp_call_function_many__csd_lock_wait",
+        "cpu0 tlb_finish_mmu",
+        *free,
+    )
+
+
 @attrs.frozen
 class GupFastIrqsOn(Variant):
     """gup_fast() walks with IRQs on (an rcu_read_lock() instead, say, which its comment
@@ -647,18 +664,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         kernel=VARIANTS["linux-5.2"],
         moved=_moved(GupFastIrqsOn, "linux-5.2", "gup-fast-irqs-on"),
         prop="no_walk_of_freed_page_table",
-        schedule=(
-            "cpu1 gup_fast va=0x1000",
-            "cpu0 munmap",
-            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-            "cpu0 native_flush_tlb_others__send_ipis",
-            "cpu1 flush_smp_call_function_queue",  # IRQs off: not until the walk is done
-            "cpu1 flush_tlb_func",
-            "cpu0 smp_call_function_many__csd_lock_wait",
-            "cpu0 tlb_finish_mmu",
-        ),
+        schedule=_gup_walk_freed(_FLUSH_5_2),
         budget={},
         per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
         blocked_at=6,
@@ -672,19 +678,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         kernel=VARIANTS["linux-current"],
         moved=_moved(GupFastIrqsOn, "linux-current", "gup-fast-irqs-on"),
         prop="no_walk_of_freed_page_table",
-        schedule=(
-            "cpu1 gup_fast va=0x1000",
-            "cpu0 munmap",
-            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-            "cpu0 native_flush_tlb_multi__send_ipis",
-            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-            "cpu1 flush_smp_call_function_queue",  # IRQs off: not until the walk is done
-            "cpu1 flush_tlb_func",
-            "cpu0 smp_call_function_many__csd_lock_wait",
-            "cpu0 tlb_finish_mmu",
-            "tlb_remove_table_rcu pfn=0",
-        ),
+        schedule=_gup_walk_freed(_FLUSH_2019, "tlb_remove_table_rcu pfn=0"),
         budget={},
         per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
         blocked_at=6,
