@@ -64,7 +64,9 @@ def test_the_kernels_own_ordering_refuses_or_survives_the_schedule(m: Mechanism)
 @pytest.mark.slow
 @pytest.mark.parametrize("m", MECHANISMS, ids=_key)
 def test_the_moved_schedule_is_the_shortest(m: Mechanism) -> None:
-    r = bfs(World.initial(m.moved, _config(m)), [m.prop], 20, key=symmetric_fingerprint)
+    # per-CPU budgets leave no symmetry to reduce: plain snapshots are cheaper there
+    key = None if m.per_cpu else symmetric_fingerprint
+    r = bfs(World.initial(m.moved, _config(m)), [m.prop], 20, key=key)
     assert r.schedule is not None
     assert len(r.schedule) == len(m.schedule), [str(a) for a in r.schedule]
 
