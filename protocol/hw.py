@@ -19,7 +19,7 @@ Left out: global pages, PTI's user PCIDs, large pages, memory types.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from tlbfuzz.protocol import tso
 from tlbfuzz.protocol.properties import (
@@ -226,7 +226,7 @@ def flush_tlb_local(c: Cpu) -> None:
 #
 # Under ``Config.memory_model == "tso"`` a plain store (``this_cpu_write()``, ``WRITE_ONCE()``)
 # of one of these per-CPU variables enters the CPU's FIFO store buffer; the CPU itself reads
-# its newest buffered value (``own_load``), every other CPU reads memory (the ``Cpu`` field).
+# its newest buffered value (``Cpu.own``), every other CPU reads memory (the ``Cpu`` field).
 # A drain (``store_buffer_drain``, an action of its own) moves the oldest store to memory; a
 # locked instruction (``atomic64_inc_return()``, ``cpumask_set_cpu()``: ``lock`` prefixed), a
 # serialising one (a CR3 write) or ``smp_mb()`` (``mfence`` or a locked add) drains the whole
@@ -242,16 +242,10 @@ def flush_tlb_local(c: Cpu) -> None:
 # and ``tlb_flush_pending`` (atomic_inc/dec). Left out: csd flags (csd_lock()'s plain store and
 # csd_unlock()'s smp_store_release) and PTEs (written under the PTL).
 
-_WRITE: dict[str, Callable[[Cpu, int], None]] = {
+_WRITE: dict[str, Callable[[Cpu, int], None]] = {  # the variables a store may buffer
     "is_lazy": lambda c, v: setattr(c, "is_lazy", bool(v)),
     "loaded_mm": lambda c, v: setattr(c, "loaded_mm", v),
 }
-_READ: dict[str, Callable[[Cpu], int]] = {
-    "is_lazy": lambda c: int(c.is_lazy),
-    "loaded_mm": lambda c: c.loaded_mm,
-}
-BUFFERED: Final = frozenset(_WRITE)
-"""The per-CPU variables whose plain stores go through the store buffer under TSO."""
 
 
 def plain_store(w: World, cpu: int, var: str, value: int) -> None:
@@ -262,7 +256,8 @@ def plain_store(w: World, cpu: int, var: str, value: int) -> None:
     if w.config.memory_model != "tso":
         _WRITE[var](c, value)
         return
-    if own_load(w, cpu, var) == value:
+    own = c.own(var)
+    if (getattr(c, var) if own is None else own) == value:
         # The value this CPU already reads: in memory, or on its way there in FIFO order.
         # Buffering it again changes no read of any CPU, only fills the bounded buffer, which
         # would force drains the hardware does not need (the model stores is_lazy = false in
@@ -272,13 +267,6 @@ def plain_store(w: World, cpu: int, var: str, value: int) -> None:
     if not tso.can_store((c.store_buffer,), 0, bound):
         store_buffer_drain(w, cpu)
     (c.store_buffer,) = tso.store((c.store_buffer,), 0, var, value, bound)
-
-
-def own_load(w: World, cpu: int, var: str) -> int:
-    """``this_cpu_read(var)`` on ``cpu`` itself: its own newest buffered store, else memory."""
-    c = w.cpus[cpu]
-    v = c.own(var)
-    return _READ[var](c) if v is None else v
 
 
 def store_buffer_drain(w: World, cpu: int) -> None:

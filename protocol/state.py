@@ -321,9 +321,6 @@ class Snapshotted:
 
     __slots__ = ()
     Snapshot: ClassVar[Any]
-    _copiers: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]]
-    _freezers: ClassVar[tuple[tuple[int, Callable[[Any], Any]], ...]]
-    _state: ClassVar[tuple[int, ...] | None]
     perms: ClassVar[tuple[tuple[str, Callable[[Any, Sequence[int]], Any]], ...]]
 
     def copy(self) -> Self:
@@ -348,13 +345,6 @@ def derive(cls: type[_S]) -> type[_S]:
     fields = attrs.fields(cls)  # type: ignore[arg-type]  # an attrs class, by contract
     names = tuple(f.name for f in fields)
     state = tuple(i for i, f in enumerate(fields) if f.metadata.get("snapshot", True))
-    cls._copiers = tuple(
-        (i, f.metadata["copy"]) for i, f in enumerate(fields) if "copy" in f.metadata
-    )
-    cls._freezers = tuple(
-        (i, f.metadata["freeze"]) for i, f in enumerate(fields) if "freeze" in f.metadata
-    )
-    cls._state = None if len(state) == len(fields) else state
     snapshot_type = collections.namedtuple(  # type: ignore[misc]  # one per record class
         cls.__name__ + "Snapshot", [names[i] for i in state]
     )

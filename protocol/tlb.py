@@ -50,7 +50,7 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
         if v.flush_tlb_func_trims_cpumask(w, cpu, f):
             w.mms[f.mm].cpumask &= ~(1 << cpu)
         return
-    if hw.own_load(w, cpu, "is_lazy"):
+    if c.own_is_lazy():
         # "We're in lazy mode. We need to at least flush our paging-structure cache to avoid
         # speculatively reading garbage into our TLB. Since switching to init_mm is barely
         # slower than a minimal flush, just switch to init_mm."

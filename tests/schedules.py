@@ -47,6 +47,32 @@ MADVISE_CONCURRENT = (
     "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
 )
 
+_FLUSH_5_2 = (
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 native_flush_tlb_others__send_ipis",
+)
+_FLUSH_2019 = (
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+)
+
+
+def munmap_with_ipi(flush: tuple[str, ...] = _FLUSH_2019) -> tuple[str, ...]:
+    """cpu0 munmaps (freed_tables) and flushes (``flush``: the kernel's order of the flush
+    steps), cpu1 takes the IPI and flushes, cpu0 stops waiting and frees."""
+    return (
+        "cpu0 munmap",
+        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+        *flush,
+        "cpu1 flush_smp_call_function_queue",
+        "cpu1 flush_tlb_func",
+        "cpu0 smp_call_function_many__csd_lock_wait",
+        "cpu0 tlb_finish_mmu",
+    )
+
+
 CONCERNS: tuple[Concern, ...] = (
     Concern(
         key="1-free-before-remote-flush",
@@ -218,18 +244,7 @@ CONCERNS: tuple[Concern, ...] = (
         ),
         holds_on="rfc-async",
         blocked_at=7,
-        holds_schedule=(
-            "cpu1 tlb_fill va=0x1000",
-            "cpu0 munmap",
-            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-            "cpu0 native_flush_tlb_multi__send_ipis",
-            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-            "cpu1 flush_smp_call_function_queue",
-            "cpu1 flush_tlb_func",
-            "cpu0 smp_call_function_many__csd_lock_wait",
-            "cpu0 tlb_finish_mmu",
-        ),
+        holds_schedule=("cpu1 tlb_fill va=0x1000", *munmap_with_ipi()),
     ),
     Concern(
         key="6b-page-table-freed-lazy-cpu",
@@ -314,17 +329,6 @@ _SWITCH_THEN_FLUSH = (
 )
 """linux-current: the switching CPU finishes, then takes the IPI it was sent (it stayed in the
 cpumask), and only then does the initiator free."""
-
-_FLUSH_5_2 = (
-    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-    "cpu0 native_flush_tlb_others__send_ipis",
-)
-_FLUSH_2019 = (
-    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-    "cpu0 native_flush_tlb_multi__send_ipis",
-    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-)
 
 
 def _switch_window_free_tables(flush: tuple[str, ...]) -> tuple[str, ...]:
@@ -537,17 +541,8 @@ def _gup_walk_freed(flush: tuple[str, ...], *free: str) -> tuple[str, ...]:
     """cpu1's GUP-fast reads the PMD; cpu0 unmaps and flushes with freed_tables (``flush``:
     the kernel's order of its steps), cpu1 takes the IPI mid-walk (IRQs on), and the table is
     freed (``free``: by RCU's callback, where tables wait for a grace period)."""
-    return (
-        "cpu1 gup_fast va=0x1000",
-        "cpu0 munmap",
-        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-        *flush,
-        "cpu1 flush_smp_call_function_queue",  # IRQs off: not until the walk is done
-        "cpu1 flush_tlb_func",
-        "cpu0 smp_call_function_many__csd_lock_wait",
-        "cpu0 tlb_finish_mmu",
-        *free,
-    )
+    # cpu1's flush_smp_call_function_queue needs IRQs on: with them off, not until the walk ends
+    return ("cpu1 gup_fast va=0x1000", *munmap_with_ipi(flush), *free)
 
 
 @attrs.frozen

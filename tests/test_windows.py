@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.schedules import munmap_with_ipi
 from tlbfuzz.protocol import VARIANTS, Budget, Config, World
 from tlbfuzz.protocol.search import bfs
 from tlbfuzz.protocol.windows import WINDOWS, reached
@@ -106,17 +107,7 @@ def test_the_mm_layers_schedules_pass_through_their_windows() -> None:
 
 
 def test_only_rcu_table_freeing_reaches_the_grace_period_window() -> None:
-    munmap = [
-        "cpu0 munmap",
-        "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-        "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-        "cpu0 native_flush_tlb_multi__send_ipis",
-        "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-        "cpu1 flush_smp_call_function_queue",
-        "cpu1 flush_tlb_func",
-        "cpu0 smp_call_function_many__csd_lock_wait",
-        "cpu0 tlb_finish_mmu",
-    ]
+    munmap = munmap_with_ipi()
     current = World.initial(VARIANTS["linux-current"]).run(munmap)
     assert "table_awaiting_grace_period" in reached(current)
     assert [str(a) for a in current.enabled_actions() if a.op == "tlb_remove_table_rcu"] == [
