@@ -47,7 +47,10 @@ if TYPE_CHECKING:
     from tlbfuzz.fuzz.user import Registry
     from tlbfuzz.protocol import Action
 
-FORMAT: Final = 1
+FORMAT: Final = 2
+"""2 since issue 9 split ``tlb_gather_mmu()`` from the PTE changes; format 1 is still read,
+translated step for step (``tlbfuzz.fuzz.upgrade``)."""
+READS: Final = (1, 2)
 EXPECTS: Final = ("violates", "holds")
 
 MAX_FILE_BYTES: Final = 1 << 20
@@ -96,6 +99,8 @@ class Entry:
     found: dict[str, Any] = attrs.field(factory=dict)
     note: str = ""
     path: Path | None = None
+    format: int = FORMAT
+    """The format the file was written in (its schedule is translated to today's)."""
 
 
 def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -258,9 +263,10 @@ def load(path: Path, registry: Registry | None = None) -> Entry:
     d = _decode(where, read_capped(path))
     if not isinstance(d, dict):
         raise CorpusError(f"{where}: expected a JSON object")
-    if d.get("format") != FORMAT:
+    fmt = d.get("format")
+    if isinstance(fmt, bool) or fmt not in READS:
         raise CorpusError(
-            f"{where}: unknown format {_short(d.get('format'))} (this tlbfuzz reads {FORMAT})"
+            f"{where}: unknown format {_short(fmt)} (this tlbfuzz reads {READS[0]} to {FORMAT})"
         )
     unknown = sorted(set(d) - KNOWN_FIELDS)
     if unknown:
@@ -299,7 +305,23 @@ def load(path: Path, registry: Registry | None = None) -> Entry:
     note = d.get("note", "")
     if not isinstance(note, str):
         raise CorpusError(f"{where}: field 'note' must be a string")
-    return Entry(variant, ref, config, prop, expect, tuple(schedule), found, note, path)
+    steps = tuple(schedule)
+    if fmt == 1:
+        steps = _from_format_1(where, variant, config, steps)
+    return Entry(variant, ref, config, prop, expect, steps, found, note, path, fmt)
+
+
+def _from_format_1(
+    where: str, variant: Variant, config: Config, schedule: tuple[Action, ...]
+) -> tuple[Action, ...]:
+    """A format-1 schedule as format 2 writes it (a user variant's error: the file named)."""
+    from tlbfuzz.fuzz.upgrade import from_format_1
+    from tlbfuzz.fuzz.user import UserVariantError
+
+    try:
+        return from_format_1(World.initial(variant, config), schedule)
+    except UserVariantError as err:
+        raise UserVariantError(f"{where}: reading format 1: {err}") from None
 
 
 def resolve_variant(ref: str, registry: Registry | None, where: str) -> Variant:
@@ -386,6 +408,30 @@ def save(e: Entry, corpus: Path) -> tuple[Path, bool]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return path, True
+
+
+def rewrite(e: Entry, old: Path) -> Path:
+    """Write ``e`` in today's format next to ``old`` (the same finding in an older format),
+    under its own name, then remove ``old``: the file is replaced atomically if the name is
+    the same, and never lost in between."""
+    new = old.parent / file_name(e)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=old.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
+                f.write(to_json(e))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, new)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if new != old:
+            old.unlink()
+    except OSError as e2:
+        raise CorpusError(f"{new}: cannot write: {e2.strerror}") from None
+    return new
 
 
 def _safe(ref: str) -> str:

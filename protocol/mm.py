@@ -4,9 +4,11 @@ and RCU table freeing.
 
 The mmu_gather order of include/asm-generic/tlb.h: "1) unhook page 2) TLB invalidate page 3) free
 page". A zapping path (madvise, munmap, truncation) runs: take its locks and
-``tlb_gather_mmu()`` (``inc_tlb_flush_pending``); zap_pte_range() under the PTL; a forced flush
-before the unlock if a dirty file page was zapped; ``mm_tlb_flush_nested()``; the flush unless
-the gather is empty; free the pages, hand page tables to RCU, ``dec_tlb_flush_pending``.
+``tlb_gather_mmu()`` (``inc_tlb_flush_pending``); then, a step of its own (another CPU's gather
+may open, zap and check ``mm_tlb_flush_nested()`` in between), zap_pte_range() under the PTL; a
+forced flush before the unlock if a dirty file page was zapped; ``mm_tlb_flush_nested()``; the
+flush unless the gather is empty; free the pages, hand page tables to RCU,
+``dec_tlb_flush_pending``.
 
 Sources: mainline = ColinIanKing/linux-next (mm/mmu_gather.c @064b3573, mm/memory.c @042acf45,
 include/asm-generic/tlb.h @6eebd301, mm/madvise.c, mm/mprotect.c, mm/rmap.c); 5.2 = 5.4-era
@@ -330,16 +332,12 @@ def retire(w: World, cpu: int, kind: int) -> None:
 def munmap(w: World, cpu: int) -> None:
     """munmap() of the whole mapping of current->mm (mm/mmap.c, 5.2: __do_munmap(); mainline:
     do_vmi_align_munmap()): ``mmap_write_lock``; detach the vma; ``downgrade_write`` (4.20's
-    dd2283f2605e: zap with mmap_lock held for read); unmap_region(): ``tlb_gather_mmu()``,
-    unmap_vmas() -> zap_pte_range() over every page; then free_pgtables() (after a forced
-    flush, in the unlock step).
+    dd2283f2605e: zap with mmap_lock held for read); unmap_region(): ``tlb_gather_mmu()``
+    (``inc_tlb_flush_pending``). The zap is the next step (``unmap_vmas``).
 
-    One step: the write lock is taken and downgraded before anything is shared, and the zap is
-    a PTL section (see zap_pte_range). Not justified by the reduction, and a known limit: the
-    gather's ``inc_tlb_flush_pending`` and the zap are merged, which hides the interleaving
-    where another CPU's nested check (and then its full flush) runs between them, i.e. a flush
-    before the PTEs change that this path's own flush then repeats. madvise and mprotect merge
-    the same way; splitting them costs a step per syscall (next on the list)."""
+    One step: the write lock is taken and downgraded before anything is shared; the vma
+    detach is read only by start guards (under mmap_lock in the kernel), and the
+    ``tlb_flush_pending`` increment is the one racing access."""
     c = w.cpus[cpu]
     mm_id = c.task
     mm = w.mms[mm_id]
@@ -349,8 +347,15 @@ def munmap(w: World, cpu: int) -> None:
     mm.write_protected = frozenset()
     c.locals = c.locals._replace(mmap_lock=1)  # downgrade_write()
     tlb_gather_mmu(w, cpu, mm_id, vas[0], vas[-1] + PAGE_SIZE)
+
+
+def unmap_vmas(w: World, cpu: int) -> None:
+    """unmap_region() -> unmap_vmas() -> zap_pte_range() over every page; then
+    free_pgtables() (after a forced flush, in the unlock step). One step: the zap is a PTL
+    section (see zap_pte_range), and ``pmd_clear()`` of the one page table is read only by
+    the walks that the PTL section's reduction already orders."""
     zap_pte_range(w, cpu)
-    if not c.locals.force_flush:
+    if not w.cpus[cpu].locals.force_flush:
         free_pgtables(w, cpu)
 
 
@@ -361,14 +366,13 @@ def munmap_done(w: World, cpu: int) -> None:
 
 def madvise_dontneed(w: World, cpu: int) -> None:
     """madvise(MADV_DONTNEED) of one page (mm/madvise.c): ``mmap_read_lock`` (mainline: the
-    per-VMA read lock, exclusive with mprotect's ``vma_start_write`` as here),
-    ``tlb_gather_mmu()`` (5.2: inside zap_page_range(); mainline: madvise_init_tlb()), then
-    zap_pte_range(). A PTE already clear records nothing; the page table and vma stay. The
-    inc and the zap are one step: see munmap for what that merge hides."""
+    per-VMA read lock, exclusive with mprotect's ``vma_start_write`` as here), then
+    ``tlb_gather_mmu()`` (5.2: inside zap_page_range(); mainline: madvise_init_tlb()), which
+    is ``inc_tlb_flush_pending``. zap_pte_range() is the next step: another thread's gather
+    may open, zap and check ``mm_tlb_flush_nested()`` in between (99baac21e458's case)."""
     c = w.cpus[cpu]
     mm_id, va = c.task, c.locals.va
     tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
-    zap_pte_range(w, cpu)
 
 
 def madvise_done(w: World, cpu: int) -> None:
@@ -381,14 +385,20 @@ def mprotect(w: World, cpu: int) -> None:
     """mprotect(PROT_READ) of one page (mm/mprotect.c): ``mmap_write_lock``, the vma loses
     VM_WRITE, then change_protection(): mainline gathers (``tlb_gather_mmu()`` in
     do_mprotect_pkey(), so ``inc_tlb_flush_pending``); 5.2 ``inc_tlb_flush_pending(mm)`` in
-    change_protection_range(). change_pte_range() under the PTL: ``ptent =
-    ptep_modify_prot_start(); ptent = pte_modify(ptent, newprot); ptep_modify_prot_commit()``;
-    what it records (``Variant.mprotect_records_pte``) decides the flush."""
+    change_protection_range(). The PTE change is the next step (``change_pte_range``)."""
     c = w.cpus[cpu]
     mm_id, va = c.task, c.locals.va
-    mm = w.mms[mm_id]
-    mm.vma_writable[va] = False
+    w.mms[mm_id].vma_writable[va] = False
     tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
+
+
+def change_pte_range(w: World, cpu: int) -> None:
+    """change_pte_range() under the PTL: ``ptent = ptep_modify_prot_start(); ptent =
+    pte_modify(ptent, newprot); ptep_modify_prot_commit()``; what it records
+    (``Variant.mprotect_records_pte``) decides the flush. One step: a PTL section."""
+    c = w.cpus[cpu]
+    va = c.locals.va
+    mm = w.mms[c.locals.mm]
     pte = mm.ptes[va]
     if pte.present:
         mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
@@ -559,14 +569,19 @@ def writepage(w: World, cpu: int) -> None:
 def unmap_mapping_range(w: World, cpu: int) -> None:
     """truncate_pagecache() -> unmap_mapping_range(): under ``i_mmap_lock_read(mapping)``, for
     each vma mapping the page (the rmap of the file, not of the page: it runs whether or not
-    the page is mapped) zap_page_range_single(): ``tlb_gather_mmu()``, zap_pte_range(),
-    ``tlb_finish_mmu()``. No mmap_lock: truncation races with every syscall of the mm."""
+    the page is mapped) zap_page_range_single(): ``tlb_gather_mmu()`` here, zap_pte_range()
+    in the next step, then ``tlb_finish_mmu()``. No mmap_lock: truncation races with every
+    syscall of the mm."""
     c = w.cpus[cpu]
     lv = c.locals
     if lv.va not in w.mms[lv.mm].vma_writable:
         return  # munmap's unlink_file_vma() took the vma out of i_mmap: nothing to zap
     tlb_gather_mmu(w, cpu, lv.mm, lv.va, lv.va + PAGE_SIZE)
-    zap_pte_range(w, cpu)
+
+
+def no_gather(w: World, cpu: int) -> bool:
+    """A skip: truncation found no vma, so it opened no gather and zaps nothing."""
+    return not w.cpus[cpu].locals.pending
 
 
 def truncate_inode_pages(w: World, cpu: int) -> None:
@@ -668,6 +683,8 @@ def _truncate_may_start(w: World, cpu: int, lv: Locals) -> bool:
     return file_page(w, lv.mm, lv.va) != NO_PFN
 
 
+ZAP_PTE_RANGE = Step("zap_pte_range", zap_pte_range, guard=ptl_free)
+"""zap_pte_range() under the PTL, a step after ``tlb_gather_mmu()``."""
 FORCED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_forced_flush)
 """zap_pte_range()'s ``if (force_flush) tlb_flush_mmu_tlbonly(tlb);`` (inside the PTL unless
 ``Variant.zap_flush_before_unlock`` moves it)."""
@@ -696,7 +713,11 @@ MUNMAP = register(
         BudgetKind("munmap"),
         NO_ARGS,
         _munmap_may_start,
-        (Step("munmap", munmap, guard=ptl_free, c="unmap_region()"), *ZAP_THEN_FINISH),
+        (
+            Step("munmap", munmap, c="tlb_gather_mmu()"),
+            Step("unmap_vmas", unmap_vmas, guard=ptl_free, c="zap_pte_range()"),
+            *ZAP_THEN_FINISH,
+        ),
         returns=munmap_done,
         holds=(("mmap_lock", 2),),
         from_user=True,
@@ -710,7 +731,8 @@ MADVISE = register(
         VA,
         _madvise_may_start,
         (
-            Step("madvise_dontneed", madvise_dontneed, guard=ptl_free, c="zap_page_range()"),
+            Step("madvise_dontneed", madvise_dontneed, c="tlb_gather_mmu()"),
+            ZAP_PTE_RANGE,
             *ZAP_THEN_FINISH,
         ),
         returns=madvise_done,
@@ -726,7 +748,8 @@ MPROTECT = register(
         VA,
         _mprotect_may_start,
         (
-            Step("mprotect", mprotect, guard=ptl_free, c="change_pte_range()"),
+            Step("mprotect", mprotect, c="inc_tlb_flush_pending()"),
+            Step("change_pte_range", change_pte_range, guard=ptl_free),
             attrs.evolve(NESTED, skip=mprotect_uses_gather),
             FINISH_FLUSH,
         ),
@@ -783,12 +806,8 @@ TRUNCATE = register(
         MM_VA,
         _truncate_may_start,
         (
-            Step(
-                "unmap_mapping_range",
-                unmap_mapping_range,
-                guard=ptl_free,
-                c="zap_page_range_single()",
-            ),
+            Step("unmap_mapping_range", unmap_mapping_range, c="tlb_gather_mmu()"),
+            attrs.evolve(ZAP_PTE_RANGE, skip=no_gather),
             *ZAP_THEN_FINISH,
             Step(
                 "truncate_inode_pages",

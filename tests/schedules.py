@@ -34,6 +34,7 @@ class Concern:
 
 MADVISE_5_2 = (
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 zap_pte_range",
     "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -41,6 +42,7 @@ MADVISE_5_2 = (
 )
 MADVISE_CONCURRENT = (
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 zap_pte_range",
     "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu0 native_flush_tlb_multi__send_ipis",
@@ -64,6 +66,7 @@ def munmap_with_ipi(flush: tuple[str, ...] = _FLUSH_2019) -> tuple[str, ...]:
     steps), cpu1 takes the IPI and flushes, cpu0 stops waiting and frees."""
     return (
         "cpu0 munmap",
+        "cpu0 unmap_vmas",
         "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         *flush,
         "cpu1 flush_smp_call_function_queue",
@@ -179,7 +182,7 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu1 read_user_func",
         ),
         holds_on="rfc-async",
-        blocked_at=9,
+        blocked_at=10,
         holds_schedule=(
             "cpu1 user_read va=0x1000",
             "cpu0 smp_call_function_single target=cpu1 va=0x1000",
@@ -233,6 +236,7 @@ CONCERNS: tuple[Concern, ...] = (
         schedule=(
             "cpu1 tlb_fill va=0x1000",
             "cpu0 munmap",
+            "cpu0 unmap_vmas",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 native_flush_tlb_multi__send_ipis",
@@ -243,7 +247,7 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu0 tlb_finish_mmu",
         ),
         holds_on="rfc-async",
-        blocked_at=7,
+        blocked_at=8,
         holds_schedule=("cpu1 tlb_fill va=0x1000", *munmap_with_ipi()),
     ),
     Concern(
@@ -255,6 +259,7 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu1 tlb_fill va=0x1000",
             "cpu1 enter_lazy_tlb next=kthread",
             "cpu0 munmap",
+            "cpu0 unmap_vmas",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -262,11 +267,12 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu0 tlb_finish_mmu",
         ),
         holds_on="linux-5.2",
-        blocked_at=7,
+        blocked_at=8,
         holds_schedule=(
             "cpu1 tlb_fill va=0x1000",
             "cpu1 enter_lazy_tlb next=kthread",
             "cpu0 munmap",
+            "cpu0 unmap_vmas",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -284,6 +290,7 @@ CONCERNS: tuple[Concern, ...] = (
         prop="request_integrity",
         schedule=(
             "cpu0 mprotect va=0x2000",
+            "cpu0 change_pte_range",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 native_flush_tlb_multi__send_ipis",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
@@ -291,6 +298,7 @@ CONCERNS: tuple[Concern, ...] = (
             "cpu1 csd_unlock",
             "cpu0 smp_call_function_many__csd_lock_wait",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 zap_pte_range",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu1 flush_tlb_func",
@@ -310,6 +318,7 @@ TLB_GEN_LOCAL_PARTIAL = Concern(
     schedule=(
         "cpu0 user_write va=0x2000",
         "cpu0 mprotect va=0x1000",
+        "cpu0 change_pte_range",
         "cpu1 clear_page_dirty_for_io mm=A va=0x2000",
         "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
@@ -338,6 +347,7 @@ def _switch_window_free_tables(flush: tuple[str, ...]) -> tuple[str, ...]:
         "cpu1 tlb_fill va=0x1000",
         "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
         "cpu0 munmap",
+        "cpu0 unmap_vmas",
         "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         *flush,
         "cpu0 tlb_finish_mmu",
@@ -358,6 +368,7 @@ SWITCH_WINDOW_5_2 = Concern(
         "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
         "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
         "cpu0 munmap",
+        "cpu0 unmap_vmas",
         "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu0 native_flush_tlb_multi__send_ipis",
@@ -375,6 +386,7 @@ SWITCH_WINDOW_RFC_ASYNC = Concern(
     schedule=(
         "cpu1 tlb_fill va=0x1000",
         "cpu0 munmap",
+        "cpu0 unmap_vmas",
         "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
@@ -411,6 +423,7 @@ def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Conce
             "cpu1 user_read va=0x1000",
             "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 zap_pte_range",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             *flush,
             "cpu0 tlb_finish_mmu",
@@ -422,6 +435,7 @@ def _switch_window_nmi(variant: str, prop: str, flush: tuple[str, ...]) -> Conce
             "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
             "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 zap_pte_range",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 native_flush_tlb_multi__send_ipis",
@@ -456,8 +470,10 @@ TLB_GEN_REVERSE_ORDER = Concern(
         "cpu1 user_read va=0x1000",
         "cpu1 user_read va=0x2000",
         "cpu2 unmap_mapping_range mm=A va=0x2000",
+        "cpu2 zap_pte_range",
         "cpu2 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 munmap",
+        "cpu0 unmap_vmas",
         "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
         "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu2 flush_tlb_mm_range__inc_mm_tlb_gen",
@@ -475,6 +491,7 @@ TLB_GEN_REVERSE_ORDER = Concern(
 LOST_WRITE_5_2 = (
     "cpu0 user_write va=0x2000",
     "cpu1 madvise_dontneed va=0x2000",
+    "cpu1 zap_pte_range",
     "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
     "cpu0 writepage",
     "cpu0 user_write va=0x2000",
@@ -491,10 +508,11 @@ RMAP_BEFORE_FLUSH_5_2 = Concern(
     schedule=LOST_WRITE_5_2,
     holds_on="linux-current",
     config=Config(budget=Budget.only(madvise=1, writeback=1)),
-    blocked_at=3,  # writeback spins on the PTL that cpu1's forced flush holds
+    blocked_at=4,  # writeback spins on the PTL that cpu1's forced flush holds
     holds_schedule=(
         "cpu0 user_write va=0x2000",
         "cpu1 madvise_dontneed va=0x2000",
+        "cpu1 zap_pte_range",
         "cpu0 clear_page_dirty_for_io mm=A va=0x2000",
         "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
         "cpu1 native_flush_tlb_multi__send_ipis",
@@ -581,7 +599,9 @@ class Mechanism:
 _NESTED_MADVISE = (
     "cpu0 tlb_fill va=0x1000",
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 zap_pte_range",
     "cpu1 madvise_dontneed va=0x1000",
+    "cpu1 zap_pte_range",
     "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu1 tlb_finish_mmu",
     "cpu0 nmi va=0x1000",
@@ -604,7 +624,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         prop="no_lost_write",
         schedule=LOST_WRITE_5_2,
         budget={"madvise": 1, "writeback": 1},
-        blocked_at=3,  # page_mkclean() waits for the PTL; the flush reaches cpu0 first
+        blocked_at=4,  # page_mkclean() waits for the PTL; the flush reaches cpu0 first
     ),
     Mechanism(
         key="rmap-removed-after-the-flush",
@@ -614,7 +634,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         prop="no_lost_write",
         schedule=LOST_WRITE_5_2,
         budget={"madvise": 1, "writeback": 1},
-        blocked_at=3,
+        blocked_at=4,
     ),
     Mechanism(
         key="nested-gather-forces-a-flush",
@@ -624,7 +644,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         prop="no_stale_access_after_return",
         schedule=_NESTED_MADVISE,
         budget={"madvise": 1},
-        blocked_at=4,  # cpu1 sees tlb_flush_pending == 2 and flushes before it frees
+        blocked_at=6,  # cpu1 sees tlb_flush_pending == 2 and flushes before it frees
     ),
     Mechanism(
         key="tlb-flush-pending-drops-after-the-flush",
@@ -635,14 +655,16 @@ MECHANISMS: tuple[Mechanism, ...] = (
         schedule=(
             "cpu0 tlb_fill va=0x1000",
             "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 zap_pte_range",
             "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu1 madvise_dontneed va=0x1000",
+            "cpu1 zap_pte_range",
             "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu1 tlb_finish_mmu",
             "cpu0 nmi va=0x1000",
         ),
         budget={"madvise": 1},
-        blocked_at=5,
+        blocked_at=7,
     ),
     Mechanism(
         key="page-tables-freed-after-a-grace-period",
@@ -662,7 +684,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         schedule=_gup_walk_freed(_FLUSH_5_2),
         budget={},
         per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
-        blocked_at=6,
+        blocked_at=7,
     ),
     Mechanism(
         key="gup-fast-walks-with-irqs-off-on-linux-current",
@@ -676,7 +698,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         schedule=_gup_walk_freed(_FLUSH_2019, "tlb_remove_table_rcu pfn=0"),
         budget={},
         per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
-        blocked_at=6,
+        blocked_at=7,
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""
@@ -694,19 +716,19 @@ ALL_SCHEDULES: tuple[Concern, ...] = (
 )
 
 SHORTEST: dict[tuple[str, str], int] = {
-    ("rfc-async-posted", "no_use_after_free"): 8,
-    ("rfc-async", "no_stale_entry_at_free"): 8,
-    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 9,
-    ("rfc-async-batch-ack", "no_use_after_free"): 9,
+    ("rfc-async-posted", "no_use_after_free"): 9,
+    ("rfc-async", "no_stale_entry_at_free"): 9,
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): 10,
+    ("rfc-async-batch-ack", "no_use_after_free"): 10,
     ("rfc-async-posted", "no_lost_write"): 8,
-    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 8,
-    ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 8,
-    ("rfc-async-pointer-info", "request_integrity"): 11,
-    ("flush-no-gen-check", "tlb_gen_soundness"): 6,
-    ("linux-5.2", "no_walk_of_freed_page_table"): 8,
-    ("linux-5.2", "no_use_after_free"): 9,
-    ("rfc-async", "no_use_after_free"): 9,
-    ("linux-5.2", "no_lost_write"): 5,
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): 9,
+    ("lazy-skip-freed-tables", "no_walk_of_freed_page_table"): 9,
+    ("rfc-async-pointer-info", "request_integrity"): 13,
+    ("flush-no-gen-check", "tlb_gen_soundness"): 7,
+    ("linux-5.2", "no_walk_of_freed_page_table"): 9,
+    ("linux-5.2", "no_use_after_free"): 10,
+    ("rfc-async", "no_use_after_free"): 10,
+    ("linux-5.2", "no_lost_write"): 6,
 }
 """The shortest violating schedule per (variant, property) with the default 2-CPU config,
 established by hand and by minimise() (tests/test_explore.py checks them by breadth-first
@@ -714,20 +736,21 @@ search where that is affordable)."""
 
 MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     **{k: {n} for k, n in SHORTEST.items()},
-    # rfc-async breaks no_stale_entry_at_free two ways: the 2019 switch window (8 steps) and the
-    # handler window between csd_unlock and INVLPG (10 steps, concern 2); each is the shortest
+    # Each syscall's tlb_gather_mmu() is a step of its own since issue 9 (one more per syscall).
+    # rfc-async breaks no_stale_entry_at_free two ways: the 2019 switch window (9 steps) and the
+    # handler window between csd_unlock and INVLPG (11 steps, concern 2); each is the shortest
     # schedule of its own mechanism, and a run may find either.
-    ("rfc-async", "no_stale_entry_at_free"): {8, 10},
-    # likewise: the switch window (8) and concern 6's handler window (10)
-    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {8, 10},
-    # an NMI in the switch window (9), or concern 3's / concern 4's handler window (11 / 13)
-    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {9, 11},
-    ("rfc-async-batch-ack", "no_use_after_free"): {9, 13},
-    # concern 1's posted-flush window (8) or an NMI in the 2019 switch window (9), as on 5.2
-    ("rfc-async-posted", "no_use_after_free"): {8, 9},
-    # a madvise and an mprotect (11, concern 7), or two mprotects where the budget allows (10)
-    ("rfc-async-pointer-info", "request_integrity"): {10, 11},
-    # writeback's flush against mprotect's (6), a madvise's forced flush of a dirty file page
-    # against another madvise (7), or two madvises whose nested checks both come first (8)
-    ("flush-no-gen-check", "tlb_gen_soundness"): {6, 7, 8},
+    ("rfc-async", "no_stale_entry_at_free"): {9, 11},
+    # likewise: the switch window (9) and concern 6's handler window (11)
+    ("rfc-async-freed-tables", "no_walk_of_freed_page_table"): {9, 11},
+    # an NMI in the switch window (10), or concern 3's / concern 4's handler window (12 / 14)
+    ("rfc-async-no-nmi-check", "nmi_uaccess_safety"): {10, 12},
+    ("rfc-async-batch-ack", "no_use_after_free"): {10, 14},
+    # concern 1's posted-flush window (9) or an NMI in the 2019 switch window (10), as on 5.2
+    ("rfc-async-posted", "no_use_after_free"): {9, 10},
+    # a madvise and an mprotect (13, concern 7), or two mprotects where the budget allows (12)
+    ("rfc-async-pointer-info", "request_integrity"): {12, 13},
+    # writeback's flush against mprotect's (7), a madvise's forced flush of a dirty file page
+    # against another madvise (9), or two madvises whose nested checks both come first (10)
+    ("flush-no-gen-check", "tlb_gen_soundness"): {7, 9, 10},
 }

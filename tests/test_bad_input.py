@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
-GOOD = sorted((CORPUS / "rfc-async-posted").glob("no_use_after_free-8-*.json"))[0]
+GOOD = sorted((CORPUS / "rfc-async-posted").glob("no_use_after_free-9-*.json"))[0]
 
 
 def good() -> dict[str, Any]:
@@ -196,7 +196,7 @@ CONTENTS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("step-empty", _schedule([""]), "step 1: empty action"),
     ("step-long", _schedule(["cpu0 " + "x" * 10_000]), "step 1: longer than 200 characters"),
     ("steps-1001", _schedule(["cpu0 munmap"] * 1001), "1001 steps is over 1000"),
-    ("length-99", _with(length=99), "says length 99 but holds 8 steps"),
+    ("length-99", _with(length=99), "says length 99 but holds 9 steps"),
     ("length-true", _with(length=True), "says length True"),
     ("found-array", _with(found=[1]), "field 'found' must be an object"),
     ("note-number", _with(note=5), "field 'note' must be a string"),
@@ -396,7 +396,7 @@ def test_a_user_variant_resolves_only_against_files_the_user_passed(
     main(["replay", "--variants", str(here / "helper.py"), str(evil)])
     assert marker.exists()  # the user passed it: it ran, as they asked
     out, _ = capsys.readouterr()
-    assert "evil.json: ok, breaks no_use_after_free at step 8" in out
+    assert "evil.json: ok, breaks no_use_after_free at step 9" in out
 
 
 def test_pytest_collection_of_the_corpus_runs_no_code_it_names(tmp_path: Path) -> None:
@@ -543,6 +543,7 @@ def _finding(variant: str, schedule: list[str], cpus: int = 2) -> Finding:
 SWAPPED = [  # GOOD's race with the CPUs named the other way round, and a user write as the fill
     "cpu1 user_write va=0x1000",
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 zap_pte_range",
     "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu0 native_flush_tlb_multi__send_ipis",
@@ -588,7 +589,7 @@ def test_a_finding_is_printed_before_saving_and_a_failed_save_loses_nothing(
     capsys.readouterr()
     assert main([*argv, "--corpus", str(corpus)]) == 1  # found: 1, though not saved
     out, err = capsys.readouterr()
-    assert "rfc-async-posted: no_use_after_free breaks in 8 steps" in out  # on screen
+    assert "rfc-async-posted: no_use_after_free breaks in 9 steps" in out  # on screen
     assert "NOT saved" in out
     assert err.count("\n") == 1
     assert "could not save the finding above" in err
@@ -611,7 +612,7 @@ def test_one_race_is_one_file_whatever_the_cpu_numbering_or_fill(
     files = list((here / "findings").rglob("*.json"))  # the default: not the tracked corpus
     assert len(files) == 1
     assert "already in the corpus" in out
-    assert out.count("Why: CPU0 user reads 0x1000") == 2  # the canonical schedule's own words
+    assert out.count("Why: CPU1 user reads 0x1000") == 2  # the canonical schedule's own words
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o644
     assert load(files[0]).found["seed"] is not None  # dev draws a seed and records it
 

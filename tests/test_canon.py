@@ -15,6 +15,7 @@ from tlbfuzz.protocol.search import first_violation
 RACE = [  # the README's finding: rfc-async-posted breaks no_use_after_free in 8 steps
     "cpu0 {fill} va=0x1000",
     "cpu1 madvise_dontneed va=0x1000",
+    "cpu1 zap_pte_range",
     "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu1 native_flush_tlb_multi__send_ipis",

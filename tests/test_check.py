@@ -29,7 +29,7 @@ def test_assert_holds_fails_with_the_mail_schedule_and_a_replay_command(tmp_path
             corpus=tmp_path,
         )
     text = str(info.value)
-    assert "no_walk_of_freed_page_table breaks in 8 steps" in text
+    assert "no_walk_of_freed_page_table breaks in 9 steps" in text
     assert "    CPU0" in text
     assert max(len(line) for line in text.splitlines()) <= 72
     (saved,) = tmp_path.rglob("*.json")

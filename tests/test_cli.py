@@ -15,7 +15,7 @@ from tests.clirun import run_cli
 from tlbfuzz.fuzz.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-8-*.json"))[0]
+SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-9-*.json"))[0]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -78,7 +78,7 @@ def test_replay_ok_drift_and_corrupt(capsys: pytest.CaptureFixture[str], tmp_pat
     (tmp_path / "drift.json").write_text(json.dumps(d))
     code, out, _ = run(capsys, "replay", str(tmp_path / "drift.json"))
     assert code == 1
-    assert "drift at step 8" in out
+    assert "drift at step 9" in out
     shutil.copy(SAMPLE, tmp_path / "good.json")
     (tmp_path / "zz-corrupt.json").write_text("{")
     code, out, err = run(capsys, "replay", str(tmp_path))
@@ -91,7 +91,7 @@ def test_show_prints_lanes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "show", "--format", "wide", str(SAMPLE))
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("rfc-async-posted: no_use_after_free breaks in 8 steps")
+    assert lines[0].startswith("rfc-async-posted: no_use_after_free breaks in 9 steps")
     assert "cpu0" in lines[2]
     assert "cpu1" in lines[2]
     assert "!! no_use_after_free" in out
@@ -189,9 +189,9 @@ def test_explore_reports_each_broken_property_and_what_held(
         "-p",
         "no_deadlock",
         "--depth",
-        "8",
+        "9",
     )
     assert code == 1
-    assert "shortest schedule breaking no_use_after_free: 8 steps" in out
-    assert "no violation up to depth 8 (no_deadlock)" in out
+    assert "shortest schedule breaking no_use_after_free: 9 steps" in out
+    assert "no violation up to depth 9 (no_deadlock)" in out
     assert "broken: no_use_after_free" in out

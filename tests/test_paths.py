@@ -90,7 +90,8 @@ class FreeBeforeFlushInMadvise(Variant):
         steps = super().path_steps(path)
         if path.name != "madvise":
             return steps
-        return (steps[0], TLB_FINISH_MMU, *[s for s in steps[1:] if s is not TLB_FINISH_MMU])
+        rest = [s for s in steps[2:] if s is not TLB_FINISH_MMU]
+        return (*steps[:2], TLB_FINISH_MMU, *rest)
 
 
 REORDERED = FreeBeforeFlushInMadvise(
@@ -100,7 +101,11 @@ REORDERED = FreeBeforeFlushInMadvise(
 
 def test_reordering_one_paths_steps_leaves_the_others_alone() -> None:
     k = World.initial(REORDERED).kernel
-    assert [s.name for s in k.steps["madvise"]][:2] == ["madvise_dontneed", "tlb_finish_mmu"]
+    assert [s.name for s in k.steps["madvise"]][:3] == [
+        "madvise_dontneed",
+        "zap_pte_range",
+        "tlb_finish_mmu",
+    ]
     assert k.steps["munmap"] == World.initial(VARIANTS["linux-current"]).kernel.steps["munmap"]
     bad = bfs(
         World.initial(REORDERED, Config(budget=Budget.only(madvise=1), reuse=False)),
@@ -128,6 +133,7 @@ def test_decisions_are_told_which_path_and_step_ask() -> None:
     World.initial(v).run(
         [
             "cpu0 mprotect va=0x1000",
+            "cpu0 change_pte_range",
             "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
             "cpu0 native_flush_tlb_others__send_ipis",
@@ -149,8 +155,8 @@ def test_one_flush_order_per_path() -> None:
 
     v = ConcurrentMadviseOnly(**attrs.asdict(VARIANTS["linux-5.2"], recurse=False))
     k = World.initial(v).kernel
-    assert k.steps["madvise"][2].name == "native_flush_tlb_multi__send_ipis"
-    assert k.steps["munmap"][2].name == "flush_tlb_mm_range__flush_tlb_func_local"
+    assert k.steps["madvise"][3].name == "native_flush_tlb_multi__send_ipis"
+    assert k.steps["munmap"][3].name == "flush_tlb_mm_range__flush_tlb_func_local"
     assert any(
         isinstance(s, Inline) and s.expand is FLUSH_TLB_MM_RANGE.expand
         for s in PATHS["madvise"].steps

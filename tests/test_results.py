@@ -18,7 +18,7 @@ from tlbfuzz.fuzz.results import Record, merge, schema, table_lines
 from tlbfuzz.protocol.windows import WINDOWS
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-8-*.json"))[0]
+SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-9-*.json"))[0]
 
 
 def validated(path: Path) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def test_replay_json_and_junit(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     by_file = {Path(r["schedule_file"]).name: r for r in doc["results"]}
     assert by_file["good.json"]["verdict"] == "violates"
     assert by_file["good.json"]["ok"] is True
-    assert by_file["good.json"]["length"] == 8
+    assert by_file["good.json"]["length"] == 9
     assert by_file["wrong.json"]["verdict"] == "violates"
     assert by_file["wrong.json"]["ok"] is False
     assert by_file["zz-corrupt.json"]["verdict"] == "error"
@@ -59,7 +59,7 @@ def test_explore_json_has_one_record_per_property(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "e.json"
-    argv = ["explore", "-v", "rfc-async-posted", "--budget", "madvise=1", "--depth", "8"]
+    argv = ["explore", "-v", "rfc-async-posted", "--budget", "madvise=1", "--depth", "9"]
     argv += ["-p", "no_use_after_free", "-p", "no_deadlock", "--json", str(out), "--save"]
     code = main([*argv, "--corpus", str(tmp_path / "c")])
     capsys.readouterr()
@@ -69,7 +69,7 @@ def test_explore_json_has_one_record_per_property(
     assert (broke["property"], broke["verdict"], broke["length"]) == (
         "no_use_after_free",
         "violates",
-        8,
+        9,
     )
     assert broke["schedule_file"] and Path(broke["schedule_file"]).exists()
     assert (held["property"], held["verdict"]) == ("no_deadlock", "holds")

@@ -83,6 +83,7 @@ def test_no_stale_entry_at_free_exempts_lazy_cpus() -> None:
             "cpu1 enter_lazy_tlb next=kthread",
             *(
                 "cpu0 madvise_dontneed va=0x1000",
+                "cpu0 zap_pte_range",
                 "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
                 "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
                 "cpu0 flush_tlb_mm_range__flush_tlb_func_local",

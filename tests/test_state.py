@@ -19,6 +19,7 @@ from tlbfuzz.protocol.state import MUTABLE, Cpu, Mm, Snapshotted, derive
 BUSY = (
     "cpu1 user_write va=0x1000",
     "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 zap_pte_range",
     "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
     "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
     "cpu0 native_flush_tlb_multi__send_ipis",

@@ -28,11 +28,17 @@ WALKERS: list[Walk] = [random_walk, pct_walk]
 def test_a_walker_finds_a_race_and_reports_it_minimised(
     walk: Walk, variant: str, prop: str
 ) -> None:
-    results = [
-        walk(VARIANTS[variant], Config(cpus=2), [prop], seed, walks=3000) for seed in range(5)
-    ]
-    found = [r for r in results if r.schedule is not None]
-    assert found, f"{walk} missed {variant} {prop} in 5 seeds"
+    # What is checked is each finding, not the walker's power (bench/bench_race.py measures
+    # that): the first two findings in ten seeds. The random walk finds the switch window in
+    # about 3 seeds of 20 at 3000 walks since munmap's gather is a step of its own.
+    found: list[WalkResult] = []
+    for seed in range(10):
+        r = walk(VARIANTS[variant], Config(cpus=2), [prop], seed, walks=3000)
+        if r.schedule is not None:
+            found.append(r)
+            if len(found) == 2:
+                break
+    assert found, f"{walk} missed {variant} {prop} in 10 seeds"
     for r in found:
         assert r.schedule is not None
         start = World.initial(VARIANTS[variant], r.config)

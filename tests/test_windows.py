@@ -45,6 +45,7 @@ def test_the_review_schedules_pass_through_their_windows() -> None:
         [
             "cpu0 user_read va=0x1000",
             "cpu1 madvise_dontneed va=0x1000",
+            "cpu1 zap_pte_range",
             "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
             "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
             "cpu1 native_flush_tlb_multi__send_ipis",
@@ -96,13 +97,20 @@ def test_the_mm_layers_schedules_pass_through_their_windows() -> None:
     """Two madvises of one page: the second finds nothing to change while both gathers are
     open; on 5.2 a dirty file page leaves the rmap while a TLB still caches it."""
     w = World.initial(VARIANTS["linux-current"])
-    w.run(["cpu0 madvise_dontneed va=0x1000", "cpu1 madvise_dontneed va=0x1000"])
+    w.run(
+        [
+            "cpu0 madvise_dontneed va=0x1000",
+            "cpu0 zap_pte_range",
+            "cpu1 madvise_dontneed va=0x1000",
+            "cpu1 zap_pte_range",
+        ]
+    )
     assert {"nested_gathers", "syscall_found_nothing"} <= set(reached(w))
     old = World.initial(VARIANTS["linux-5.2"])
-    old.run(["cpu0 user_write va=0x2000", "cpu1 madvise_dontneed va=0x2000"])
+    old.run(["cpu0 user_write va=0x2000", "cpu1 madvise_dontneed va=0x2000", "cpu1 zap_pte_range"])
     assert "unmapped_page_still_cached" in reached(old)
     now = World.initial(VARIANTS["linux-current"])
-    now.run(["cpu0 user_write va=0x2000", "cpu1 madvise_dontneed va=0x2000"])
+    now.run(["cpu0 user_write va=0x2000", "cpu1 madvise_dontneed va=0x2000", "cpu1 zap_pte_range"])
     assert "unmapped_page_still_cached" not in reached(now)  # the rmap waits for the flush
 
 

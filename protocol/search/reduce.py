@@ -101,11 +101,12 @@ def minimise(
     starts = [s for row in kernel.starts for s in row if s.path.name in swappable]
     first = {s.action for s in starts}
     flushers = {a.cpu for a in reduced if a in first}
-    extra += [
-        s.action
-        for s in starts
-        if s.action.cpu in flushers and all(v in vas for k, v in s.action.args if k == "va")
-    ]
+    for s in starts:
+        cpu = s.action.cpu
+        if cpu in flushers and all(v in vas for k, v in s.action.args if k == "va"):
+            # the start, and the path's later steps (the PTE change after tlb_gather_mmu())
+            extra.append(s.action)
+            extra += [kernel.step[cpu][st.name] for st in kernel.steps[s.path.name][1:]]
     alphabet = frozenset(reduced) | frozenset(extra)
     found = bfs(start, props, len(reduced) - 1, max_states, allowed=alphabet.__contains__)
     if found.schedule is not None:
