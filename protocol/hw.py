@@ -42,7 +42,7 @@ from tlbfuzz.protocol.state import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
     from tlbfuzz.protocol.world import World
 
@@ -235,29 +235,69 @@ def flush_tlb_local(c: Cpu) -> None:
 # instruction reaches the same executions, because every drain is also an action the
 # scheduler may take earlier. Under SC the buffer is always empty and each store is a write.
 #
-# Buffered: ``is_lazy`` and ``loaded_mm`` (each written by a CPU for itself with
-# this_cpu_write() and read remotely by the flusher: 5.2's lazy check, today's
-# should_flush_tlb()). Never buffered, because every store to them is a locked RMW:
-# ``mm->context.tlb_gen`` (atomic64_inc_return), ``mm_cpumask`` bits (cpumask_set_cpu/clear_cpu)
-# and ``tlb_flush_pending`` (atomic_inc/dec). Left out: csd flags (csd_lock()'s plain store and
-# csd_unlock()'s smp_store_release) and PTEs (written under the PTL).
+# Buffered:
+# - ``is_lazy`` and ``loaded_mm`` (each written by a CPU for itself with this_cpu_write() and
+#   read remotely by the flusher: 5.2's lazy check, today's should_flush_tlb());
+# - a csd's ``CSD_FLAG_LOCK`` cleared by ``csd_unlock()``: ``smp_store_release(&csd->node.u_flags,
+#   0)``, a plain MOV on x86 (release costs only a compiler barrier), so the waiting sender
+#   sees it when the receiver's buffer drains (location ``("csd", CsdKey)``);
+# - ``mm->context.tlb_gen`` only where a variant makes its increment a plain one
+#   (``Variant.inc_mm_tlb_gen_is_locked``; both kernels use atomic64_inc_return(), lock xadd).
+# Never buffered, because every store to them is a locked RMW: ``mm_cpumask`` bits
+# (cpumask_set_cpu/clear_cpu), ``tlb_flush_pending`` (atomic_inc/dec), the call_single_queue
+# heads (llist_add() is a cmpxchg loop, llist_del_all() an xchg: both drain the buffer, see
+# smp.py), and csd_lock()'s store (it is followed by llist_add() in the same step).
+# PTEs are not buffered, a choice: every PTE store that removes or downgrades a translation is
+# ``ptep_get_and_clear()`` (xchg on SMP, locked) or a store under the PTL followed by a locked
+# ``inc_mm_tlb_gen()`` before any flush is sent; a plain ``set_pte_at()`` under the PTL can be
+# read by a PTL holder only after the unlock store behind it in the same FIFO buffer has
+# drained, so only lockless readers (the hardware walker, GUP-fast) could see it late, and they
+# would see the cleared entry a moment longer: no translation, a subset of what SC allows.
+# The hardware walker reads memory, not its own CPU's buffer (SDM 3A 4.10.2.3 promises
+# nothing more; not reading it gives the walker the most freedom).
 
-_WRITE: dict[str, Callable[[Cpu, int], None]] = {  # the variables a store may buffer
+_WRITE: dict[str, Callable[[Cpu, int], None]] = {  # the per-CPU variables a store may buffer
     "is_lazy": lambda c, v: setattr(c, "is_lazy", bool(v)),
     "loaded_mm": lambda c, v: setattr(c, "loaded_mm", v),
 }
 
 
-def plain_store(w: World, cpu: int, var: str, value: int) -> None:
-    """``this_cpu_write(var, value)``: into the store buffer (TSO; a full buffer first drains
-    its oldest store), or into memory (SC). The buffer is ``protocol.tso``'s, the machine the
-    litmus tests check (one CPU's buffer of ``tso.Buffers``)."""
+def _memory(w: World, cpu: int, loc: Hashable) -> int:
+    """What memory holds at ``loc`` (what every other CPU reads)."""
+    if isinstance(loc, str):
+        return int(getattr(w.cpus[cpu], loc))
+    assert isinstance(loc, tuple)
+    kind, key = loc
+    if kind == "tlb_gen":
+        return int(w.mms[key].tlb_gen)
+    return int(w.csds[key].locked)
+
+
+def _write(w: World, cpu: int, loc: Hashable, value: int) -> None:
+    """A store reaches memory."""
+    if isinstance(loc, str):
+        _WRITE[loc](w.cpus[cpu], value)
+        return
+    assert isinstance(loc, tuple)
+    kind, key = loc
+    if kind == "tlb_gen":
+        w.mms[key].tlb_gen = value
+    else:
+        w.csds[key] = w.csds[key]._replace(locked=bool(value))
+
+
+def plain_store(w: World, cpu: int, loc: Hashable, value: int) -> None:
+    """A plain store (``this_cpu_write()``, ``WRITE_ONCE()``, ``smp_store_release()``) of
+    ``loc``: a per-CPU variable's name, ``("tlb_gen", mm)`` or ``("csd", CsdKey)``. Into the
+    store buffer (TSO; a full buffer first drains its oldest store), or into memory (SC). The
+    buffer is ``protocol.tso``'s, the machine the litmus tests check (one CPU's buffer of
+    ``tso.Buffers``)."""
     c = w.cpus[cpu]
     if w.config.memory_model != "tso":
-        _WRITE[var](c, value)
+        _write(w, cpu, loc, value)
         return
-    own = c.own(var)
-    if (getattr(c, var) if own is None else own) == value:
+    own = c.own(loc)
+    if (_memory(w, cpu, loc) if own is None else own) == value:
         # The value this CPU already reads: in memory, or on its way there in FIFO order.
         # Buffering it again changes no read of any CPU, only fills the bounded buffer, which
         # would force drains the hardware does not need (the model stores is_lazy = false in
@@ -266,14 +306,25 @@ def plain_store(w: World, cpu: int, var: str, value: int) -> None:
     bound = w.config.store_buffer
     if not tso.can_store((c.store_buffer,), 0, bound):
         store_buffer_drain(w, cpu)
-    (c.store_buffer,) = tso.store((c.store_buffer,), 0, var, value, bound)
+    (c.store_buffer,) = tso.store((c.store_buffer,), 0, loc, value, bound)
+
+
+def read_tlb_gen(w: World, cpu: int, mm_id: int) -> int:
+    """``atomic64_read(&mm->context.tlb_gen)`` on ``cpu``: its own buffered store (only a
+    variant with a plain increment buffers one), else memory."""
+    c = w.cpus[cpu]
+    if c.store_buffer:
+        own = c.own(("tlb_gen", mm_id))
+        if own is not None:
+            return own
+    return w.mms[mm_id].tlb_gen
 
 
 def store_buffer_drain(w: World, cpu: int) -> None:
     """The oldest store of ``cpu``'s buffer reaches memory: other CPUs see it from now on."""
     c = w.cpus[cpu]
     (c.store_buffer,), oldest = tso.drain_oldest((c.store_buffer,), 0)
-    _WRITE[str(oldest.loc)](c, oldest.value)
+    _write(w, cpu, oldest.loc, oldest.value)
 
 
 def fence(w: World, cpu: int) -> None:

@@ -622,7 +622,13 @@ def local_irq_enable(w: World, cpu: int) -> None:
 def nmi(w: World, cpu: int, va: int) -> None:
     """An NMI (perf) whose handler does ``copy_from_user_nmi(va)``: ``if
     (!nmi_uaccess_okay()) return 0;`` then a uaccess in current->mm through the TLB. NMIs
-    arrive at any time, also inside an IRQ handler or with IRQs off."""
+    arrive at any time, also inside an IRQ handler or with IRQs off. The handler's IRET is
+    serialising (SDM 3A, "Serializing Instructions"): the store buffer drains (x86-TSO)."""
+    _copy_from_user_nmi(w, cpu, va)
+    hw.fence(w, cpu)
+
+
+def _copy_from_user_nmi(w: World, cpu: int, va: int) -> None:
     c = w.cpus[cpu]
     if not w.variant.nmi_uaccess_okay(w, cpu):
         return

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 def _queue_csd(w: World, key: CsdKey, csd: Csd) -> None:
     """``llist_add(&csd->node.llist, &per_cpu(call_single_queue, cpu))`` and, if that list was
-    empty, ``send_call_function_single_ipi(cpu)``."""
+    empty, ``send_call_function_single_ipi(cpu)``. ``llist_add()`` is a cmpxchg loop: a locked
+    RMW, so the sender's store buffer drains first (x86-TSO)."""
+    hw.fence(w, key.sender)
     w.csds[key] = csd
     t = w.cpus[key.target]
     if not t.queue:
@@ -124,6 +126,7 @@ def flush_smp_call_function_queue(w: World, cpu: int) -> None:
     ``llist_del_all()`` the queue. An inline flush_tlb_info is copied to the handler's stack
     here (RFC patch 10: "memcpy the inlined info to its stack before running")."""
     c = w.cpus[cpu]
+    hw.fence(w, cpu)  # llist_del_all(): xchg, a locked RMW
     items = tuple(
         IrqItem(key, csd.func, csd.sync, csd.asked, csd.info, csd.va, unlocked=False)
         for key, csd in ((k, w.csds[k]) for k in c.queue)
@@ -156,7 +159,7 @@ def csd_unlock(w: World, cpu: int) -> None:
     assert items is not None
     _, i = next_irq_op(w, cpu)
     it = items[i]
-    w.csds[it.key] = w.csds[it.key]._replace(locked=False)
+    _csd_unlock(w, cpu, it.key)
     c.irq = items[:i] + (it._replace(unlocked=True),) + items[i + 1 :]
     if it.func == FLUSH_TLB_FUNC:
         c.async_func_in_progress = FLUSH_TLB_FUNC
@@ -185,7 +188,7 @@ def run_csd_func(w: World, cpu: int) -> None:
     elif c.task != 0 and c.own_loaded_mm() == c.task:
         hw.access(w, cpu, it.va, write=False, who=f"IPI callback {READ_USER_FUNC}")
     if it.sync:
-        w.csds[it.key] = w.csds[it.key]._replace(locked=False)
+        _csd_unlock(w, cpu, it.key)
     rest = items[1:]
     if not any(i.unlocked and i.func == FLUSH_TLB_FUNC for i in rest):
         c.async_func_in_progress = ""
@@ -194,6 +197,16 @@ def run_csd_func(w: World, cpu: int) -> None:
     else:
         c.irq = None
         c.irqs_on = True
+        hw.fence(w, cpu)  # IRET is serialising (SDM 3A, "Serializing Instructions")
+
+
+def _csd_unlock(w: World, cpu: int, key: CsdKey) -> None:
+    """``csd_unlock(csd)``: ``smp_store_release(&csd->node.u_flags, 0)``, a plain store on x86
+    that may wait in ``cpu``'s store buffer under TSO; the sender's ``csd_lock_wait()`` and
+    ``csd_lock()`` read memory (``Variant.csd_unlock_fences``: a full barrier first)."""
+    if w.variant.csd_unlock_fences(w.site(cpu)):
+        hw.fence(w, cpu)
+    hw.plain_store(w, cpu, ("csd", key), 0)
 
 
 # --- the steps and paths -------------------------------------------------------------------

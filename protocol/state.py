@@ -22,7 +22,7 @@ import attrs
 from tlbfuzz.protocol.tso import Store, newest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Hashable, Sequence
 
 # --- sentinels (kernel names) -------------------------------------------------------------
 INIT_MM: Final = 0
@@ -274,6 +274,16 @@ def _perm_irq(irq: tuple[IrqItem, ...] | None, perm: Sequence[int]) -> tuple[Irq
     )
 
 
+def _perm_buffer(buffer: tuple[Store, ...], perm: Sequence[int]) -> tuple[Store, ...]:
+    """A csd location names its sender and target CPUs."""
+    return tuple(
+        st._replace(loc=("csd", _perm_key(st.loc[1], perm)))
+        if isinstance(st.loc, tuple) and st.loc[0] == "csd"
+        else st
+        for st in buffer
+    )
+
+
 def perm_csds(
     csds: tuple[tuple[CsdKey, Csd], ...], perm: Sequence[int]
 ) -> tuple[tuple[CsdKey, Csd], ...]:
@@ -435,12 +445,12 @@ class Cpu(Snapshotted):
     """The batch of flush_smp_call_function_queue(), if in it."""
     budget: tuple[int, ...]
     """Paths this CPU may still start, per budget kind (in the order of the world's kinds)."""
-    store_buffer: tuple[Store, ...] = ()
+    store_buffer: tuple[Store, ...] = attrs.field(default=(), metadata=names_cpus(_perm_buffer))
     """x86-TSO (``Config.memory_model == "tso"``): this CPU's plain stores not yet in memory,
-    oldest first, as (per-CPU variable, value) (``tlbfuzz.protocol.hw.plain_store``); always empty
-    under SC."""
+    oldest first, as (location, value) (``tlbfuzz.protocol.hw.plain_store``: a per-CPU
+    variable's name, ``("tlb_gen", mm)`` or ``("csd", CsdKey)``); always empty under SC."""
 
-    def own(self, var: str) -> int | None:
+    def own(self, var: Hashable) -> int | None:
         """This CPU's newest buffered store to ``var`` (x86-TSO store forwarding,
         ``protocol.tso.newest``), if any."""
         hit = newest((self.store_buffer,), 0, var)

@@ -25,6 +25,7 @@ from tlbfuzz.protocol.paths import (
     Step,
     register,
 )
+from tlbfuzz.protocol.properties import TLB_GEN_SOUNDNESS
 from tlbfuzz.protocol.state import (
     INIT_MM,
     KTHREAD,
@@ -33,6 +34,7 @@ from tlbfuzz.protocol.state import (
     TLB_FLUSH_ALL,
     FlushTlbInfo,
     Locals,
+    mm_name,
 )
 
 if TYPE_CHECKING:
@@ -60,11 +62,19 @@ def flush_tlb_func(w: World, cpu: int, f: FlushTlbInfo) -> None:
     local_tlb_gen = c.ctxs[asid][1]
     if v.flush_is_caught_up(w, cpu, f, local_tlb_gen):
         return  # "The TLB is already up to date in respect to f->new_tlb_gen."
-    mm_tlb_gen = w.mms[loaded_mm].tlb_gen
+    mm_tlb_gen = hw.read_tlb_gen(w, cpu, loaded_mm)
     if local_tlb_gen == mm_tlb_gen:
         return  # "There's nothing to do: we're already up to date."
-    assert local_tlb_gen < mm_tlb_gen, "WARN_ON_ONCE(local_tlb_gen > mm_tlb_gen)"
-    assert f.new_tlb_gen <= mm_tlb_gen, "WARN_ON_ONCE(f->new_tlb_gen > mm_tlb_gen)"
+    if local_tlb_gen > mm_tlb_gen or f.new_tlb_gen > mm_tlb_gen:
+        # Only a variant whose tlb_gen increment is not atomic gets here (two flushers lost
+        # an increment, or memory went back): the kernel's WARN_ON_ONCE()s.
+        w.report(
+            TLB_GEN_SOUNDNESS,
+            f"cpu{cpu} flush_tlb_func(): WARN_ON_ONCE(local_tlb_gen {local_tlb_gen} > "
+            f"mm_tlb_gen {mm_tlb_gen}) or WARN_ON_ONCE(f->new_tlb_gen {f.new_tlb_gen} > "
+            f"mm_tlb_gen): mm {mm_name(loaded_mm)}'s tlb_gen went back",
+        )
+        return
     # "If we get to this point, we know that our TLB is out of date. [...] Partial TLB flushes
     # are not all that much cheaper than full TLB flushes, so it seems unlikely that it would
     # be a performance win to do a partial flush if that won't bring our TLB fully up to
@@ -153,7 +163,7 @@ def switch_mm_irqs_off__choose_new_asid(w: World, cpu: int) -> None:
     changing CR3"), which today's order wrote first: the same value either way."""
     c = w.cpus[cpu]
     nxt = c.locals.next_task
-    next_tlb_gen = w.mms[nxt].tlb_gen
+    next_tlb_gen = hw.read_tlb_gen(w, cpu, nxt)
     new_asid, need_flush = choose_new_asid(w, cpu, nxt, next_tlb_gen)
     c.locals = c.locals._replace(
         next_tlb_gen=next_tlb_gen, new_asid=new_asid, need_flush=need_flush
@@ -204,7 +214,7 @@ def switch_mm_irqs_off__lazy_tlb_gen_check(w: World, cpu: int) -> None:
     if w.variant.smp_mb_before_lazy_tlb_gen_read(w.site(cpu)):
         hw.fence(w, cpu)
     asid = c.loaded_mm_asid
-    next_tlb_gen = w.mms[c.own_loaded_mm()].tlb_gen
+    next_tlb_gen = hw.read_tlb_gen(w, cpu, c.own_loaded_mm())
     if c.ctxs[asid][1] != next_tlb_gen:
         c.ctxs = _set_ctx(c.ctxs, asid, (c.ctxs[asid][0], next_tlb_gen))
         hw.flush_tlb_local(c)
@@ -231,9 +241,13 @@ def flush_tlb_mm_range__inc_mm_tlb_gen(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
-    hw.fence(w, cpu)  # atomic64_inc_return(): lock xadd
-    mm.tlb_gen += 1
-    new_tlb_gen = mm.tlb_gen
+    if w.variant.inc_mm_tlb_gen_is_locked(w.site(cpu)):
+        hw.fence(w, cpu)  # atomic64_inc_return(): lock xadd
+        mm.tlb_gen += 1
+        new_tlb_gen = mm.tlb_gen
+    else:  # a plain read, then a plain store (buffered under TSO)
+        new_tlb_gen = hw.read_tlb_gen(w, cpu, lv.mm) + 1
+        hw.plain_store(w, cpu, ("tlb_gen", lv.mm), new_tlb_gen)
     start, end = lv.va, lv.end
     if lv.fullmm or (end - start) // PAGE_SIZE > w.config.tlb_single_page_flush_ceiling:
         # x86 tlb_flush(): "if (tlb->fullmm || tlb->need_flush_all) { start = 0UL; end =

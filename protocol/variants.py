@@ -302,6 +302,22 @@ class Variant:
         against the flusher's ``inc_mm_tlb_gen()``, then its read of ``is_lazy``)."""
         return True
 
+    def inc_mm_tlb_gen_is_locked(self, at: Site) -> bool:
+        """arch/x86/include/asm/tlbflush.h inc_mm_tlb_gen(): "Bump the generation count. This
+        also serves as a full barrier that synchronizes with switch_mm(): callers are required
+        to order their read of mm_cpumask after their writes to the paging structures."
+        ``return atomic64_inc_return(&mm->context.tlb_gen);`` (lock xadd; 5.2 and mainline).
+        False: a plain read and store (under TSO the store waits in the buffer while the
+        flusher reads ``loaded_mm``/``is_lazy``, and two flushers can lose an increment)."""
+        return True
+
+    def csd_unlock_fences(self, at: Site) -> bool:
+        """kernel/smp.c csd_unlock(): ``smp_store_release(&csd->node.u_flags, 0)`` (5.2:
+        ``&csd->flags``), a plain store on x86 that may wait in the receiver's store buffer
+        (False, both kernels). True: a full barrier before it, as pre-4.x kernels had
+        (``smp_mb(); csd->flags &= ~CSD_FLAG_LOCK``)."""
+        return False
+
     def gup_fast_disables_irqs(self, at: Site) -> bool:
         """mm/gup.c gup_fast(): ``local_irq_save(flags)`` around the lockless walk: "With
         interrupts disabled, we block page table pages from being freed from under us ... We
