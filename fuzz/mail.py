@@ -79,6 +79,8 @@ PATH_STARTS: Final[dict[str, Callable[[Action], str]]] = {
     "smp_call_function_single": lambda a: f"smp_call_function_single({a.arg('target')})",
     "enter_lazy_tlb": lambda _a: "enter_lazy_tlb()",
     "unmap_mapping_range": lambda a: f"truncate_pagecache({mm_name(a.arg('mm'))}:{_va(a)})",
+    "try_to_unmap_one": lambda a: f"reclaim: try_to_unmap({mm_name(a.arg('mm'))}:{_va(a)})",
+    "gup_fast": lambda a: f"get_user_pages_fast({_va(a)})",
 }
 """A kernel path started with its arguments, written as the call that starts it."""
 
@@ -201,6 +203,8 @@ def effects(before: World, after: World) -> list[str]:
             out.append(f"mm_cpumask({mm_name(mm_id)}) = {{{cpus}}}")
         if b_mm.tlb_flush_pending != a_mm.tlb_flush_pending:
             out.append(f"{p}tlb_flush_pending {b_mm.tlb_flush_pending} -> {a_mm.tlb_flush_pending}")
+        if b_mm.tlb_flush_batched != a_mm.tlb_flush_batched:
+            out.append(f"{p}tlb_flush_batched = {str(a_mm.tlb_flush_batched).lower()}")
         if b_mm.pgtable_pfn != a_mm.pgtable_pfn and a_mm.pgtable_pfn == NO_PFN:
             out.append(f"{p}PMD entry cleared")
         for va in sorted(a_mm.ptes):

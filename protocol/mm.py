@@ -47,6 +47,7 @@ from tlbfuzz.protocol.paths import (
     Inline,
     Path,
     Step,
+    StepFn,
     register,
 )
 from tlbfuzz.protocol.properties import (
@@ -161,6 +162,49 @@ def zap_pte_range(w: World, cpu: int) -> None:
     )
     if not keep_ptl:
         _tlb_flush_rmaps(w, cpu)
+
+
+def _batched_pending_first(w: World, cpu: int) -> bool:
+    """``pte_offset_map_lock()``, then ``flush_tlb_batched_pending(mm)`` (mm/rmap.c, 5.2 and
+    mainline; added to change_pte_range(), zap_pte_range() and move_ptes() by 3ea277194daa,
+    "mm, mprotect: flush TLB if potentially racing with a parallel reclaim leaving stale TLB
+    entries", v4.12): if reclaim cleared a PTE of this mm and has not flushed yet
+    (``mm->tlb_flush_batched``), ``flush_tlb_mm(mm)`` now, under the PTL, before this path
+    looks at its PTEs (it may find one already clear, change nothing and return). True: the
+    flush comes first, as the steps after this one (``Variant.flush_tlb_batched_pending``)."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    if w.mms[lv.mm].tlb_flush_batched and w.variant.flush_tlb_batched_pending(w.site(cpu)):
+        c.locals = lv._replace(ptl=True, batched_flush=True)
+        return True
+    return False
+
+
+def _batched_flushed(w: World, cpu: int) -> None:
+    """After ``flush_tlb_mm()``: 5.2 ``barrier(); mm->tlb_flush_batched = false;`` (mainline:
+    cmpxchg the flushed generation up to the pending one read); the PTL is still held, and
+    the PTE changes follow in the same step."""
+    c = w.cpus[cpu]
+    w.mms[c.locals.mm].tlb_flush_batched = False
+    c.locals = c.locals._replace(batched_flush=False, ptl=False)
+
+
+def no_batched_flush(w: World, cpu: int) -> bool:
+    """A skip: flush_tlb_batched_pending() found nothing to flush (the PTE changes ran in the
+    step that took the PTL)."""
+    return not w.cpus[cpu].locals.batched_flush
+
+
+def zap_pte_range__lock(w: World, cpu: int) -> None:
+    """Take the PTL; flush a batch reclaim left (``_batched_pending_first``) or zap now."""
+    if not _batched_pending_first(w, cpu):
+        zap_pte_range(w, cpu)
+
+
+def zap_pte_range__ptes(w: World, cpu: int) -> None:
+    """The zap, after flush_tlb_batched_pending()'s flush, still under the PTL."""
+    _batched_flushed(w, cpu)
+    zap_pte_range(w, cpu)
 
 
 def _tlb_flush_rmaps(w: World, cpu: int) -> None:
@@ -359,6 +403,18 @@ def unmap_vmas(w: World, cpu: int) -> None:
         free_pgtables(w, cpu)
 
 
+def unmap_vmas__lock(w: World, cpu: int) -> None:
+    """Take the PTL; flush a batch reclaim left, or unmap now."""
+    if not _batched_pending_first(w, cpu):
+        unmap_vmas(w, cpu)
+
+
+def unmap_vmas__ptes(w: World, cpu: int) -> None:
+    """The unmap, after flush_tlb_batched_pending()'s flush, still under the PTL."""
+    _batched_flushed(w, cpu)
+    unmap_vmas(w, cpu)
+
+
 def munmap_done(w: World, cpu: int) -> None:
     """munmap() returns: no translation of the mapping may be used any more."""
     retire(w, cpu, REMOVED)
@@ -404,6 +460,18 @@ def change_pte_range(w: World, cpu: int) -> None:
         mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
         if w.variant.mprotect_records_pte(w.site(cpu), pte):
             c.locals = c.locals._replace(cleared=True)
+
+
+def change_pte_range__lock(w: World, cpu: int) -> None:
+    """Take the PTL; flush a batch reclaim left, or change the PTE now."""
+    if not _batched_pending_first(w, cpu):
+        change_pte_range(w, cpu)
+
+
+def change_pte_range__ptes(w: World, cpu: int) -> None:
+    """The change, after flush_tlb_batched_pending()'s flush, still under the PTL."""
+    _batched_flushed(w, cpu)
+    change_pte_range(w, cpu)
 
 
 def mprotect_done(w: World, cpu: int) -> None:
@@ -494,11 +562,14 @@ def file_page(w: World, mm_id: int, va: int) -> int:
 
 def page_locked(w: World, pfn: int) -> bool:
     """PG_locked: writeback holds the page lock from before clear_page_dirty_for_io() until
-    writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``).
-    Derived from the CPUs' paths rather than stored, so it cannot go stale."""
+    writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``),
+    reclaim from ``trylock_page()`` to the free (paths with ``locks_page``). Derived from the
+    CPUs' paths rather than stored, so it cannot go stale."""
     f = w.frames[pfn]
+    paths = w.kernel.paths
     return any(
-        c.path == WRITEBACK.name and (c.locals.mm, c.locals.va) == (f.mm, f.va) for c in w.cpus
+        c.path and paths[c.path].locks_page and (c.locals.mm, c.locals.va) == (f.mm, f.va)
+        for c in w.cpus
     )
 
 
@@ -689,8 +760,22 @@ def _truncate_may_start(w: World, cpu: int, lv: Locals) -> bool:
     return file_page(w, lv.mm, lv.va) != NO_PFN
 
 
-ZAP_PTE_RANGE = Step("zap_pte_range", zap_pte_range, guard=ptl_free)
-"""zap_pte_range() under the PTL, a step after ``tlb_gather_mmu()``."""
+BATCHED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_batched_flush)
+"""flush_tlb_batched_pending()'s ``flush_tlb_mm(mm)``, under the PTL (only after a batch)."""
+
+
+def _ptl_section(name: str, lock: StepFn, ptes: StepFn) -> tuple[Step | Inline, ...]:
+    """A PTE-changing PTL section: take the PTL and change the PTEs in one step, unless
+    flush_tlb_batched_pending() must flush first (then the flush, then the changes)."""
+    return (
+        Step(name, lock, guard=ptl_free, c=f"{name}()"),
+        BATCHED_FLUSH,
+        Step(f"{name}__ptes", ptes, skip=no_batched_flush, c=f"{name}()"),
+    )
+
+
+ZAP_PTE_RANGE = _ptl_section("zap_pte_range", zap_pte_range__lock, zap_pte_range__ptes)
+"""zap_pte_range() under the PTL, after ``tlb_gather_mmu()``."""
 FORCED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_forced_flush)
 """zap_pte_range()'s ``if (force_flush) tlb_flush_mmu_tlbonly(tlb);`` (inside the PTL unless
 ``Variant.zap_flush_before_unlock`` moves it)."""
@@ -721,7 +806,7 @@ MUNMAP = register(
         _munmap_may_start,
         (
             Step("munmap", munmap, c="tlb_gather_mmu()"),
-            Step("unmap_vmas", unmap_vmas, guard=ptl_free, c="zap_pte_range()"),
+            *_ptl_section("unmap_vmas", unmap_vmas__lock, unmap_vmas__ptes),
             *ZAP_THEN_FINISH,
         ),
         returns=munmap_done,
@@ -738,7 +823,7 @@ MADVISE = register(
         _madvise_may_start,
         (
             Step("madvise_dontneed", madvise_dontneed, c="tlb_gather_mmu()"),
-            ZAP_PTE_RANGE,
+            *ZAP_PTE_RANGE,
             *ZAP_THEN_FINISH,
         ),
         returns=madvise_done,
@@ -755,7 +840,7 @@ MPROTECT = register(
         _mprotect_may_start,
         (
             Step("mprotect", mprotect, c="inc_tlb_flush_pending()"),
-            Step("change_pte_range", change_pte_range, guard=ptl_free),
+            *_ptl_section("change_pte_range", change_pte_range__lock, change_pte_range__ptes),
             attrs.evolve(NESTED, skip=mprotect_uses_gather),
             FINISH_FLUSH,
         ),
@@ -787,6 +872,7 @@ WRITEBACK = register(
             ),
             Step("writepage", writepage, c="->writepage()"),
         ),
+        locks_page=True,
         summary="writeback of one dirty file page: clear_page_dirty_for_io() -> page_mkclean()",
     )
 )
@@ -813,7 +899,8 @@ TRUNCATE = register(
         _truncate_may_start,
         (
             Step("unmap_mapping_range", unmap_mapping_range, c="tlb_gather_mmu()"),
-            attrs.evolve(ZAP_PTE_RANGE, skip=no_gather),
+            attrs.evolve(ZAP_PTE_RANGE[0], skip=no_gather),
+            *ZAP_PTE_RANGE[1:],
             *ZAP_THEN_FINISH,
             Step(
                 "truncate_inode_pages",

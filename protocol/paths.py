@@ -160,6 +160,9 @@ class Path:
     holds: tuple[tuple[str, int], ...] = ()
     """Locals the path has from its start, before its first step can spin: the locks it
     takes first (``(("mmap_lock", 2),)``: ``mmap_write_lock()`` before the PTL)."""
+    locks_page: bool = False
+    """Holds the page lock (PG_locked) of the page at its (mm, va) from its start to its
+    return (writeback, reclaim): ``lock_page()`` elsewhere waits for it."""
     background: bool = False
     """Traffic from elsewhere (another subsystem's cross-call), not a path under study: the
     fuzzer turns it on with a coin, like NMIs."""

@@ -46,8 +46,10 @@ def _queue_csd(w: World, key: CsdKey, csd: Csd) -> None:
 
 
 def flush_targets(w: World, cpu: int, info: FlushTlbInfo) -> list[int]:
-    """The CPUs of mm_cpumask(mm) but this one that the variant decides to IPI."""
-    mask = w.mms[info.mm].cpumask & ~(1 << cpu)
+    """The CPUs of mm_cpumask(mm) but this one that the variant decides to IPI; for reclaim's
+    batched flush, those of the batch's cpumask (``arch_tlbbatch_flush()``)."""
+    ubc = w.cpus[cpu].locals.ubc
+    mask = (ubc or w.mms[info.mm].cpumask) & ~(1 << cpu)
     at = w.site(cpu)
     return [t for t in for_each_cpu(mask) if w.variant.should_flush_tlb(at, w, t, info)]
 

@@ -208,6 +208,10 @@ class Locals(NamedTuple):
     # a software page walker (GUP-fast): the PMD it read, until it has read the PTE
     table: int = NO_PFN  # the page-table page the PMD pointed at
     table_version: int = 0  # that frame's version when the PMD was read
+    # reclaim's batched flush (mm/rmap.c, current->tlb_ubc), and flush_tlb_batched_pending()
+    ubc: int = 0  # tlb_ubc.arch.cpumask: the CPUs the deferred flush must reach
+    ubc_gen: int = 0  # the tlb_gen arch_tlbbatch_add_mm() bumped to (the flush's new_tlb_gen)
+    batched_flush: bool = False  # flush_tlb_batched_pending() found a batch: flush_tlb_mm()
 
 
 def for_each_cpu(mask: int) -> list[int]:
@@ -258,7 +262,9 @@ def _perm_queue(queue: tuple[CsdKey, ...], perm: Sequence[int]) -> tuple[CsdKey,
 
 def _perm_locals(lv: Locals, perm: Sequence[int]) -> Locals:
     target = perm[lv.target] if lv.target >= 0 else -1
-    return lv._replace(targets=_perm_mask(lv.targets, perm), target=target)
+    return lv._replace(
+        targets=_perm_mask(lv.targets, perm), target=target, ubc=_perm_mask(lv.ubc, perm)
+    )
 
 
 def _perm_irq(irq: tuple[IrqItem, ...] | None, perm: Sequence[int]) -> tuple[IrqItem, ...] | None:
@@ -412,6 +418,11 @@ class Mm(Snapshotted):
     retired: dict[int, tuple[int, int]] = attrs.field(metadata=MUTABLE)
     """Ghost state: va -> (pte seq, REMOVED or WRPROTECTED) that a returned madvise, munmap or
     mprotect promised; no access may go through a translation older than that seq."""
+    tlb_flush_batched: bool = False
+    """``mm->tlb_flush_batched``: reclaim cleared a PTE of this mm and deferred its flush
+    (set_tlb_ubc_flush_pending()); flush_tlb_batched_pending() flushes and clears it. 5.2 has a
+    bool; mainline a pending/flushed generation pair cleared by cmpxchg, which differs only
+    when a reclaimer adds while another path flushes, and both hold the one PTE table's PTL."""
 
 
 @derive

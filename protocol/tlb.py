@@ -233,6 +233,19 @@ def enter_lazy_tlb(w: World, cpu: int) -> None:
 # --- flush_tlb_mm_range() -----------------------------------------------------------------
 
 
+def inc_mm_tlb_gen(w: World, cpu: int, mm_id: int) -> int:
+    """``inc_mm_tlb_gen(mm)``: ``atomic64_inc_return(&mm->context.tlb_gen)``, a locked RMW
+    (``Variant.inc_mm_tlb_gen_is_locked``; else a plain read and store, buffered under TSO).
+    Returns the new generation."""
+    if w.variant.inc_mm_tlb_gen_is_locked(w.site(cpu)):
+        hw.fence(w, cpu)  # lock xadd
+        w.mms[mm_id].tlb_gen += 1
+        return w.mms[mm_id].tlb_gen
+    new_tlb_gen = hw.read_tlb_gen(w, cpu, mm_id) + 1
+    hw.plain_store(w, cpu, ("tlb_gen", mm_id), new_tlb_gen)
+    return new_tlb_gen
+
+
 def flush_tlb_mm_range__inc_mm_tlb_gen(w: World, cpu: int) -> None:
     """``new_tlb_gen = inc_mm_tlb_gen(mm)`` (atomic64_inc_return: a full barrier that orders
     the PTE writes before the reads of mm_cpumask and of remote cpu_tlbstate), then
@@ -241,21 +254,16 @@ def flush_tlb_mm_range__inc_mm_tlb_gen(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
-    if w.variant.inc_mm_tlb_gen_is_locked(w.site(cpu)):
-        hw.fence(w, cpu)  # atomic64_inc_return(): lock xadd
-        mm.tlb_gen += 1
-        new_tlb_gen = mm.tlb_gen
-    else:  # a plain read, then a plain store (buffered under TSO)
-        new_tlb_gen = hw.read_tlb_gen(w, cpu, lv.mm) + 1
-        hw.plain_store(w, cpu, ("tlb_gen", lv.mm), new_tlb_gen)
+    new_tlb_gen = inc_mm_tlb_gen(w, cpu, lv.mm)
     start, end = lv.va, lv.end
-    if lv.fullmm or (end - start) // PAGE_SIZE > w.config.tlb_single_page_flush_ceiling:
+    full = lv.fullmm or lv.batched_flush  # flush_tlb_batched_pending(): flush_tlb_mm()
+    if full or (end - start) // PAGE_SIZE > w.config.tlb_single_page_flush_ceiling:
         # x86 tlb_flush(): "if (tlb->fullmm || tlb->need_flush_all) { start = 0UL; end =
         # TLB_FLUSH_ALL; }"
         start, end = 0, TLB_FLUSH_ALL
     c.flush_tlb_info = FlushTlbInfo(lv.mm, start, end, new_tlb_gen, lv.freed_tables, cpu)
     # Ghost state for tlb_gen_soundness: which PTE contents this generation retires.
-    lo, hi = (0, 1 << 62) if lv.fullmm else (lv.va, lv.end)
+    lo, hi = (0, 1 << 62) if full else (lv.va, lv.end)
     mm.flush_log += tuple(
         (new_tlb_gen, va, pte.seq) for va, pte in sorted(mm.ptes.items()) if lo <= va < hi
     )

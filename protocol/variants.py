@@ -302,6 +302,19 @@ class Variant:
         against the flusher's ``inc_mm_tlb_gen()``, then its read of ``is_lazy``)."""
         return True
 
+    def flush_tlb_batched_pending(self, at: Site) -> bool:
+        """Whether the PTL section at ``at`` (change_pte_range(), zap_pte_range(), unmap_vmas())
+        calls ``flush_tlb_batched_pending(mm)`` right after taking the PTL: 3ea277194daa
+        (v4.12; 5.2 and mainline): "a parallel reclaim [...] leaving stale TLB entries" must be
+        flushed before mprotect or munmap may find a PTE already clear and return."""
+        return True
+
+    def reclaim_defers_flush(self, at: Site, w: World, cpu: int, mm: int) -> bool:
+        """try_to_unmap_one(): ``should_defer_flush(mm, flags)``: TTU_BATCH_FLUSH (reclaim
+        passes it) and x86 ``arch_tlbbatch_should_defer()``: another CPU is in mm_cpumask
+        (``cpumask_any_but(mm_cpumask(mm), get_cpu()) < nr_cpu_ids``)."""
+        return bool(w.mms[mm].cpumask & ~(1 << cpu))
+
     def inc_mm_tlb_gen_is_locked(self, at: Site) -> bool:
         """arch/x86/include/asm/tlbflush.h inc_mm_tlb_gen(): "Bump the generation count. This
         also serves as a full barrier that synchronizes with switch_mm(): callers are required

@@ -615,6 +615,16 @@ LINUX_5_2_RCU_TABLES = attrs.evolve(
     rcu_table_free=True,
 )
 
+
+@attrs.frozen
+class NoFlushTlbBatchedPending(Variant):
+    """Before 3ea277194daa: change_pte_range() and zap_pte_range() do not flush a batch that
+    reclaim left."""
+
+    def flush_tlb_batched_pending(self, at: Site) -> bool:
+        return False
+
+
 MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism(
         key="ptl-zap-flushes-before-unlock",
@@ -699,6 +709,24 @@ MECHANISMS: tuple[Mechanism, ...] = (
         budget={},
         per_cpu=((0, {"munmap": 1}), (1, {"gup_fast": 1})),
         blocked_at=7,
+    ),
+    Mechanism(
+        key="flush-tlb-batched-pending",
+        ordering="change_pte_range(): flush_tlb_batched_pending(vma->vm_mm) under the PTL",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(NoFlushTlbBatchedPending, "linux-current", "before-3ea277194daa"),
+        prop="no_write_after_write_protect",
+        schedule=(
+            "cpu1 user_write va=0x1000",
+            "cpu0 try_to_unmap_one mm=A va=0x1000",  # PTE cleared, flush deferred to the batch
+            "cpu1 mprotect va=0x1000",
+            "cpu1 change_pte_range",  # finds the PTE clear: nothing to change, nothing to flush
+            "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",  # mprotect returns
+            "cpu1 user_write va=0x1000",  # through the entry reclaim has not flushed yet
+        ),
+        budget={},
+        per_cpu=((0, {"reclaim": 1}), (1, {"mprotect": 1})),
+        blocked_at=4,  # cpu1 flushes the batch under the PTL before it can return
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""
