@@ -215,3 +215,23 @@ def test_a_saved_config_names_every_budget_kind() -> None:
     assert World.initial(NEW_PATH, again).cpus[0].budget == w.cpus[0].budget
     old = Config.from_dict({"budget": {"madvise": 1}})
     assert World.initial(NEW_PATH, old).cpus[0].budget == (0, 1, *(0,) * (len(w.kernel.kinds) - 2))
+
+
+def test_the_readme_lists_every_decision_method_of_variant() -> None:
+    """The README's table of decision methods is the reader's map of what a variant file can
+    move: every public method of ``Variant`` is in it, and nothing that is not one."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("| where | decision methods |", 1)[1].split("\n\n", 1)[0]
+    cells = [row.rsplit("|", 2)[1] for row in table.splitlines() if row.startswith("| ")]
+    listed = {m for cell in cells for m in re.findall(r"`(\w+)(?:\([^`]*\))?`", cell)}
+    methods = {
+        name
+        for name, _ in inspect.getmembers(Variant, inspect.isfunction)
+        if not name.startswith("_")
+    }
+    assert methods - listed == set(), "decision methods missing from the README's table"
+    assert listed - methods == set(), "the README's table names methods Variant lacks"
