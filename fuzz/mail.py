@@ -210,7 +210,9 @@ def effects(before: World, after: World) -> list[str]:
         for va in sorted(a_mm.ptes):
             old, new = b_mm.ptes.get(va), a_mm.ptes[va]
             if old is not None and old != new:
-                if not new.present:
+                if new.protnone and not old.protnone:
+                    out.append(f"{p}PTE {va:#x} PROT_NONE (NUMA hinting)")
+                elif not new.present and not new.protnone:
                     out.append(f"{p}PTE {va:#x} cleared")
                 elif old.seq != new.seq or (old.writable, old.dirty) != (new.writable, new.dirty):
                     out.append(f"{p}PTE {va:#x} {_bits(new.writable, new.dirty)}")

@@ -86,7 +86,13 @@ def describe_step(before: World, after: World) -> str:
             if old_pte is not None and old_pte.seq != y.seq:
                 out.append(
                     f"{p}PTE {va:#x} "
-                    + (f"W={int(y.writable)} D={int(y.dirty)}" if y.present else "cleared")
+                    + (
+                        f"W={int(y.writable)} D={int(y.dirty)}"
+                        if y.present
+                        else "PROT_NONE"
+                        if y.protnone
+                        else "cleared"
+                    )
                 )
     for pfn, (was_f, new) in enumerate(zip(before.frames, after.frames, strict=True)):
         if was_f.version != new.version:

@@ -36,26 +36,71 @@ SPLIT_AT_FORMAT_2: Final = {
 
 def from_format_1(world: World, schedule: Sequence[Action]) -> tuple[Action, ...]:
     """``schedule`` (format 1) as format 2 writes it, by running it on a copy of ``world``.
-    A step that is not enabled ends the translation: the rest is kept as it is, so that
-    replay reports the drift at that step."""
+
+    A start whose merged step ran at once (its PTL was free) becomes the start and the PTE
+    step. A start that spun on the PTL is postponed to where format 1 resumed it, and becomes
+    the start and the PTE step there: opening the gather earlier would let another CPU's
+    ``mm_tlb_flush_nested()`` see it, which format 1 did not allow. Two format-1 steps that
+    have nothing left to do are dropped: a ``store_buffer_drain`` of a buffer a fence or IRET
+    has drained since (x86-TSO files of format 1), and a resume whose path went past its PTE
+    step (a truncation that found no vma). Under x86-TSO a ``csd_unlock()``, which format 1
+    wrote to memory at once, is drained right after it. A step that is not enabled ends the
+    translation: the rest is kept as it is, so that replay reports the drift at that step."""
+    from tlbfuzz.protocol.mm import ptl_free
+
     w = world.copy()
     out: list[Action] = []
+    postponed: dict[int, Action] = {}
     for i, old in enumerate(schedule):
-        a = old
-        second = SPLIT_AT_FORMAT_2.get(a.op)
-        if second is not None and a.cpu != GLOBAL and _at(w, a.cpu, a.op, second):
-            a = Action(a.cpu, second)  # the resume of a start that spun on the PTL
-            second = None
-        if not w.is_enabled(a):
-            return (*out, *schedule[i:])
-        w.apply(a)
-        out.append(a)
-        if second is not None and _at(w, a.cpu, a.op, second):
-            follow = Action(a.cpu, second)
-            if w.is_enabled(follow):  # the PTL was free: the old step ran at once
-                w.apply(follow)
-                out.append(follow)
-    return tuple(out)
+        second = SPLIT_AT_FORMAT_2.get(old.op)
+        steps = [old]
+        if old.cpu != GLOBAL and old.cpu in postponed and second is not None and not old.args:
+            steps = [postponed.pop(old.cpu), Action(old.cpu, second)]  # format 1's resume
+        elif second is not None and old.cpu != GLOBAL and w.cpus[old.cpu].path:
+            if _at(w, old.cpu, old.op, second):
+                steps = [Action(old.cpu, second)]
+            elif not old.args and _started_by(w, old.cpu, old.op):
+                continue  # the path went past its PTE step (truncation found no vma)
+        elif second is not None and old.cpu != GLOBAL and w.is_enabled(old):
+            trial = w.copy()
+            trial.apply(old)
+            if _started_by(trial, old.cpu, old.op) and not ptl_free(trial, old.cpu):
+                postponed[old.cpu] = old  # format 1 spun on the PTL here
+                continue
+            steps = [old]
+            if _at(trial, old.cpu, old.op, second):
+                steps.append(Action(old.cpu, second))
+        elif old.op == "store_buffer_drain" and not w.cpus[old.cpu].store_buffer:
+            continue  # drained already, by a fence format 1 did not have
+        for a in steps:
+            if a.op == second and a is not old and not _at(w, a.cpu, old.op, second):
+                continue  # the start skipped its PTE step (a truncation that found no vma)
+            if not w.is_enabled(a):
+                return (*out, *schedule[i:])
+            w.apply(a)
+            out.append(a)
+            if w.config.memory_model == "tso":
+                _drain_csd_unlocks(w, a.cpu, out)
+    return (*out, *postponed.values())
+
+
+def _drain_csd_unlocks(w: World, cpu: int, out: list[Action]) -> None:
+    """Format 1 wrote ``csd_unlock()`` to memory at once; format 2 buffers it (x86-TSO): drain
+    ``cpu``'s buffer up to and including a buffered csd unlock, so the sender sees it when
+    format 1 had it see it (older buffered stores go first, as FIFO requires)."""
+    if cpu == GLOBAL:
+        return
+    c = w.cpus[cpu]
+    while any(isinstance(st.loc, tuple) and st.loc[0] == "csd" for st in c.store_buffer):
+        drain = Action(cpu, "store_buffer_drain")
+        w.apply(drain)
+        out.append(drain)
+
+
+def _started_by(w: World, cpu: int, first: str) -> bool:
+    """``cpu`` runs the path whose first step is ``first``."""
+    c = w.cpus[cpu]
+    return bool(c.path) and w.kernel.steps[c.path][0].name == first
 
 
 def _at(w: World, cpu: int, first: str, second: str) -> bool:
@@ -81,21 +126,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args:
         print("usage: python -m tlbfuzz.fuzz.upgrade FOLDER...", file=sys.stderr)
         return 2
+    status = 0
     try:
         for item in list(corpus.iter_files([Path(p) for p in args])):
             e = corpus.load(item)
             if e.format == corpus.FORMAT:
                 continue
             r = corpus.replay(e)
-            if not r.ok:
+            if not r.ok:  # kept as it is, for its owner: it still loads and replays as it does
                 print(f"not upgraded: {r.message}", file=sys.stderr)
-                return 1
+                status = 1
+                continue
             new = corpus.rewrite(e, item)
             print(f"{item} -> {new.name}")
     except corpus.CorpusError as err:
         print(err, file=sys.stderr)
         return 2
-    return 0
+    return status
 
 
 if __name__ == "__main__":

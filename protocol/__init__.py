@@ -11,14 +11,14 @@ Public surface::
 
 Kernel paths are records (``tlbfuzz.protocol.paths``), declared by the module of the kernel
 file each models; importing this package declares them in a fixed order: mm/, then
-arch/x86/mm/tlb.c, then kernel/smp.c, then mm/gup.c, then mm/vmscan.c. ``PATHS`` maps their
-names to them.
+arch/x86/mm/tlb.c, then kernel/smp.c, then mm/gup.c, mm/vmscan.c and mm/mempolicy.c. ``PATHS``
+maps their names to them.
 
 This package imports no hypothesis, random, time or I/O: all nondeterminism is an action
 chosen from outside (tests/test_layering.py enforces it).
 """
 
-from tlbfuzz.protocol import mm, tlb, smp, gup, vmscan  # noqa: I001  # in this order: it is the order of PATHS
+from tlbfuzz.protocol import mm, tlb, smp, gup, vmscan, mempolicy  # noqa: I001  # in this order: it is the order of PATHS
 from tlbfuzz.protocol.actions import GLOBAL, Action, ParseError, parse
 from tlbfuzz.protocol.config import Budget, Config, parse_budgets
 from tlbfuzz.protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
@@ -53,6 +53,7 @@ __all__ = [
     "World",
     "budget_kinds",
     "gup",
+    "mempolicy",
     "mm",
     "parse",
     "parse_budgets",

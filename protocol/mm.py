@@ -24,8 +24,7 @@ steps writes (the PTE and ``tlb_flush_pending`` in one step, say) must re-check 
 
 Left out: two vmas per mm (so munmap and madvise of one mapping never overlap on 5.2), THP and
 PMD locks, MADV_FREE, fullmm gathers (exit), mainline's PT_RECLAIM table freeing in madvise,
-``flush_tlb_batched_pending()`` (a no-op until reclaim's batched flush exists), faults that
-map a page again after a zap.
+faults that map a page again after a zap (and the NUMA hinting fault).
 
 The paths' records are at the end of the module (``tlbfuzz.protocol.paths`` says what a record
 holds).
@@ -135,7 +134,7 @@ def zap_pte_range(w: World, cpu: int) -> None:
     rmaps = list(lv.rmaps)
     for va in range(lv.va, lv.end, PAGE_SIZE):
         pte = mm.ptes.get(va)
-        if pte is None or not pte.present:
+        if pte is None or not pte.mapped:  # pte_none(): a PROT_NONE entry is zapped too
             continue
         mm.ptes[va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
         recorded = True
@@ -456,8 +455,15 @@ def change_pte_range(w: World, cpu: int) -> None:
     va = c.locals.va
     mm = w.mms[c.locals.mm]
     pte = mm.ptes[va]
-    if pte.present:
-        mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
+    if c.locals.prot_numa:
+        # ``if (prot_numa) { ... if (pte_protnone(oldpte)) continue; ...}``, then the new
+        # entry is PROT_NONE, and pte_needs_flush(present -> not present) records it
+        if pte.present:
+            mm.ptes[va] = pte._replace(present=False, protnone=True, seq=pte.seq + 1)
+            c.locals = c.locals._replace(cleared=True)
+        return
+    if pte.mapped:  # pte_modify() with the vma's new protection: present, read-only
+        mm.ptes[va] = pte._replace(present=True, protnone=False, writable=False, seq=pte.seq + 1)
         if w.variant.mprotect_records_pte(w.site(cpu), pte):
             c.locals = c.locals._replace(cleared=True)
 
@@ -604,7 +610,7 @@ def clear_page_dirty_for_io(w: World, cpu: int) -> None:
         return
     mm = w.mms[lv.mm]
     pte = mm.ptes.get(lv.va)
-    if pte is None or not pte.present or pte.pfn != pfn or not (pte.dirty or pte.writable):
+    if pte is None or not pte.mapped or pte.pfn != pfn or not (pte.dirty or pte.writable):
         return
     w.frames[pfn] = w.frames[pfn]._replace(page_dirty=True)
     mm.ptes[lv.va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
@@ -627,6 +633,18 @@ def page_mkclean_one__set_pte_at(w: World, cpu: int) -> None:
     c.locals = lv._replace(ptl=False)
 
 
+def pte_accessible(w: World, cpu: int, mm_id: int, pte: Pte) -> bool:
+    """x86 ``pte_accessible(mm, pte)``: a present entry, or a PROT_NONE one whose change's
+    flush may not have happened yet (``Variant.pte_accessible_checks_flush_pending``)."""
+    if pte.present:
+        return True
+    return (
+        pte.protnone
+        and w.mms[mm_id].tlb_flush_pending > 0
+        and w.variant.pte_accessible_checks_flush_pending(w.site(cpu))
+    )
+
+
 def writepage(w: World, cpu: int) -> None:
     """``TestClearPageDirty(page)``, then ->writepage() saves the page's contents to disk."""
     lv = w.cpus[cpu].locals
@@ -645,9 +663,17 @@ def unmap_mapping_range(w: World, cpu: int) -> None:
     syscall of the mm."""
     c = w.cpus[cpu]
     lv = c.locals
-    if lv.va not in w.mms[lv.mm].vma_writable:
+    if not in_i_mmap(w, lv.mm):
         return  # munmap's unlink_file_vma() took the vma out of i_mmap: nothing to zap
     tlb_gather_mmu(w, cpu, lv.mm, lv.va, lv.va + PAGE_SIZE)
+
+
+def in_i_mmap(w: World, mm_id: int) -> bool:
+    """The file's ``mapping->i_mmap`` still holds the mm's vma: munmap takes it out of the mm
+    first (detach, under mmap_lock) but out of i_mmap only in free_pgtables()
+    (``unlink_file_vma()``), after its zap; the model's one page table is freed there too, so
+    the vma is in i_mmap exactly while the page table is."""
+    return w.mms[mm_id].pgtable_pfn != NO_PFN
 
 
 def no_gather(w: World, cpu: int) -> bool:
@@ -764,7 +790,7 @@ BATCHED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_
 """flush_tlb_batched_pending()'s ``flush_tlb_mm(mm)``, under the PTL (only after a batch)."""
 
 
-def _ptl_section(name: str, lock: StepFn, ptes: StepFn) -> tuple[Step | Inline, ...]:
+def ptl_section(name: str, lock: StepFn, ptes: StepFn) -> tuple[Step | Inline, ...]:
     """A PTE-changing PTL section: take the PTL and change the PTEs in one step, unless
     flush_tlb_batched_pending() must flush first (then the flush, then the changes)."""
     return (
@@ -774,7 +800,7 @@ def _ptl_section(name: str, lock: StepFn, ptes: StepFn) -> tuple[Step | Inline, 
     )
 
 
-ZAP_PTE_RANGE = _ptl_section("zap_pte_range", zap_pte_range__lock, zap_pte_range__ptes)
+ZAP_PTE_RANGE = ptl_section("zap_pte_range", zap_pte_range__lock, zap_pte_range__ptes)
 """zap_pte_range() under the PTL, after ``tlb_gather_mmu()``."""
 FORCED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_forced_flush)
 """zap_pte_range()'s ``if (force_flush) tlb_flush_mmu_tlbonly(tlb);`` (inside the PTL unless
@@ -806,7 +832,7 @@ MUNMAP = register(
         _munmap_may_start,
         (
             Step("munmap", munmap, c="tlb_gather_mmu()"),
-            *_ptl_section("unmap_vmas", unmap_vmas__lock, unmap_vmas__ptes),
+            *ptl_section("unmap_vmas", unmap_vmas__lock, unmap_vmas__ptes),
             *ZAP_THEN_FINISH,
         ),
         returns=munmap_done,
@@ -840,7 +866,7 @@ MPROTECT = register(
         _mprotect_may_start,
         (
             Step("mprotect", mprotect, c="inc_tlb_flush_pending()"),
-            *_ptl_section("change_pte_range", change_pte_range__lock, change_pte_range__ptes),
+            *ptl_section("change_pte_range", change_pte_range__lock, change_pte_range__ptes),
             attrs.evolve(NESTED, skip=mprotect_uses_gather),
             FINISH_FLUSH,
         ),

@@ -78,7 +78,7 @@ def no_lost_write(w: World) -> Violation | None:
         if f.kind != FILE or not f.modified or f.page_dirty:
             continue
         pte = w.mms[f.mm].ptes.get(f.va)
-        if pte is not None and pte.present and pte.pfn == pfn and pte.dirty:
+        if pte is not None and pte.mapped and pte.pfn == pfn and pte.dirty:
             continue
         return Violation(
             NO_LOST_WRITE,
@@ -120,7 +120,7 @@ def ptes_map_own_frames(w: World) -> Violation | None:
     a page-table page, or a frame reallocated to someone else."""
     for mm_id, mm in enumerate(w.mms):
         for va, pte in mm.ptes.items():
-            if not pte.present:
+            if not pte.mapped:  # present, or PROT_NONE: the kernel's pte_present()
                 continue
             f = w.frames[pte.pfn]
             if f.kind not in (ANON, FILE) or f.mm != mm_id or f.va != va:

@@ -94,6 +94,14 @@ class Pte(NamedTuple):
     dirty: bool
     pfn: int
     seq: int
+    protnone: bool = False
+    """x86 ``_PAGE_PROTNONE`` (NUMA hinting): not present to the hardware, but the kernel's
+    ``pte_present()`` is true and ``pfn`` still names the page."""
+
+    @property
+    def mapped(self) -> bool:
+        """The kernel's ``pte_present()``: present, or PROT_NONE."""
+        return self.present or self.protnone
 
 
 class TlbEntry(NamedTuple):
@@ -212,6 +220,7 @@ class Locals(NamedTuple):
     ubc: int = 0  # tlb_ubc.arch.cpumask: the CPUs the deferred flush must reach
     ubc_gen: int = 0  # the tlb_gen arch_tlbbatch_add_mm() bumped to (the flush's new_tlb_gen)
     batched_flush: bool = False  # flush_tlb_batched_pending() found a batch: flush_tlb_mm()
+    prot_numa: bool = False  # change_protection(..., MM_CP_PROT_NUMA): NUMA hinting
 
 
 def for_each_cpu(mask: int) -> list[int]:

@@ -261,7 +261,9 @@ def flush_tlb_mm_range__inc_mm_tlb_gen(w: World, cpu: int) -> None:
         # x86 tlb_flush(): "if (tlb->fullmm || tlb->need_flush_all) { start = 0UL; end =
         # TLB_FLUSH_ALL; }"
         start, end = 0, TLB_FLUSH_ALL
-    c.flush_tlb_info = FlushTlbInfo(lv.mm, start, end, new_tlb_gen, lv.freed_tables, cpu)
+    # flush_tlb_mm(mm) is flush_tlb_mm_range(mm, 0UL, TLB_FLUSH_ALL, 0UL, true): freed_tables
+    freed_tables = lv.freed_tables or lv.batched_flush
+    c.flush_tlb_info = FlushTlbInfo(lv.mm, start, end, new_tlb_gen, freed_tables, cpu)
     # Ghost state for tlb_gen_soundness: which PTE contents this generation retires.
     lo, hi = (0, 1 << 62) if full else (lv.va, lv.end)
     mm.flush_log += tuple(

@@ -118,6 +118,9 @@ class Variant:
     rcu_table_free: bool = False
     """x86 frees page tables through ``tlb_remove_table()`` and RCU (a37259732a7d,
     v6.15; before, only paravirt guests did); 5.2 on bare metal uses the page batch."""
+    batch_checks_accessible: bool = False
+    """mainline set_tlb_ubc_flush_pending(): ``if (!pte_accessible(mm, pteval)) return;``
+    (4d4b6d66db63, v5.19); 5.2 batches every deferred flush."""
     extra_paths: tuple[Path, ...] = ()
     """Kernel paths of the variant's own, next to the built-in ones (``examples/new_path.py``)."""
 
@@ -315,6 +318,21 @@ class Variant:
         (``cpumask_any_but(mm_cpumask(mm), get_cpu()) < nr_cpu_ids``)."""
         return bool(w.mms[mm].cpumask & ~(1 << cpu))
 
+    def pte_accessible_checks_flush_pending(self, at: Site) -> bool:
+        """arch/x86/include/asm/pgtable.h pte_accessible(): ``if (pte_flags(a) &
+        _PAGE_PRESENT) return true; if ((pte_flags(a) & _PAGE_PROTNONE) &&
+        atomic_read(&mm->tlb_flush_pending)) return true; return false;`` -- a PROT_NONE
+        entry may still be cached while the flush of the change that made it is pending
+        (20841405940e, "mm: fix TLB flush race between migration, and
+        change_protection_range", v3.13; 5.2 and mainline)."""
+        return True
+
+    def set_tlb_ubc_flush_pending_checks_accessible(self, at: Site) -> bool:
+        """mm/rmap.c set_tlb_ubc_flush_pending(): mainline returns early ``if
+        (!pte_accessible(mm, pteval))`` (4d4b6d66db63, v5.19); 5.2 batches every deferred
+        flush (``batch_checks_accessible``)."""
+        return self.batch_checks_accessible
+
     def inc_mm_tlb_gen_is_locked(self, at: Site) -> bool:
         """arch/x86/include/asm/tlbflush.h inc_mm_tlb_gen(): "Bump the generation count. This
         also serves as a full barrier that synchronizes with switch_mm(): callers are required
@@ -374,6 +392,7 @@ LINUX_CURRENT: Final = attrs.evolve(
     delay_rmap=True,
     mprotect_gather=True,
     rcu_table_free=True,
+    batch_checks_accessible=True,
 )
 
 RFC_ASYNC_POSTED: Final = attrs.evolve(

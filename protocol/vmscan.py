@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tlbfuzz.protocol.mm import free_page, page_locked, ptl_free
+from tlbfuzz.protocol.mm import free_page, page_locked, pte_accessible, ptl_free
 from tlbfuzz.protocol.paths import MM_VA, BudgetKind, Inline, Path, Step, register
 from tlbfuzz.protocol.state import FILE, NO_PFN, PAGE_SIZE, TLB_FLUSH_ALL, FlushTlbInfo, Pte
 from tlbfuzz.protocol.tlb import INC_MM_TLB_GEN, flush_tlb_func, inc_mm_tlb_gen
@@ -56,10 +56,11 @@ if TYPE_CHECKING:
 
 
 def _page(w: World, mm_id: int, va: int) -> int:
-    """The page (anonymous or page cache) that ``va`` of ``mm_id`` maps, if the PTE maps it."""
+    """The page (anonymous or page cache) that ``va`` of ``mm_id`` maps, if the PTE maps it
+    (present, or PROT_NONE: the kernel's ``pte_present()``)."""
     pte = w.mms[mm_id].ptes.get(va)
     pfn = w.config.pfn_of(mm_id, va)
-    if pte is None or not pte.present or pte.pfn != pfn:
+    if pte is None or not pte.mapped or pte.pfn != pfn:
         return NO_PFN
     return pfn
 
@@ -83,15 +84,23 @@ def try_to_unmap_one(w: World, cpu: int) -> None:
         frame = frame._replace(page_dirty=True)  # set_page_dirty(page)
     w.frames[pfn] = frame
     c.locals = lv = lv._replace(pfns=(pfn,))
-    gen = inc_mm_tlb_gen(w, cpu, lv.mm)  # arch_tlbbatch_add_mm(), or ptep_clear_flush()
-    mm.flush_log += ((gen, lv.va, pte.seq + 1),)
-    if w.variant.reclaim_defers_flush(w.site(cpu), w, cpu, lv.mm):
-        # set_tlb_ubc_flush_pending(): cpumask_or(batch, mm_cpumask(mm)); barrier();
-        # mm->tlb_flush_batched = true
+    at = w.site(cpu)
+    accessible = pte_accessible(w, cpu, lv.mm, pte)
+    if w.variant.reclaim_defers_flush(at, w, cpu, lv.mm):
+        if not accessible and w.variant.set_tlb_ubc_flush_pending_checks_accessible(at):
+            return  # mainline: "if (!pte_accessible(mm, pteval)) return;"
+        # set_tlb_ubc_flush_pending(): arch_tlbbatch_add_mm(): inc_mm_tlb_gen(mm);
+        # cpumask_or(batch, mm_cpumask(mm)); then barrier(); mm->tlb_flush_batched = true
+        gen = inc_mm_tlb_gen(w, cpu, lv.mm)
+        mm.flush_log += ((gen, lv.va, pte.seq + 1),)
         c.locals = lv._replace(ubc=lv.ubc | mm.cpumask, ubc_gen=gen)
         mm.tlb_flush_batched = True
         return
+    if not accessible:
+        return  # ptep_clear_flush(): "if (pte_accessible(mm, pte)) flush_tlb_page(...)"
     # ptep_clear_flush() -> flush_tlb_mm_range(): no other CPU to IPI, flush this one
+    gen = inc_mm_tlb_gen(w, cpu, lv.mm)
+    mm.flush_log += ((gen, lv.va, pte.seq + 1),)
     info = FlushTlbInfo(lv.mm, lv.va, lv.va + PAGE_SIZE, gen, False, cpu)
     if c.own_loaded_mm() == lv.mm:
         flush_tlb_func(w, cpu, info)

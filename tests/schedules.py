@@ -625,6 +625,14 @@ class NoFlushTlbBatchedPending(Variant):
         return False
 
 
+@attrs.frozen
+class PteAccessibleIgnoresFlushPending(Variant):
+    """Before 20841405940e: pte_accessible() is only the present bit."""
+
+    def pte_accessible_checks_flush_pending(self, at: Site) -> bool:
+        return False
+
+
 MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism(
         key="ptl-zap-flushes-before-unlock",
@@ -727,6 +735,24 @@ MECHANISMS: tuple[Mechanism, ...] = (
         budget={},
         per_cpu=((0, {"reclaim": 1}), (1, {"mprotect": 1})),
         blocked_at=4,  # cpu1 flushes the batch under the PTL before it can return
+    ),
+    Mechanism(
+        key="pte-accessible-while-flush-pending",
+        ordering="pte_accessible(): a PROT_NONE entry counts while tlb_flush_pending is raised",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(PteAccessibleIgnoresFlushPending, "linux-current", "before-20841405940e"),
+        prop="no_use_after_free",
+        schedule=(
+            "cpu0 tlb_fill va=0x1000",
+            "cpu0 change_prot_numa va=0x1000",  # tlb_flush_pending 1
+            "cpu0 change_pte_range",  # PROT_NONE; cpu0 still caches the present entry
+            "cpu1 try_to_unmap_one mm=A va=0x1000",  # PROT_NONE and "not accessible": no batch
+            "cpu1 free_unref_page_list",
+            "cpu0 nmi va=0x1000",
+        ),
+        budget={},
+        per_cpu=((0, {"numa": 1}), (1, {"reclaim": 1})),
+        blocked_at=4,  # the kernel batches the flush, and frees only after it
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""

@@ -205,7 +205,7 @@ def test_search_past_a_violation_gives_each_property_its_own_shortest() -> None:
 # One small configuration per kind of mm path: CPU0 runs it once, CPU1 only does what the
 # hardware does, on linux-current. Pinned when the mm layer came (issue 9): madvise and munmap
 # then gained mmap_lock, the PTL and the nested check, mprotect a gather, writeback a start on
-# an unmapped page, and truncate is new; gup_fast and reclaim came with issue 10. madvise,
+# an unmapped page, and truncate is new; gup_fast, reclaim and numa came with issue 10. madvise,
 # mprotect and truncate moved (from 7537, 17021 and 9388) when tlb_gather_mmu() became a step
 # apart from the PTE changes. If one moves, say why in the commit.
 PER_KIND = {
@@ -215,6 +215,7 @@ PER_KIND = {
     "truncate": 10734,
     "gup_fast": 4038,
     "reclaim": 9337,
+    "numa": 5974,
 }
 
 

@@ -263,3 +263,38 @@ def test_the_rcu_grace_period_alone_keeps_the_table_alive_under_gup_fast() -> No
     r = bfs(World.initial(irqs_on, cfg), ["no_walk_of_freed_page_table"], 60, allowed=allowed)
     assert r.schedule is not None
     assert [str(a) for a in r.schedule][-1] == "tlb_remove_table_rcu pfn=0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("variant", "states"), [("linux-5.2", 44733), ("linux-current", 76036)])
+def test_munmap_against_truncation_holds_in_the_whole_space(variant: str, states: int) -> None:
+    """cpu0 unmaps, cpu1 truncates the file page: every default property in every reachable
+    state (the split munmap once let truncation free a mapped page here; pinned)."""
+    cfg = Config(
+        budget=Budget.only(),
+        cpu_budget=((0, Budget.only(munmap=1)), (1, Budget.only(truncate=1))),
+        reuse=False,
+    )
+    r = bfs(World.initial(VARIANTS[variant], cfg), DEFAULT_PROPERTIES, 200)
+    assert r.violation is None, [str(a) for a in r.schedule or []]
+    assert r.exhausted
+    assert r.states == states
+
+
+@pytest.mark.parametrize("variant", ["linux-5.2", "linux-current"])
+def test_truncation_during_munmap_still_finds_the_vma_in_i_mmap(variant: str) -> None:
+    """Before: munmap's first step took the vma out of the dict truncation reads, while its
+    zap came a step later, so truncation found no vma, skipped the zap and freed a page a
+    present PTE still mapped. The vma leaves i_mmap in free_pgtables() (unlink_file_vma()),
+    after the zap."""
+    w = World.initial(VARIANTS[variant], Config(budget=Budget(truncate=1)))
+    w.run(
+        [
+            "cpu0 munmap",  # the vma leaves the mm's tree; the zap waits for the next step
+            "cpu1 unmap_mapping_range mm=A va=0x2000",
+            "cpu1 zap_pte_range",
+            "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
+        ]
+    )
+    assert not w.violations(["ptes_map_own_frames"])
+    assert not w.mms[1].ptes[0x2000].mapped  # truncation zapped it

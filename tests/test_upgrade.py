@@ -75,8 +75,18 @@ _SPUN = [
 def test_a_start_that_spun_on_the_ptl_gets_its_zap_where_it_resumed() -> None:
     old = [parse(s) for s in [*_SPUN, "cpu0 madvise_dontneed"]]
     new = upgrade.from_format_1(World.initial(VARIANTS["linux-current"]), old)
-    assert [str(a) for a in new] == [*_SPUN, "cpu0 zap_pte_range"]
+    spun = "cpu0 madvise_dontneed va=0x2000"
+    assert [str(a) for a in new] == [*(s for s in _SPUN if s != spun), spun, "cpu0 zap_pte_range"]
     World.initial(VARIANTS["linux-current"]).run(new)  # every step enabled
+
+
+def test_a_start_that_spun_opens_its_gather_where_format_1_resumed_it() -> None:
+    """Format 1's spinning start had not opened its gather yet: the PTL holder's
+    mm_tlb_flush_nested() must not see it (so the translation moves the start there)."""
+    old = [parse(s) for s in [*_SPUN, "cpu0 madvise_dontneed"]]
+    new = [str(a) for a in upgrade.from_format_1(World.initial(VARIANTS["linux-current"]), old)]
+    assert new.index("cpu0 madvise_dontneed va=0x2000") == len(_SPUN) - 1
+    assert new[-1] == "cpu0 zap_pte_range"
 
 
 def test_a_munmap_resume_is_told_from_a_start_by_where_the_cpu_is() -> None:
@@ -98,7 +108,7 @@ def test_a_step_that_is_not_enabled_ends_the_translation_and_replay_names_it(
     assert "drift at step 4: cpu0 tlb_finish_mmu is not enabled" in r.message
 
 
-def test_upgrade_rewrites_a_folder_and_keeps_what_it_cannot_translate(
+def test_upgrade_rewrites_a_folder_and_keeps_a_file_whose_verdict_no_longer_matches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     old = _write(tmp_path, FORMAT_1)
@@ -112,6 +122,8 @@ def test_upgrade_rewrites_a_folder_and_keeps_what_it_cannot_translate(
     assert upgrade.main([str(tmp_path)]) == 0  # today's format: left alone
     assert list(tmp_path.glob("*.json")) == [new]
     holds = _write(tmp_path, {**FORMAT_1, "expect": "holds"}, "wrong.json")
+    later = _write(tmp_path, FORMAT_1, "zz-old.json")  # after it: still upgraded
     assert upgrade.main([str(tmp_path)]) == 1
     assert "not upgraded" in capsys.readouterr().err
     assert holds.exists()  # its owner decides
+    assert not later.exists()
