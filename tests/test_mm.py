@@ -266,7 +266,13 @@ def test_the_rcu_grace_period_alone_keeps_the_table_alive_under_gup_fast() -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("variant", "states"), [("linux-5.2", 44733), ("linux-current", 76036)])
+@pytest.mark.parametrize(
+    ("variant", "states"),
+    [  # 5.2's is run nightly, to keep CI under 15 minutes
+        pytest.param("linux-5.2", 44733, marks=pytest.mark.nightly),
+        ("linux-current", 76036),
+    ],
+)
 def test_munmap_against_truncation_holds_in_the_whole_space(variant: str, states: int) -> None:
     """cpu0 unmaps, cpu1 truncates the file page: every default property in every reachable
     state (the split munmap once let truncation free a mapped page here; pinned)."""
