@@ -393,11 +393,7 @@ def save(e: Entry, corpus: Path) -> tuple[Path, bool]:
     except OSError as e2:
         raise CorpusError(f"{folder}: cannot write: {e2.strerror}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(to_json(e))
-            f.flush()
-            os.fsync(f.fileno())
+        _fill(fd, e)
         try:
             os.link(tmp, path)  # atomic, and fails rather than replace an existing file
         except FileExistsError:
@@ -410,6 +406,15 @@ def save(e: Entry, corpus: Path) -> tuple[Path, bool]:
     return path, True
 
 
+def _fill(fd: int, e: Entry) -> None:
+    """Write ``e`` into the new temporary file ``fd`` (mode 0666 less the umask), to disk."""
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o666 & ~_umask())
+        f.write(to_json(e))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def rewrite(e: Entry, old: Path) -> Path:
     """Write ``e`` in today's format next to ``old`` (the same finding in an older format),
     under its own name, then remove ``old``: the file is replaced atomically if the name is
@@ -418,11 +423,7 @@ def rewrite(e: Entry, old: Path) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=old.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
-                f.write(to_json(e))
-                f.flush()
-                os.fsync(f.fileno())
+            _fill(fd, e)
             os.replace(tmp, new)
         finally:
             with contextlib.suppress(OSError):
