@@ -9,9 +9,10 @@ Format 1 -> 2 (issue 9): ``tlb_gather_mmu()`` (``inc_tlb_flush_pending``) and th
 under the PTL were one step of madvise, munmap, mprotect and truncation; they are two now, so
 that another CPU's gather may open, zap, and check ``mm_tlb_flush_nested()`` in between. The
 first step keeps its name (and still starts the path); the PTE changes are the second. The
-translation puts the second step where the old merged step ran: right after the start, or,
-if the CPU spun on the PTL at its start, where it ran when the PTL came free (the old
-schedule's resume, ``cpu0 madvise_dontneed`` without arguments, or ``cpu0 munmap``).
+translation puts both where the old merged step ran: the start and the PTE step together,
+at the start if its PTL was free, else where format 1 resumed it when the PTL came free (the
+old schedule's ``cpu0 madvise_dontneed`` without arguments, or its second ``cpu0 munmap``),
+so that no gather opens earlier than it did.
 """
 
 from __future__ import annotations
