@@ -31,8 +31,7 @@ import attrs
 from tlbfuzz.protocol.mm import (
     FINISH_FLUSH,
     NESTED,
-    change_pte_range__lock,
-    change_pte_range__ptes,
+    change_pte_range,
     dec_tlb_flush_pending,
     mmap_lock_writer,
     mprotect_uses_gather,
@@ -81,7 +80,7 @@ NUMA = register(
         _numa_may_start,
         (
             Step("change_prot_numa", change_prot_numa, c="change_prot_numa()"),
-            *ptl_section("change_pte_range", change_pte_range__lock, change_pte_range__ptes),
+            *ptl_section("change_pte_range", change_pte_range),
             attrs.evolve(NESTED, skip=mprotect_uses_gather),
             FINISH_FLUSH,
         ),

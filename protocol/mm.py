@@ -194,18 +194,6 @@ def no_batched_flush(w: World, cpu: int) -> bool:
     return not w.cpus[cpu].locals.batched_flush
 
 
-def zap_pte_range__lock(w: World, cpu: int) -> None:
-    """Take the PTL; flush a batch reclaim left (``_batched_pending_first``) or zap now."""
-    if not _batched_pending_first(w, cpu):
-        zap_pte_range(w, cpu)
-
-
-def zap_pte_range__ptes(w: World, cpu: int) -> None:
-    """The zap, after flush_tlb_batched_pending()'s flush, still under the PTL."""
-    _batched_flushed(w, cpu)
-    zap_pte_range(w, cpu)
-
-
 def _tlb_flush_rmaps(w: World, cpu: int) -> None:
     """mainline ``tlb_flush_rmaps(tlb, vma)``: the rmaps that waited for the flush go now."""
     lv = w.cpus[cpu].locals
@@ -402,18 +390,6 @@ def unmap_vmas(w: World, cpu: int) -> None:
         free_pgtables(w, cpu)
 
 
-def unmap_vmas__lock(w: World, cpu: int) -> None:
-    """Take the PTL; flush a batch reclaim left, or unmap now."""
-    if not _batched_pending_first(w, cpu):
-        unmap_vmas(w, cpu)
-
-
-def unmap_vmas__ptes(w: World, cpu: int) -> None:
-    """The unmap, after flush_tlb_batched_pending()'s flush, still under the PTL."""
-    _batched_flushed(w, cpu)
-    unmap_vmas(w, cpu)
-
-
 def munmap_done(w: World, cpu: int) -> None:
     """munmap() returns: no translation of the mapping may be used any more."""
     retire(w, cpu, REMOVED)
@@ -466,18 +442,6 @@ def change_pte_range(w: World, cpu: int) -> None:
         mm.ptes[va] = pte._replace(present=True, protnone=False, writable=False, seq=pte.seq + 1)
         if w.variant.mprotect_records_pte(w.site(cpu), pte):
             c.locals = c.locals._replace(cleared=True)
-
-
-def change_pte_range__lock(w: World, cpu: int) -> None:
-    """Take the PTL; flush a batch reclaim left, or change the PTE now."""
-    if not _batched_pending_first(w, cpu):
-        change_pte_range(w, cpu)
-
-
-def change_pte_range__ptes(w: World, cpu: int) -> None:
-    """The change, after flush_tlb_batched_pending()'s flush, still under the PTL."""
-    _batched_flushed(w, cpu)
-    change_pte_range(w, cpu)
 
 
 def mprotect_done(w: World, cpu: int) -> None:
@@ -790,17 +754,44 @@ BATCHED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_
 """flush_tlb_batched_pending()'s ``flush_tlb_mm(mm)``, under the PTL (only after a batch)."""
 
 
-def ptl_section(name: str, lock: StepFn, ptes: StepFn) -> tuple[Step | Inline, ...]:
-    """A PTE-changing PTL section: take the PTL and change the PTEs in one step, unless
+@attrs.frozen
+class LockThenChange:
+    """The step that takes the PTL: flush a batch reclaim left first
+    (``_batched_pending_first``: the steps after), or run ``change`` now. Compared by value,
+    so that two paths' sections of one function are the same step."""
+
+    change: StepFn
+
+    def __call__(self, w: World, cpu: int) -> None:
+        if not _batched_pending_first(w, cpu):
+            self.change(w, cpu)
+
+
+@attrs.frozen
+class ChangeAfterBatchedFlush:
+    """The PTE changes, after flush_tlb_batched_pending()'s flush, still under the PTL."""
+
+    change: StepFn
+
+    def __call__(self, w: World, cpu: int) -> None:
+        _batched_flushed(w, cpu)
+        self.change(w, cpu)
+
+
+def ptl_section(name: str, change: StepFn) -> tuple[Step | Inline, ...]:
+    """A PTE-changing PTL section of the kernel function ``name`` (``change`` makes its PTE
+    changes): take the PTL and change the PTEs in one step, unless
     flush_tlb_batched_pending() must flush first (then the flush, then the changes)."""
     return (
-        Step(name, lock, guard=ptl_free, c=f"{name}()"),
+        Step(name, LockThenChange(change), guard=ptl_free, c=f"{name}()"),
         BATCHED_FLUSH,
-        Step(f"{name}__ptes", ptes, skip=no_batched_flush, c=f"{name}()"),
+        Step(
+            f"{name}__ptes", ChangeAfterBatchedFlush(change), skip=no_batched_flush, c=f"{name}()"
+        ),
     )
 
 
-ZAP_PTE_RANGE = ptl_section("zap_pte_range", zap_pte_range__lock, zap_pte_range__ptes)
+ZAP_PTE_RANGE = ptl_section("zap_pte_range", zap_pte_range)
 """zap_pte_range() under the PTL, after ``tlb_gather_mmu()``."""
 FORCED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_forced_flush)
 """zap_pte_range()'s ``if (force_flush) tlb_flush_mmu_tlbonly(tlb);`` (inside the PTL unless
@@ -832,7 +823,7 @@ MUNMAP = register(
         _munmap_may_start,
         (
             Step("munmap", munmap, c="tlb_gather_mmu()"),
-            *ptl_section("unmap_vmas", unmap_vmas__lock, unmap_vmas__ptes),
+            *ptl_section("unmap_vmas", unmap_vmas),
             *ZAP_THEN_FINISH,
         ),
         returns=munmap_done,
@@ -866,7 +857,7 @@ MPROTECT = register(
         _mprotect_may_start,
         (
             Step("mprotect", mprotect, c="inc_tlb_flush_pending()"),
-            *ptl_section("change_pte_range", change_pte_range__lock, change_pte_range__ptes),
+            *ptl_section("change_pte_range", change_pte_range),
             attrs.evolve(NESTED, skip=mprotect_uses_gather),
             FINISH_FLUSH,
         ),
