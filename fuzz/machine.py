@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tlbfuzz.protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
-from tlbfuzz.protocol.windows import WINDOWS, reached
+from tlbfuzz.protocol.windows import WINDOWS, reached, windows_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -218,6 +218,7 @@ class TlbMachine(RuleBasedStateMachine):
         super().__init__()
         self.world: World | None = None
         self.focus: Focus | None = None
+        self.asked: tuple[str, ...] = ()  # the windows this example's budgets can reach
         self.schedule: list[Action] = []
         cls = type(self)
         cls.examples += 1
@@ -268,7 +269,7 @@ class TlbMachine(RuleBasedStateMachine):
         self.schedule.append(action)
         cls = type(self)
         cls.steps += 1
-        for name in reached(self.world):
+        for name in reached(self.world, self.asked):
             cls.windows[name] += 1
 
     @precondition(lambda self: self.terminal())
@@ -287,6 +288,9 @@ class TlbMachine(RuleBasedStateMachine):
 
 def _setup(self: TlbMachine, config: Config, data: st.DataObject) -> None:
     self.world = World.initial(self.variant, config)
+    self.asked = windows_of(self.world)
+    for name in self.asked:  # a window scoped to kinds this example's budgets allow
+        type(self).windows.setdefault(name, 0)
     self.focus = data.draw(focus(self.variant, config), label="focus")
 
 
@@ -307,7 +311,7 @@ def machine_for(
         "properties": props,
         "examples": 0,
         "steps": 0,
-        "windows": dict.fromkeys(WINDOWS, 0),
+        "windows": {name: 0 for name, win in WINDOWS.items() if not win.kinds},
         "__module__": __name__,
         "setup": initialize(
             config=configs(variant) if config_strategy is None else config_strategy,

@@ -6,7 +6,9 @@ retired while the flush is in flight; a flush csd still waits on its target afte
 returned; loaded_mm and CR3 disagree (the switch window an NMI can land in); a flush csd queued
 behind another cross-call; a freed page-table page still in a paging-structure cache; and, in
 the mm layer, two gathers of one mm open at once, a syscall that found nothing to change, a
-page the rmap no longer finds still cached, a page table waiting for RCU. A search
+page the rmap no longer finds still cached, a page table waiting for RCU; and, scoped to the
+paths that open them (``Window.kinds``), a page being moved to a copy still cached elsewhere
+and a PTE clear_refs cleaned still cached writable. A search
 counts the states it visits in each window, and a "held" is reported with them: a window never
 reached means the search never looked where that property could break.
 
@@ -23,7 +25,7 @@ import attrs
 from tlbfuzz.protocol.state import CSD_MANY, FILE, FLUSH_TLB_FUNC, READ_USER_FUNC
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from tlbfuzz.protocol.world import World
 
@@ -33,6 +35,24 @@ class Window:
     name: str
     summary: str
     reached: Callable[[World], bool]
+    kinds: frozenset[str] = frozenset()
+    """The budget kinds whose paths open this window; empty: any search can reach it. A
+    search whose budgets give none of them leaves the window out of its report: it was not
+    asked, which is not the same as never reached."""
+
+
+def active_kinds(w: World) -> frozenset[str]:
+    """The budget kinds some CPU of ``w`` may still start (its world's budgets)."""
+    return frozenset(
+        k.name for i, k in enumerate(w.kernel.kinds) if any(c.budget[i] for c in w.cpus)
+    )
+
+
+def windows_of(w: World) -> tuple[str, ...]:
+    """The windows a search from ``w`` can be asked about: every general one, and each one
+    scoped to path kinds (``Window.kinds``) one of which ``w``'s budgets allow."""
+    active = active_kinds(w)
+    return tuple(name for name, win in WINDOWS.items() if not win.kinds or win.kinds & active)
 
 
 def _flush_in_flight(w: World) -> bool:
@@ -125,6 +145,46 @@ def unmapped_page_still_cached(w: World) -> bool:
     return False
 
 
+def page_in_move_still_cached(w: World) -> bool:
+    """A page that a COW fault or a migration is moving to a new page (the path holds it,
+    ``Path.allocates``) is still reachable through another CPU's TLB: a write there before
+    the copy is taken is kept, after it is lost (no_write_lost_to_copy)."""
+    paths = w.kernel.paths
+    for cpu, c in enumerate(w.cpus):
+        if not (c.path and c.locals.pfns and paths[c.path].allocates):
+            continue
+        old = c.locals.pfns[0]
+        version = w.frames[old].version
+        for other, o in enumerate(w.cpus):
+            if other != cpu and any(
+                e.pfn == old and e.frame_version == version for e in o.tlb.values()
+            ):
+                return True
+    return False
+
+
+def clean_pte_still_writable(w: World) -> bool:
+    """A present PTE that is read-only and not soft-dirty (what clear_refs leaves) is still
+    cached writable, from before, by some CPU: a write there sets no soft-dirty bit."""
+    for c in w.cpus:
+        for (asid, va), e in c.tlb.items():
+            if not e.writable:
+                continue
+            ctx_id = c.ctxs[asid][0] if 0 <= asid < len(c.ctxs) else 0
+            if ctx_id <= 0:
+                continue
+            pte = w.mms[ctx_id].ptes.get(va)
+            if (
+                pte is not None
+                and pte.present
+                and not pte.writable
+                and not pte.soft_dirty
+                and pte.seq > e.pte_seq
+            ):
+                return True
+    return False
+
+
 def table_awaiting_grace_period(w: World) -> bool:
     """A page-table page waits for an RCU grace period (``tlb_remove_table()``)."""
     return bool(w.rcu)
@@ -178,14 +238,28 @@ WINDOWS: Final[dict[str, Window]] = {
             "a page-table page waits for an RCU grace period before it is freed",
             table_awaiting_grace_period,
         ),
+        Window(
+            "page_in_move_still_cached",
+            "a page a COW fault or a migration is moving to a copy is still cached elsewhere",
+            page_in_move_still_cached,
+            frozenset({"migrate", "wp_fault"}),
+        ),
+        Window(
+            "clean_pte_still_writable",
+            "a PTE clear_refs left read-only and clean is still cached writable by a CPU",
+            clean_pte_still_writable,
+            frozenset({"clear_refs"}),
+        ),
     )
 }
 """Every window, by name."""
 
 
-def reached(w: World) -> list[str]:
-    """The windows ``w`` is in."""
-    return [name for name, win in WINDOWS.items() if win.reached(w)]
+def reached(w: World, names: Iterable[str] | None = None) -> list[str]:
+    """The windows ``w`` is in, of ``names`` (default: all)."""
+    if names is None:
+        return [name for name, win in WINDOWS.items() if win.reached(w)]
+    return [name for name in names if WINDOWS[name].reached(w)]
 
 
-__all__ = ["WINDOWS", "Window", "reached"]
+__all__ = ["WINDOWS", "Window", "active_kinds", "reached", "windows_of"]

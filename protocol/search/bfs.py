@@ -60,11 +60,12 @@ def bfs(
     With ``windows``, every unique state visited is checked against the reachability windows
     (``tlbfuzz.protocol.windows``) and the result counts the states in each.
     """
-    from tlbfuzz.protocol.windows import WINDOWS
+    from tlbfuzz.protocol.windows import WINDOWS, windows_of
 
     props = tuple(props)
-    counts = dict.fromkeys(WINDOWS, 0) if windows else {}
-    checks = [(name, win.reached) for name, win in WINDOWS.items()] if windows else []
+    asked = windows_of(start) if windows else ()
+    counts = dict.fromkeys(asked, 0)
+    checks = [(name, WINDOWS[name].reached) for name in asked]
 
     def visit(x: World) -> None:
         for name, inside in checks:
