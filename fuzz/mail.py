@@ -21,7 +21,18 @@ import textwrap
 from typing import TYPE_CHECKING, Final
 
 from tlbfuzz.protocol import GLOBAL, PROPERTIES, VARIANTS, World
-from tlbfuzz.protocol.state import FILE, FREE, INIT_MM, NO_PFN, PGTABLE, for_each_cpu, mm_name
+from tlbfuzz.protocol.state import (
+    ANON,
+    COPIED,
+    FILE,
+    FREE,
+    INIT_MM,
+    NO_PFN,
+    PGTABLE,
+    WRITTEN_AFTER_COPY,
+    for_each_cpu,
+    mm_name,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -185,8 +196,10 @@ def effects(before: World, after: World) -> list[str]:
         lb, la = b.locals, a.locals
         if lb.ptl != la.ptl:
             out.append(f"{p}{'takes' if la.ptl else 'drops'} the PTL")
-        if la.fullmm and not lb.fullmm:
-            out.append(f"{p}nested gather: flush everything")
+        if la.fullmm and not lb.fullmm:  # a gather open before: mm_tlb_flush_nested()
+            out.append(
+                p + ("nested gather: flush everything" if lb.pending else "its flush: the whole mm")
+            )
     for key, csd in after.csds.items():
         if before.csds[key].locked and not csd.locked:
             out.append(f"csd CPU{key.sender} -> CPU{key.target} unlocked")
@@ -212,20 +225,33 @@ def effects(before: World, after: World) -> list[str]:
             if old is not None and old != new:
                 if new.protnone and not old.protnone:
                     out.append(f"{p}PTE {va:#x} PROT_NONE (NUMA hinting)")
+                elif new.migration:
+                    kind = "writable" if new.writable else "readable"
+                    out.append(f"{p}PTE {va:#x} {kind} migration entry (pfn {new.pfn})")
                 elif not new.present and not new.protnone:
                     out.append(f"{p}PTE {va:#x} cleared")
                 elif old.seq != new.seq or (old.writable, old.dirty) != (new.writable, new.dirty):
-                    out.append(f"{p}PTE {va:#x} {_bits(new.writable, new.dirty)}")
+                    to = f" -> pfn {new.pfn}" if new.pfn != old.pfn else ""
+                    sd = ""
+                    if new.soft_dirty != old.soft_dirty:
+                        sd = ", soft-dirty" if new.soft_dirty else ", soft-dirty clear"
+                    out.append(f"{p}PTE {va:#x}{to} {_bits(new.writable, new.dirty)}{sd}")
     for pfn, (old_f, new_f) in enumerate(zip(before.frames, after.frames, strict=True)):
         if old_f.version != new_f.version:
             if new_f.kind == FREE:
                 what = "page table" if old_f.kind == PGTABLE else "page"
                 out.append(f"{what} pfn {pfn} freed")
+            elif new_f.kind == ANON:  # alloc_user_page(): a COW copy, a migration target
+                out.append(f"pfn {pfn} allocated for mm {mm_name(new_f.mm)} {new_f.va:#x}")
             else:
                 out.append(f"pfn {pfn} reallocated to {_to(new_f.mm if new_f.mm else 0)}")
             continue
         if old_f.mapped and not new_f.mapped and new_f.kind == FILE:
             out.append(f"pfn {pfn} leaves the rmap (page_mapped() false)")
+        if old_f.copied != new_f.copied == COPIED:
+            out.append(f"pfn {pfn} copied: later writes to it are not in the copy")
+        elif old_f.copied != new_f.copied == WRITTEN_AFTER_COPY:
+            out.append(f"pfn {pfn} written after its copy was taken")
         if old_f.page_dirty != new_f.page_dirty:
             out.append(f"pfn {pfn} PG_dirty {'set' if new_f.page_dirty else 'cleared'}")
         if old_f.modified != new_f.modified:

@@ -18,7 +18,7 @@ This package imports no hypothesis, random, time or I/O: all nondeterminism is a
 chosen from outside (tests/test_layering.py enforces it).
 """
 
-from tlbfuzz.protocol import mm, tlb, smp, gup, vmscan, mempolicy  # noqa: I001  # in this order: it is the order of PATHS
+from tlbfuzz.protocol import mm, tlb, smp, gup, vmscan, mempolicy, migrate, memory, task_mmu  # noqa: I001  # in this order: it is the order of PATHS
 from tlbfuzz.protocol.actions import GLOBAL, Action, ParseError, parse
 from tlbfuzz.protocol.config import Budget, Config, parse_budgets
 from tlbfuzz.protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
@@ -53,11 +53,14 @@ __all__ = [
     "World",
     "budget_kinds",
     "gup",
+    "memory",
     "mempolicy",
+    "migrate",
     "mm",
     "parse",
     "parse_budgets",
     "smp",
+    "task_mmu",
     "tlb",
     "vmscan",
 ]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from tlbfuzz.protocol import tso
 from tlbfuzz.protocol.properties import (
     NMI_UACCESS_SAFETY,
+    NO_LOST_SOFT_DIRTY,
     NO_STALE_ACCESS_AFTER_RETURN,
     NO_USE_AFTER_FREE,
     NO_WALK_OF_FREED_PAGE_TABLE,
@@ -31,11 +32,14 @@ from tlbfuzz.protocol.properties import (
     UACCESS_IN_CURRENT_MM,
 )
 from tlbfuzz.protocol.state import (
+    COPIED,
     FILE,
     INIT_MM,
     NO_PFN,
     REMOVED,
+    WRITTEN_AFTER_COPY,
     Cpu,
+    Frame,
     PwcEntry,
     TlbEntry,
     mm_name,
@@ -136,8 +140,32 @@ def use_entry(w: World, cpu: int, va: int, e: TlbEntry, write: bool, who: str) -
                 f"{frame.describe()}",
             )
         return
-    if write and frame.kind == FILE:
+    if write:
+        _written(w, cpu, va, e, frame, who)
+
+
+def _written(w: World, cpu: int, va: int, e: TlbEntry, frame: Frame, who: str) -> None:
+    """What a store through ``e`` changes besides memory: a file page's contents now differ
+    from disk; a page already copied (COW, migration) has a write its copy lacks; and a write
+    that a returned clear_refs should have made fault leaves its PTE without soft-dirty."""
+    if frame.copied == COPIED:
+        frame = frame._replace(copied=WRITTEN_AFTER_COPY)
+        w.frames[e.pfn] = frame
+    if frame.kind == FILE:
         w.frames[e.pfn] = frame._replace(modified=True)
+    mm_id = w.cpus[cpu].cr3_mm
+    mm = w.mms[mm_id]
+    if mm.soft_dirty_clean:
+        clean = mm.soft_dirty_clean.get(va)
+        pte = mm.ptes.get(va)
+        if clean is not None and e.pte_seq < clean and not (pte is not None and pte.soft_dirty):
+            w.report(
+                NO_LOST_SOFT_DIRTY,
+                f"cpu{cpu} {who} writes {va:#x} of mm {mm_name(mm_id)} through a cached "
+                f"writable entry (PTE seq {e.pte_seq}) after clear_refs returned (it left seq "
+                f"{clean} write-protected and clean): no fault, so the PTE stays "
+                f"soft-dirty=0 and /proc/pid/pagemap never shows the write",
+            )
 
 
 def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
@@ -183,8 +211,11 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
 
 
 def do_wp_page(w: World, cpu: int, va: int) -> bool:
-    """A write fault on a present read-only PTE of a writable shared file mapping: mark the
-    page dirty and make the PTE writable (``wp_page_shared``/``page_mkwrite``, under the PTL).
+    """A write fault on a present read-only PTE of a writable mapping that reuses the page: a
+    shared file page is marked dirty (``wp_page_shared``/``page_mkwrite``), an anonymous page
+    this mm alone maps is reused (``wp_page_reuse()``); the PTE becomes writable, dirty and
+    soft-dirty, under the PTL. (The fault that copies the page is a path of its own,
+    ``tlbfuzz.protocol.memory``.)
     A permission upgrade needs no flush. Returns False for a SIGSEGV, or when the fault would
     sleep (mmap_lock held for write, the page locked) or spin (the PTL held): the write is
     retried later."""
@@ -202,7 +233,11 @@ def do_wp_page(w: World, cpu: int, va: int) -> bool:
     frame = w.frames[pte.pfn]
     if frame.kind == FILE:
         w.frames[pte.pfn] = frame._replace(page_dirty=True)
-    mm.ptes[va] = pte._replace(writable=True, dirty=True, accessed=True, seq=pte.seq + 1)
+    # wp_page_reuse() / wp_page_shared(): maybe_mkwrite(pte_mkdirty(entry)), and x86
+    # pte_mkdirty() sets _PAGE_SOFT_DIRTY with _PAGE_DIRTY
+    mm.ptes[va] = pte._replace(
+        writable=True, dirty=True, accessed=True, soft_dirty=True, seq=pte.seq + 1
+    )
     return True
 
 

@@ -55,6 +55,7 @@ from tlbfuzz.protocol.properties import (
     NO_WALK_OF_FREED_PAGE_TABLE,
 )
 from tlbfuzz.protocol.state import (
+    ANON,
     DEVICE,
     FILE,
     FREE,
@@ -134,9 +135,13 @@ def zap_pte_range(w: World, cpu: int) -> None:
     rmaps = list(lv.rmaps)
     for va in range(lv.va, lv.end, PAGE_SIZE):
         pte = mm.ptes.get(va)
-        if pte is None or not pte.mapped:  # pte_none(): a PROT_NONE entry is zapped too
-            continue
+        if pte is None or not (pte.mapped or pte.migration):  # pte_none()
+            continue  # (a PROT_NONE entry is pte_present() and zapped too)
         mm.ptes[va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
+        if pte.migration:
+            # a non-present entry: ``pte_clear_not_present_full()``, nothing to flush; the
+            # migration holds the page and finds no entry to restore (remove_migration_ptes())
+            continue
         recorded = True
         frame = w.frames[pte.pfn]
         if frame.kind == FILE and pte.dirty:
@@ -438,6 +443,12 @@ def change_pte_range(w: World, cpu: int) -> None:
             mm.ptes[va] = pte._replace(present=False, protnone=True, seq=pte.seq + 1)
             c.locals = c.locals._replace(cleared=True)
         return
+    if pte.migration:
+        # ``if (is_writable_migration_entry(entry)) { entry = make_readable_migration_entry(
+        # swp_offset(entry)); ... set_pte_at(...) }``: no flush, the entry is not present
+        if pte.writable:
+            mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
+        return
     if pte.mapped:  # pte_modify() with the vma's new protection: present, read-only
         mm.ptes[va] = pte._replace(present=True, protnone=False, writable=False, seq=pte.seq + 1)
         if w.variant.mprotect_records_pte(w.site(cpu), pte):
@@ -508,6 +519,22 @@ def free_page(w: World, pfn: int, by: str) -> None:
                     f"still caches {frame.va:#x} -> pfn {pfn}: speculation can use it",
                 )
     w.frames[pfn] = Frame(FREE, 0, 0, frame.version + 1)
+
+
+def ptl_not_held(w: World, cpu: int) -> bool:
+    """A skip: the step before dropped the PTL (or never took it), so the flush that a
+    ``ptep_clear_flush()`` makes under it, and the steps up to its unlock, do not run."""
+    return not w.cpus[cpu].locals.ptl
+
+
+def alloc_user_page(w: World, mm_id: int, va: int) -> int:
+    """``alloc_page_vma()`` for a new anonymous page of (mm, va) (a COW copy, a migration
+    target): the lowest free frame, or NO_PFN if none is free (-ENOMEM)."""
+    for pfn, f in enumerate(w.frames):
+        if f.kind == FREE:
+            w.frames[pfn] = Frame(ANON, mm_id, va, f.version + 1)
+            return pfn
+    return NO_PFN
 
 
 def alloc_page(w: World, pfn: int, to: int) -> None:

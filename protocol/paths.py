@@ -163,6 +163,9 @@ class Path:
     locks_page: bool = False
     """Holds the page lock (PG_locked) of the page at its (mm, va) from its start to its
     return (writeback, reclaim): ``lock_page()`` elsewhere waits for it."""
+    allocates: bool = False
+    """Allocates a new page (a COW copy, a migration target): the world starts with one spare
+    free frame per start of it the budgets allow (``World.initial``)."""
     background: bool = False
     """Traffic from elsewhere (another subsystem's cross-call), not a path under study: the
     fuzzer turns it on with a coin, like NMIs."""
@@ -202,14 +205,14 @@ def expand(variant: Variant, path: Path, steps: tuple[Step | Inline, ...]) -> tu
         if isinstance(s, Inline):
             run = s.expand(variant, path.name)
             if s.skip is not None:
-                run = tuple(_skipping(st, s.skip) for st in run)
+                run = tuple(skipping(st, s.skip) for st in run)
             out.extend(run)
         else:
             out.append(s)
     return tuple(out)
 
 
-def _skipping(step: Step, skip: Guard) -> Step:
+def skipping(step: Step, skip: Guard) -> Step:
     """``step``, also skipped when ``skip`` holds (its own skip still applies)."""
     own = step.skip
     return attrs.evolve(step, skip=skip if own is None else EitherSkip(skip, own))
@@ -263,4 +266,5 @@ __all__ = [
     "budget_kinds",
     "expand",
     "register",
+    "skipping",
 ]

@@ -37,6 +37,8 @@ USER_NEVER_LAZY: Final = "user_never_lazy"
 UACCESS_IN_CURRENT_MM: Final = "uaccess_in_current_mm"
 PTES_MAP_OWN_FRAMES: Final = "ptes_map_own_frames"
 NO_STALE_ACCESS_AFTER_RETURN: Final = "no_stale_access_after_return"
+NO_WRITE_LOST_TO_COPY: Final = "no_write_lost_to_copy"
+NO_LOST_SOFT_DIRTY: Final = "no_lost_soft_dirty"
 
 
 @attrs.frozen
@@ -193,6 +195,16 @@ PROPERTIES: Final[dict[str, Property]] = {
             "once madvise(MADV_DONTNEED) or munmap has returned, no access goes through a "
             "translation of the PTE it removed; once mprotect(PROT_READ) has returned, no "
             "write goes through a writable one (whoever changed the PTE)",
+        ),
+        Property(
+            NO_WRITE_LOST_TO_COPY,
+            "a page that a COW fault or a migration copies is not written after its copy was "
+            "taken, before the PTE moves to the copy (the write would be lost)",
+        ),
+        Property(
+            NO_LOST_SOFT_DIRTY,
+            "once clear_refs (soft-dirty) has returned, every write to the page makes its PTE "
+            "soft-dirty again: no write goes through a writable translation from before it",
         ),
         Property(
             NO_STALE_ENTRY_AT_FREE,

@@ -78,11 +78,21 @@ class Frame(NamedTuple):
     """The rmap: ``page_mapped()``, some PTE maps this page (its one (mm, va) here). Cleared by
     ``page_remove_rmap()`` when a zap drops the mapping (5.2: at once; mainline: after the
     flush for a dirty file page, ``tlb_flush_rmaps()``)."""
+    copied: int = 0
+    """Ghost state for no_write_lost_to_copy: ``COPIED`` once a COW fault or a migration has
+    copied this page to a new one that will replace it, ``WRITTEN_AFTER_COPY`` once a write
+    has landed here after that copy (the new page does not have it)."""
 
     def describe(self) -> str:
         where = f" of mm {mm_name(self.mm)}" if self.kind in (ANON, FILE, PGTABLE, REUSED) else ""
         at = f" at {self.va:#x}" if self.kind in (ANON, FILE) else ""
         return f"{FRAME_KINDS[self.kind]}{where}{at} v{self.version}"
+
+
+# Frame.copied
+NOT_COPIED: Final = 0
+COPIED: Final = 1
+WRITTEN_AFTER_COPY: Final = 2
 
 
 class Pte(NamedTuple):
@@ -97,6 +107,13 @@ class Pte(NamedTuple):
     protnone: bool = False
     """x86 ``_PAGE_PROTNONE`` (NUMA hinting): not present to the hardware, but the kernel's
     ``pte_present()`` is true and ``pfn`` still names the page."""
+    soft_dirty: bool = False
+    """x86 ``_PAGE_SOFT_DIRTY`` (``_PAGE_BIT_SOFTW3``): a software bit the hardware never
+    sets; ``pte_mkdirty()`` sets it with D on a write fault, clear_refs clears it."""
+    migration: bool = False
+    """A migration entry (a non-present swap entry, ``is_migration_entry()``): ``pfn`` names
+    the page being migrated, ``writable`` says whether the entry is a writable one and
+    ``dirty`` carries the old PTE's D (``make_writable_migration_entry()``...)."""
 
     @property
     def mapped(self) -> bool:
@@ -221,6 +238,8 @@ class Locals(NamedTuple):
     ubc_gen: int = 0  # the tlb_gen arch_tlbbatch_add_mm() bumped to (the flush's new_tlb_gen)
     batched_flush: bool = False  # flush_tlb_batched_pending() found a batch: flush_tlb_mm()
     prot_numa: bool = False  # change_protection(..., MM_CP_PROT_NUMA): NUMA hinting
+    orig_seq: int = -1  # a fault's ``vmf->orig_pte``: the PTE (its seq) it found; -1: none
+    wrote: tuple[tuple[int, int], ...] = ()  # (va, PTE seq) of the PTEs clear_refs cleaned
 
 
 def for_each_cpu(mask: int) -> list[int]:
@@ -427,6 +446,10 @@ class Mm(Snapshotted):
     retired: dict[int, tuple[int, int]] = attrs.field(metadata=MUTABLE)
     """Ghost state: va -> (pte seq, REMOVED or WRPROTECTED) that a returned madvise, munmap or
     mprotect promised; no access may go through a translation older than that seq."""
+    soft_dirty_clean: dict[int, int] = attrs.field(factory=dict, metadata=MUTABLE)
+    """Ghost state for no_lost_soft_dirty: va -> the PTE seq a returned clear_refs left
+    (write-protected, soft-dirty clear); a write through an older translation that leaves
+    the PTE clean is one pagemap never shows."""
     tlb_flush_batched: bool = False
     """``mm->tlb_flush_batched``: reclaim cleared a PTE of this mm and deferred its flush
     (set_tlb_ubc_flush_pending()); flush_tlb_batched_pending() flushes and clears it. 5.2 has a

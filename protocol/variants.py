@@ -121,6 +121,16 @@ class Variant:
     batch_checks_accessible: bool = False
     """mainline set_tlb_ubc_flush_pending(): ``if (!pte_accessible(mm, pteval)) return;``
     (4d4b6d66db63, v5.19); 5.2 batches every deferred flush."""
+    migrate_batch_flush: bool = False
+    """mainline migrate_pages_batch(): ``try_to_migrate(src, TTU_BATCH_FLUSH)`` and one
+    ``try_to_unmap_flush()`` before the copies (7e12beb8ca2a, v6.4); 5.2 try_to_unmap_one()
+    flushes each PTE with ``ptep_clear_flush()``."""
+    cow_on_extra_ref: bool = False
+    """mainline do_wp_page(): copy unless the page's only reference is this mapping
+    (09854ba94c6a, v5.9); 5.2 reuses a page only this mm maps (``reuse_swap_page()``)."""
+    clear_refs_write_lock: bool = False
+    """mainline clear_refs_write(): ``mmap_write_lock()`` and an explicit ``flush_tlb_mm()``
+    (29a951dfb3c3 and 912efa17e512, v5.11); 5.2: ``mmap_sem`` for read and a fullmm gather."""
     extra_paths: tuple[Path, ...] = ()
     """Kernel paths of the variant's own, next to the built-in ones (``examples/new_path.py``)."""
 
@@ -333,6 +343,48 @@ class Variant:
         flush (``batch_checks_accessible``)."""
         return self.batch_checks_accessible
 
+    def migrate_batches_flush(self, at: Site) -> bool:
+        """try_to_migrate_one(): whether the flush of a cleared PTE may be deferred to the
+        batch (``should_defer_flush(mm, flags)`` with TTU_BATCH_FLUSH: mainline since
+        7e12beb8ca2a, v6.4) or is done at once, under the PTL (5.2: ``ptep_clear_flush()``).
+        A deferral also needs another CPU in mm_cpumask (``reclaim_defers_flush``)."""
+        return self.migrate_batch_flush
+
+    def migrate_flush_before_copy(self, path: str) -> bool:
+        """migrate_pages_batch(): ``try_to_unmap_flush()`` after every page is unmapped and
+        before migrate_folio_move() copies any (mainline; on 5.2 the flush is inside the
+        unmap, ``migrate_batches_flush``, and this orders an empty batch). False copies
+        first: a CPU still caching a writable translation can write the old page after the
+        copy was taken."""
+        return True
+
+    def do_wp_page_copies(self, at: Site) -> bool:
+        """do_wp_page() on an anonymous page only this mm maps: mainline copies when the page
+        has any other reference (``wp_can_reuse_anon_folio()``: ``folio_ref_count() > 1``;
+        09854ba94c6a), which the model takes to be the case; 5.2 reuses it
+        (``reuse_swap_page()``: ``page_mapcount() == 1``)."""
+        return self.cow_on_extra_ref
+
+    def clear_refs_takes_mmap_write_lock(self, at: Site) -> bool:
+        """clear_refs_write() for CLEAR_REFS_SOFT_DIRTY: mainline ``mmap_write_lock(mm)``
+        (29a951dfb3c3, v5.11: "Turning page table entries read-only requires the mmap_sem
+        held for writing"), so no fault runs while PTEs are read-only and not yet flushed;
+        5.2 ``down_read(&mm->mmap_sem)``."""
+        return self.clear_refs_write_lock
+
+    def clear_refs_uses_gather(self, at: Site) -> bool:
+        """5.2 clear_refs_write(): ``tlb_gather_mmu(&tlb, mm, 0, -1)`` ...
+        ``tlb_finish_mmu()`` (a fullmm flush without freed_tables); mainline
+        ``inc_tlb_flush_pending()`` ... ``flush_tlb_mm()`` (freed_tables set: lazy CPUs are
+        sent the IPI too) ... ``dec_tlb_flush_pending()`` (912efa17e512)."""
+        return not self.clear_refs_write_lock
+
+    def clear_refs_flushes(self, at: Site) -> bool:
+        """Whether clear_refs flushes the mm before it returns (5.2's fullmm gather does;
+        mainline ``flush_tlb_mm()``). False: 5.6 to 5.10, where tlb_finish_mmu() skipped the
+        flush of a gather that batched no page (0758cd830494, fixed by 912efa17e512)."""
+        return True
+
     def inc_mm_tlb_gen_is_locked(self, at: Site) -> bool:
         """arch/x86/include/asm/tlbflush.h inc_mm_tlb_gen(): "Bump the generation count. This
         also serves as a full barrier that synchronizes with switch_mm(): callers are required
@@ -393,6 +445,9 @@ LINUX_CURRENT: Final = attrs.evolve(
     mprotect_gather=True,
     rcu_table_free=True,
     batch_checks_accessible=True,
+    migrate_batch_flush=True,
+    cow_on_extra_ref=True,
+    clear_refs_write_lock=True,
 )
 
 RFC_ASYNC_POSTED: Final = attrs.evolve(

@@ -55,14 +55,14 @@ if TYPE_CHECKING:
     from tlbfuzz.protocol.world import World
 
 
-def _page(w: World, mm_id: int, va: int) -> int:
+def mapped_page(w: World, mm_id: int, va: int) -> int:
     """The page (anonymous or page cache) that ``va`` of ``mm_id`` maps, if the PTE maps it
     (present, or PROT_NONE: the kernel's ``pte_present()``)."""
     pte = w.mms[mm_id].ptes.get(va)
-    pfn = w.config.pfn_of(mm_id, va)
-    if pte is None or not pte.mapped or pte.pfn != pfn:
+    if pte is None or not pte.mapped:
         return NO_PFN
-    return pfn
+    f = w.frames[pte.pfn]
+    return pte.pfn if (f.mm, f.va) == (mm_id, va) else NO_PFN
 
 
 def try_to_unmap_one(w: World, cpu: int) -> None:
@@ -74,7 +74,7 @@ def try_to_unmap_one(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
-    pfn = _page(w, lv.mm, lv.va)
+    pfn = mapped_page(w, lv.mm, lv.va)
     if pfn == NO_PFN:
         return  # zapped since the page was picked: nothing to unmap
     pte = mm.ptes[lv.va]
@@ -83,18 +83,10 @@ def try_to_unmap_one(w: World, cpu: int) -> None:
     if pte.dirty and frame.kind == FILE:
         frame = frame._replace(page_dirty=True)  # set_page_dirty(page)
     w.frames[pfn] = frame
-    c.locals = lv = lv._replace(pfns=(pfn,))
-    at = w.site(cpu)
+    c.locals = lv._replace(pfns=(pfn,))
     accessible = pte_accessible(w, cpu, lv.mm, pte)
-    if w.variant.reclaim_defers_flush(at, w, cpu, lv.mm):
-        if not accessible and w.variant.set_tlb_ubc_flush_pending_checks_accessible(at):
-            return  # mainline: "if (!pte_accessible(mm, pteval)) return;"
-        # set_tlb_ubc_flush_pending(): arch_tlbbatch_add_mm(): inc_mm_tlb_gen(mm);
-        # cpumask_or(batch, mm_cpumask(mm)); then barrier(); mm->tlb_flush_batched = true
-        gen = inc_mm_tlb_gen(w, cpu, lv.mm)
-        mm.flush_log += ((gen, lv.va, pte.seq + 1),)
-        c.locals = lv._replace(ubc=lv.ubc | mm.cpumask, ubc_gen=gen)
-        mm.tlb_flush_batched = True
+    if w.variant.reclaim_defers_flush(w.site(cpu), w, cpu, lv.mm):
+        set_tlb_ubc_flush_pending(w, cpu, pte, accessible)
         return
     if not accessible:
         return  # ptep_clear_flush(): "if (pte_accessible(mm, pte)) flush_tlb_page(...)"
@@ -104,6 +96,22 @@ def try_to_unmap_one(w: World, cpu: int) -> None:
     info = FlushTlbInfo(lv.mm, lv.va, lv.va + PAGE_SIZE, gen, False, cpu)
     if c.own_loaded_mm() == lv.mm:
         flush_tlb_func(w, cpu, info)
+
+
+def set_tlb_ubc_flush_pending(w: World, cpu: int, pte: Pte, accessible: bool) -> None:
+    """The deferral, after ``ptep_get_and_clear()`` of ``pte`` at the locals' (mm, va): mainline
+    first ``if (!pte_accessible(mm, pteval)) return;``; then ``arch_tlbbatch_add_mm()``:
+    ``inc_mm_tlb_gen(mm); cpumask_or(batch, mm_cpumask(mm))``; ``barrier();
+    mm->tlb_flush_batched = true``."""
+    c = w.cpus[cpu]
+    lv = c.locals
+    if not accessible and w.variant.set_tlb_ubc_flush_pending_checks_accessible(w.site(cpu)):
+        return
+    mm = w.mms[lv.mm]
+    gen = inc_mm_tlb_gen(w, cpu, lv.mm)
+    mm.flush_log += ((gen, lv.va, pte.seq + 1),)
+    c.locals = lv._replace(ubc=lv.ubc | mm.cpumask, ubc_gen=gen)
+    mm.tlb_flush_batched = True
 
 
 def arch_tlbbatch_flush(w: World, cpu: int) -> None:
@@ -132,11 +140,11 @@ def free_unref_page_list(w: World, cpu: int) -> None:
 
 def _reclaim_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """The LRU hands reclaim a mapped page whose lock it gets (``trylock_page()``)."""
-    pfn = _page(w, lv.mm, lv.va)
+    pfn = mapped_page(w, lv.mm, lv.va)
     return pfn != NO_PFN and not page_locked(w, pfn)
 
 
-def _batch_flush_steps(variant: Variant, path: str) -> tuple[Step, ...]:
+def batch_flush_steps(variant: Variant, path: str) -> tuple[Step, ...]:
     """flush_tlb_mm_range()'s steps in the variant's order, with the request taken from the
     batch instead of a new ``inc_mm_tlb_gen()`` (the add bumped tlb_gen already)."""
     return tuple(BATCH_INFO if s is INC_MM_TLB_GEN else s for s in variant.flush_steps(path))
@@ -152,7 +160,7 @@ RECLAIM = register(
         _reclaim_may_start,
         (
             Step("try_to_unmap_one", try_to_unmap_one, guard=ptl_free, c="try_to_unmap_one()"),
-            Inline("try_to_unmap_flush", _batch_flush_steps, skip=nothing_batched),
+            Inline("try_to_unmap_flush", batch_flush_steps, skip=nothing_batched),
             Step("free_unref_page_list", free_unref_page_list, c="free_unref_page_list()"),
         ),
         locks_page=True,

@@ -239,10 +239,21 @@ class World(Snapshotted):
                 frames.append(Frame(FILE if file else ANON, mm_id, va, 0, mapped=True))
                 # Shared file mappings start read-only for dirty tracking (write-notify): the
                 # first write faults and marks the page dirty.
-                ptes[va] = Pte(True, not file, False, False, pfn, 0)
+                # An anonymous page was first touched by a write fault: soft-dirty.
+                ptes[va] = Pte(True, not file, False, False, pfn, 0, soft_dirty=not file)
                 vma[va] = True
             all_cpus = (1 << config.cpus) - 1 if mm_id == 1 else 0
             mms.append(Mm(mm_id, 0, all_cpus, pt, ptes, vma, frozenset(), (), 0, {}))
+        # Spare free frames for the paths that allocate, never used before (version 0: the
+        # allocator's reuse event leaves them alone, nothing can have cached them).
+        allocating = {p.budget.name for p in kernel.paths.values() if p.allocates}
+        spare = sum(
+            config.budget_of(cpu, k)
+            for cpu in range(config.cpus)
+            for k in kernel.kinds
+            if k.name in allocating
+        )
+        frames.extend(Frame(FREE, 0, 0, 0) for _ in range(spare))
         ctxs = ((1, 0),) + ((0, 0),) * (config.asids - 1)
         cpus = [
             Cpu(
@@ -395,7 +406,7 @@ class World(Snapshotted):
                 reuse.append(k.rcu_free(pfn))
         if self.config.reuse:
             for pfn, f in enumerate(frames):
-                if f.kind == FREE:
+                if f.kind == FREE and f.version:  # freed once; not a spare frame
                     reuse.extend(k.alloc_for(pfn, self.config.mms))
         lanes.append((reuse,))
         return lanes

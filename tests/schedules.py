@@ -592,6 +592,11 @@ class Mechanism:
     blocked_at: int | None = None
     per_cpu: tuple[tuple[int, dict[str, int]], ...] = ()
     """Budgets of single CPUs, over ``budget`` (a smaller space to prove things in)."""
+    shape: tuple[tuple[str, int], ...] = ()
+    """Config fields other than the budgets (``(("cpus", 3),)``: a third CPU)."""
+    proof: str = "slow"
+    """The marker of the proof that ``schedule`` is the shortest (``nightly`` if it takes
+    over a minute)."""
 
 
 # Two CPUs race for one page: cpu1 zapped it (cleared, flush pending); cpu0 finds nothing to
@@ -630,6 +635,33 @@ class PteAccessibleIgnoresFlushPending(Variant):
     """Before 20841405940e: pte_accessible() is only the present bit."""
 
     def pte_accessible_checks_flush_pending(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class CopyBeforeBatchFlush(Variant):
+    """migrate_pages_batch() copies a page before try_to_unmap_flush() has flushed the
+    translations its unmap left."""
+
+    def migrate_flush_before_copy(self, path: str) -> bool:
+        return False
+
+
+@attrs.frozen
+class ClearRefsNoFlush(Variant):
+    """clear_refs returns without flushing (5.6 to 5.10: tlb_finish_mmu() elided the flush
+    of a gather that batched no page; 912efa17e512 fixed it)."""
+
+    def clear_refs_flushes(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class ClearRefsReadLock(Variant):
+    """clear_refs write-protects under mmap_lock held for read, as before 29a951dfb3c3, in a
+    kernel whose do_wp_page() copies a page with an extra reference (09854ba94c6a)."""
+
+    def clear_refs_takes_mmap_write_lock(self, at: Site) -> bool:
         return False
 
 
@@ -753,6 +785,76 @@ MECHANISMS: tuple[Mechanism, ...] = (
         budget={},
         per_cpu=((0, {"numa": 1}), (1, {"reclaim": 1})),
         blocked_at=4,  # the kernel batches the flush, and frees only after it
+    ),
+    Mechanism(
+        key="migrate-flush-before-copy",
+        ordering="migrate_pages_batch(): try_to_unmap_flush() before migrate_folio_move()",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(CopyBeforeBatchFlush, "linux-current", "copy-before-flush"),
+        prop="no_write_lost_to_copy",
+        schedule=(
+            "cpu1 user_write va=0x1000",  # cpu1 caches the page writable and dirty
+            "cpu0 try_to_migrate_one mm=A va=0x1000",  # migration entry; flush deferred
+            "cpu0 migrate_folio_move__copy",  # the copy is taken
+            "cpu0 arch_tlbbatch_flush",
+            "cpu0 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 user_write va=0x1000",  # W=1 D=1: no walk, into the old page
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 remove_migration_ptes",  # the PTE now maps the copy, without that write
+        ),
+        budget={},
+        per_cpu=((0, {"migrate": 1}),),
+        blocked_at=2,  # the kernel flushes the batch before it copies
+    ),
+    Mechanism(
+        key="clear-refs-flush-before-return",
+        ordering="clear_refs_write(): flush_tlb_mm(mm) before returning (912efa17e512)",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(ClearRefsNoFlush, "linux-current", "before-912efa17e512"),
+        prop="no_lost_soft_dirty",
+        schedule=(
+            "cpu0 user_write va=0x1000",  # cached writable and dirty
+            "cpu0 clear_refs_write",
+            "cpu0 clear_refs_pte_range",  # read-only, soft-dirty clear; clear_refs returns
+            "cpu0 user_write va=0x1000",  # no fault: the PTE stays clean
+        ),
+        budget={},
+        per_cpu=((0, {"clear_refs": 1}),),
+        blocked_at=3,  # the kernel is still flushing: user code does not run on cpu0
+    ),
+    Mechanism(
+        key="clear-refs-mmap-write-lock",
+        ordering="clear_refs_write(): mmap_write_lock(), so no COW fault copies a page "
+        "before the write-protect is flushed (29a951dfb3c3)",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(ClearRefsReadLock, "linux-current", "clear-refs-read-lock"),
+        prop="no_write_lost_to_copy",
+        schedule=(
+            "cpu0 clear_refs_write",
+            "cpu2 user_write va=0x1000",  # cpu2 caches the page writable and dirty
+            "cpu0 clear_refs_pte_range",  # read-only; its flush has not started
+            "cpu1 do_wp_page va=0x1000",  # a write fault: copy (the page has another ref)
+            "cpu1 wp_page_copy__cow_user_page",  # the copy is taken
+            "cpu1 wp_page_copy",  # ptep_clear_flush(): the PTE is cleared
+            "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu1 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_smp_call_function_queue",
+            "cpu0 flush_tlb_func",
+            "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu2 user_write va=0x1000",  # W=1 D=1: no walk, into the old page
+            "cpu2 flush_smp_call_function_queue",
+            "cpu2 flush_tlb_func",
+            "cpu1 smp_call_function_many__csd_lock_wait",
+            "cpu1 wp_page_copy__set_pte_at",  # the PTE maps the copy, without that write
+        ),
+        budget={},
+        per_cpu=((0, {"clear_refs": 1}), (1, {"wp_fault": 1})),
+        shape=(("cpus", 3), ("mms", 1), ("file_pages", 0)),
+        blocked_at=3,  # the fault waits for clear_refs' mmap_write_lock, held to its flush
+        proof="nightly",  # 16 steps over three CPUs: 300,000 states, 75 s
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""

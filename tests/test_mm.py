@@ -5,7 +5,7 @@ the explorer confirms the moved one is the shortest."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
@@ -36,7 +36,9 @@ def _key(m: Mechanism) -> str:
 
 def _config(m: Mechanism) -> Config:
     per_cpu = tuple((cpu, Budget.only(**b)) for cpu, b in m.per_cpu)
-    return Config(budget=Budget.only(**m.budget), cpu_budget=per_cpu, reuse=False)
+    config = Config(budget=Budget.only(**m.budget), cpu_budget=per_cpu, reuse=False)
+    shape: dict[str, Any] = dict(m.shape)
+    return attrs.evolve(config, **shape)
 
 
 @pytest.mark.parametrize("m", MECHANISMS, ids=_key)
@@ -61,8 +63,9 @@ def test_the_kernels_own_ordering_refuses_or_survives_the_schedule(m: Mechanism)
     assert not w.violations([m.prop]), w.violations([m.prop])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("m", MECHANISMS, ids=_key)
+@pytest.mark.parametrize(
+    "m", [pytest.param(m, marks=getattr(pytest.mark, m.proof)) for m in MECHANISMS], ids=_key
+)
 def test_the_moved_schedule_is_the_shortest(m: Mechanism) -> None:
     # per-CPU budgets leave no symmetry to reduce: plain snapshots are cheaper there
     key = None if m.per_cpu else symmetric_fingerprint

@@ -1,0 +1,165 @@
+"""Migration, the COW fault and clear_refs against the paths they race with: hand-written
+schedules of what each path must do when another changed the PTE under it (the orderings
+that make them safe are in tests/schedules.py: MECHANISMS)."""
+
+from __future__ import annotations
+
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from tlbfuzz.protocol.search import bfs
+from tlbfuzz.protocol.state import ANON, FREE
+from tlbfuzz.protocol.windows import windows_of
+from tlbfuzz.protocol.world import HW_OPS, IRQ_OPS
+
+IRQ_ENTRY = "flush_smp_call_function_queue"
+
+
+def _world(variant: str, *per_cpu: dict[str, int], cpus: int = 2) -> World:
+    budgets = tuple((cpu, Budget.only(**b)) for cpu, b in enumerate(per_cpu))
+    config = Config(cpus=cpus, budget=Budget.only(), cpu_budget=budgets, reuse=False)
+    return World.initial(VARIANTS[variant], config)
+
+
+def settle(w: World, cpu: int | None = None) -> World:
+    """Run every kernel path (or only ``cpu``'s) and the IPIs it sends to their end, in the
+    canonical order: no hardware event, NMI or new path."""
+    while True:
+        acts = [
+            a
+            for a in w.enabled_actions()
+            if a.op not in HW_OPS
+            and a.op != "nmi"
+            and a not in w.kernel.start_of
+            and (cpu is None or a.cpu == cpu or a.op in IRQ_OPS or a.op == IRQ_ENTRY)
+        ]
+        if not acts:
+            return w
+        w.apply(acts[0])
+
+
+def test_a_path_that_allocates_brings_its_spare_frame() -> None:
+    plain = _world("linux-current", {"madvise": 1})
+    w = _world("linux-current", {"migrate": 1}, {"wp_fault": 1})
+    assert len(w.frames) == len(plain.frames) + 2
+    assert all(f.kind == FREE and f.version == 0 for f in w.frames[len(plain.frames) :])
+    # the allocator's reuse event leaves a never-used spare alone
+    reusing = World.initial(VARIANTS["linux-current"], Config(budget=Budget.only(migrate=1)))
+    assert not [a for a in reusing.enabled_actions() if a.op == "alloc_page"]
+
+
+def test_migration_moves_the_page_and_frees_the_old_one() -> None:
+    w = _world("linux-current", {"migrate": 1})
+    w.run(["cpu1 user_write va=0x1000", "cpu0 try_to_migrate_one mm=A va=0x1000"])
+    pte = w.mms[1].ptes[0x1000]
+    assert (pte.present, pte.migration, pte.writable, pte.pfn) == (False, True, True, 1)
+    settle(w)
+    pte = w.mms[1].ptes[0x1000]
+    assert pte.present and pte.writable and pte.pfn != 1
+    assert w.frames[pte.pfn].kind == ANON and w.frames[pte.pfn].mapped
+    assert w.frames[1].kind == FREE
+    assert not w.violations()
+
+
+def test_a_zap_clears_a_migration_entry_and_the_migration_frees_both_pages() -> None:
+    """zap_pte_range() clears a migration entry like any non-present one; before, the model
+    skipped it and remove_migration_ptes() mapped the page again after madvise returned."""
+    w = _world("linux-current", {"migrate": 1}, {"madvise": 1})
+    w.run(
+        [
+            "cpu0 try_to_migrate_one mm=A va=0x1000",
+            "cpu1 madvise_dontneed va=0x1000",
+        ]
+    )
+    settle(w, 1)  # flush_tlb_batched_pending() first (the migration's batch), then the zap
+    assert not w.mms[1].ptes[0x1000].migration
+    settle(w)
+    pte = w.mms[1].ptes[0x1000]
+    assert not pte.present and not pte.migration
+    assert [f.kind for f in w.frames[len(w.frames) - 1 :]] == [FREE]
+    assert w.frames[1].kind == FREE
+    assert not w.violations()
+
+
+def test_mprotect_makes_a_migration_entry_readable() -> None:
+    """change_pte_range(): ``make_readable_migration_entry()``; the page comes back
+    read-only, so mprotect's promise holds after the migration ends."""
+    w = _world("linux-current", {"migrate": 1}, {"mprotect": 1})
+    w.run(["cpu0 try_to_migrate_one mm=A va=0x1000", "cpu1 mprotect va=0x1000"])
+    settle(w, 1)  # the batch flushed first, then change_pte_range(), mprotect returns
+    assert w.mms[1].ptes[0x1000].migration and not w.mms[1].ptes[0x1000].writable
+    settle(w)
+    pte = w.mms[1].ptes[0x1000]
+    assert pte.present and not pte.writable
+    assert not w.violations()
+
+
+def test_a_cow_fault_whose_pte_changed_drops_its_copy() -> None:
+    """wp_page_copy(): ``if (likely(pte_same(...)))`` else the new page is released."""
+    w = _world("linux-current", {"clear_refs": 1, "madvise": 1}, {"wp_fault": 1})
+    settle(w.run(["cpu0 clear_refs_write"]))  # read-only and clean, flushed, returned
+    w.run(["cpu1 do_wp_page va=0x1000", "cpu1 wp_page_copy__cow_user_page"])
+    old, new = w.cpus[1].locals.pfns
+    assert w.frames[new].kind == ANON
+    settle(w.run(["cpu0 madvise_dontneed va=0x1000"]))  # zaps before the fault relocks
+    assert w.frames[new].kind == FREE  # the copy was dropped
+    assert w.frames[old].kind == FREE  # the zap freed the old page
+    assert not w.mms[1].ptes[0x1000].present
+    assert not w.violations()
+
+
+def test_the_5_2_write_fault_reuses_the_page() -> None:
+    w = _world("linux-5.2", {"clear_refs": 1}, {"wp_fault": 1})
+    settle(w.run(["cpu0 clear_refs_write"]))
+    w.run(["cpu1 do_wp_page va=0x1000"])
+    pte = w.mms[1].ptes[0x1000]
+    assert (pte.present, pte.writable, pte.soft_dirty, pte.pfn) == (True, True, True, 1)
+    assert not w.cpus[1].path  # reuse_swap_page(): no copy, the fault is done
+
+
+def test_a_write_after_clear_refs_faults_and_sets_soft_dirty() -> None:
+    w = _world("linux-current", {"clear_refs": 1})
+    w.run(["cpu0 user_write va=0x1000"])
+    settle(w.run(["cpu0 clear_refs_write"]))
+    assert not w.mms[1].ptes[0x1000].soft_dirty
+    assert w.run(["cpu0 user_write va=0x1000"]).mms[1].ptes[0x1000].soft_dirty
+    assert not w.violations()
+
+
+def test_two_clear_refs_in_flight_promise_only_what_each_left() -> None:
+    """A PTE another clear_refs cleaned again after this one's flush is not this one's
+    promise: a write there may count as one before the other. The model first recorded the
+    PTE as it found it at return, and broke no_lost_soft_dirty on 5.2 in 13 steps with two
+    clear_refs under mmap_lock for read."""
+    w = _world("linux-5.2", {"clear_refs": 1}, {"clear_refs": 1})
+    w.run(["cpu0 clear_refs_write", "cpu0 clear_refs_pte_range"])
+    w.run(
+        [
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu1 user_write va=0x1000",  # faults: writable, soft-dirty again
+            "cpu0 tlb_fill va=0x1000",  # cpu0 caches it writable
+            "cpu1 clear_refs_write",
+            "cpu1 clear_refs_pte_range",  # cleaned again; cpu1's flush is still to come
+            "cpu0 smp_call_function_many__csd_lock_wait",  # cpu0's clear_refs returns
+            "cpu0 user_write va=0x1000",
+        ]
+    )
+    assert not w.violations(["no_lost_soft_dirty"])
+    assert 0x1000 not in w.mms[1].soft_dirty_clean
+
+
+def test_copy_windows_are_asked_only_of_searches_that_start_those_paths() -> None:
+    assert "page_in_move_still_cached" not in windows_of(_world("linux-current", {"madvise": 1}))
+    assert "clean_pte_still_writable" not in windows_of(_world("linux-current", {"madvise": 1}))
+    both = windows_of(_world("linux-current", {"migrate": 1}, {"clear_refs": 1}))
+    assert {"page_in_move_still_cached", "clean_pte_still_writable"} <= set(both)
+
+
+def test_the_5_2_fault_never_copies_so_the_move_window_is_never_reached() -> None:
+    w = _world("linux-5.2", {"clear_refs": 1}, {"wp_fault": 1})
+    r = bfs(w, DEFAULT_PROPERTIES, 200, windows=True)
+    assert r.exhausted and r.violation is None
+    assert r.reached["page_in_move_still_cached"] == 0
+    assert r.reached["clean_pte_still_writable"] > 0
