@@ -148,7 +148,10 @@ def canonical(
     best: list[Action] | None = None
     best_key: list[tuple[int, str]] = []
     for perm in itertools.permutations(range(config.cpus)):
-        cand = ordered(start, rename(schedule, perm), prop)
+        renamed = rename(schedule, perm)
+        if not _breaks_at_end(start, renamed, prop):
+            continue  # per-CPU budgets (--budget cpu0:migrate=1): not every CPU may start it
+        cand = ordered(start, renamed, prop)
         key = [_key(a) for a in cand]
         if (best is None or key < best_key) and _breaks_at_end(start, cand, prop):
             best, best_key = cand, key

@@ -121,3 +121,16 @@ def test_canonical_naming_is_cheap() -> None:
     t0 = time.perf_counter()
     canonical(VARIANT, Config(cpus=4), actions, PROP)
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_canonical_skips_cpu_renamings_that_per_cpu_budgets_forbid() -> None:
+    """Only cpu0 may run clear_refs (``--budget cpu0:clear_refs=1``): the renaming that gives
+    it to cpu1 is not a schedule of this config. canonical() applied it anyway and raised
+    ActionNotEnabled, so `tlbfuzz fuzz --budget cpu0:...` crashed on its first finding."""
+    from tests.schedules import MECHANISMS
+
+    m = next(m for m in MECHANISMS if m.key == "clear-refs-flush-before-return")
+    config = Config(budget=Budget.only(), cpu_budget=((0, Budget.only(clear_refs=1)),))
+    schedule = [parse(s) for s in m.schedule]
+    _, got = canonical(m.moved, config, schedule, m.prop)
+    assert [str(a) for a in got] == list(m.schedule)
