@@ -4,6 +4,8 @@ that make them safe are in tests/schedules.py: MECHANISMS)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
 from tlbfuzz.protocol.search import bfs
 from tlbfuzz.protocol.state import ANON, FREE
@@ -157,6 +159,7 @@ def test_copy_windows_are_asked_only_of_searches_that_start_those_paths() -> Non
     assert {"page_in_move_still_cached", "clean_pte_still_writable"} <= set(both)
 
 
+@pytest.mark.slow
 def test_the_5_2_fault_never_copies_so_the_move_window_is_never_reached() -> None:
     w = _world("linux-5.2", {"clear_refs": 1}, {"wp_fault": 1})
     r = bfs(w, DEFAULT_PROPERTIES, 200, windows=True)

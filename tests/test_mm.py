@@ -93,6 +93,7 @@ EXAMPLES = [
         "no_write_after_write_protect",
         6,
     ),
+    ("before_912efa17e512.py", ("cpu0:clear_refs=1",), "no_lost_soft_dirty", 4),
 ]
 
 
