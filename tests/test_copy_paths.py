@@ -4,7 +4,7 @@ that make them safe are in tests/schedules.py: MECHANISMS)."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
 from tlbfuzz.protocol.search import bfs
@@ -15,9 +15,9 @@ from tlbfuzz.protocol.world import HW_OPS, IRQ_OPS
 IRQ_ENTRY = "flush_smp_call_function_queue"
 
 
-def _world(variant: str, *per_cpu: dict[str, int], cpus: int = 2) -> World:
+def _world(variant: str, *per_cpu: dict[str, int], **shape: Any) -> World:
     budgets = tuple((cpu, Budget.only(**b)) for cpu, b in enumerate(per_cpu))
-    config = Config(cpus=cpus, budget=Budget.only(), cpu_budget=budgets, reuse=False)
+    config = Config(budget=Budget.only(), cpu_budget=budgets, reuse=False, **shape)
     return World.initial(VARIANTS[variant], config)
 
 
@@ -159,9 +159,8 @@ def test_copy_windows_are_asked_only_of_searches_that_start_those_paths() -> Non
     assert {"page_in_move_still_cached", "clean_pte_still_writable"} <= set(both)
 
 
-@pytest.mark.slow
 def test_the_5_2_fault_never_copies_so_the_move_window_is_never_reached() -> None:
-    w = _world("linux-5.2", {"clear_refs": 1}, {"wp_fault": 1})
+    w = _world("linux-5.2", {"clear_refs": 1}, {"wp_fault": 1}, mms=1, file_pages=0)
     r = bfs(w, DEFAULT_PROPERTIES, 200, windows=True)
     assert r.exhausted and r.violation is None
     assert r.reached["page_in_move_still_cached"] == 0
