@@ -30,10 +30,14 @@ that window (uffd-wp, 6ce64428d621; clear_refs before 29a951dfb3c3:
 ``tlbfuzz.protocol.task_mmu``).
 
 Which way the fault goes is ``Variant.do_wp_page_copies``: 5.2 reuses a page only this mm
-maps (``reuse_swap_page()``, page_mapcount() == 1), which is every anonymous page here;
-since 09854ba94c6a ("mm: do_wp_page() simplification", v5.9) mainline copies whenever the
-page has another reference (``page_count() != 1``: an LRU batch, the swap cache, a GUP pin),
-which the model assumes. Left out: the fault's own mmap_lock retry, KSM, THP, the uffd-wp
+maps (``reuse_swap_page()``, page_mapcount() == 1), which is every anonymous page here.
+09854ba94c6a ("mm: do_wp_page() simplification", v5.9) made the fault copy whenever the page
+has another reference (``page_count() != 1``: an LRU batch, the swap cache, a GUP pin), and
+``linux-current`` takes that branch: it is the 5.9 to 5.18 fault. Since 6c287605fd56 (v5.19)
+mainline reuses a page marked PageAnonExclusive whatever its count, and copies only a page
+shared with another mm (fork, KSM), which the model does not have; the copy keeps the
+ordering question of that case (a writable translation still cached while the page is
+copied) on the model's one mm. Left out: the fault's own mmap_lock retry, KSM, THP, the uffd-wp
 marker (``handle_userfault()``), the mmu notifiers.
 """
 
@@ -105,7 +109,8 @@ def wp_page_copy__cow_user_page(w: World, cpu: int) -> None:
     if new == NO_PFN:
         c.locals = lv._replace(orig_seq=-1, pfns=())
         return
-    w.frames[old] = w.frames[old]._replace(copied=COPIED)
+    if w.frames[old].kind == ANON:  # zapped and freed meanwhile: pte_same() will fail
+        w.frames[old] = w.frames[old]._replace(copied=COPIED)
     c.locals = lv._replace(pfns=(old, new))
 
 

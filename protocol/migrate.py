@@ -14,8 +14,8 @@ flushed first.
   without TTU_BATCH_FLUSH, so ``pteval = ptep_clear_flush(vma, address, pvmw.pte);``: a
   synchronous flush (IPIs, waiting) under the PTL, then ``set_pte_at()`` of the migration
   entry.
-- mainline (migrate_pages_batch(), 7e12beb8ca2a "migrate_pages: batch flushing TLB", v6.4):
-  ``try_to_migrate(src, TTU_BATCH_FLUSH)`` defers the flush as reclaim does
+- mainline (migrate_pages_batch(), 7e12beb8ca2a "migrate_pages: batch flushing TLB", v6.3
+  or v6.4): ``try_to_migrate(src, TTU_BATCH_FLUSH)`` defers the flush as reclaim does
   (``should_defer_flush()``, ``set_tlb_ubc_flush_pending()``, ``tlbfuzz.protocol.vmscan``),
   and ``try_to_unmap_flush()`` runs once for the batch, before migrate_folio_move() copies.
   ``../shared/mm-layer.md`` section 9.
@@ -90,7 +90,7 @@ def try_to_migrate_one(w: World, cpu: int) -> None:
     pte = mm.ptes[lv.va]
     mm.ptes[lv.va] = Pte(
         False,
-        pte.writable,
+        pte.writable and pte.present,  # pte_write(): a PROT_NONE entry has no RW bit
         False,
         pte.dirty,
         pfn,

@@ -123,11 +123,12 @@ class Variant:
     (4d4b6d66db63, v5.19); 5.2 batches every deferred flush."""
     migrate_batch_flush: bool = False
     """mainline migrate_pages_batch(): ``try_to_migrate(src, TTU_BATCH_FLUSH)`` and one
-    ``try_to_unmap_flush()`` before the copies (7e12beb8ca2a, v6.4); 5.2 try_to_unmap_one()
+    ``try_to_unmap_flush()`` before the copies (7e12beb8ca2a, v6.3/6.4); 5.2 try_to_unmap_one()
     flushes each PTE with ``ptep_clear_flush()``."""
     cow_on_extra_ref: bool = False
-    """mainline do_wp_page(): copy unless the page's only reference is this mapping
-    (09854ba94c6a, v5.9); 5.2 reuses a page only this mm maps (``reuse_swap_page()``)."""
+    """do_wp_page() copies unless the page's only reference is this mapping (09854ba94c6a,
+    v5.9 to v5.18; since 6c287605fd56, v5.19, an exclusive anonymous page is reused again);
+    5.2 reuses a page only this mm maps (``reuse_swap_page()``)."""
     clear_refs_write_lock: bool = False
     """mainline clear_refs_write(): ``mmap_write_lock()`` and an explicit ``flush_tlb_mm()``
     (29a951dfb3c3 and 912efa17e512, v5.11); 5.2: ``mmap_sem`` for read and a fullmm gather."""
@@ -346,7 +347,7 @@ class Variant:
     def migrate_batches_flush(self, at: Site) -> bool:
         """try_to_migrate_one(): whether the flush of a cleared PTE may be deferred to the
         batch (``should_defer_flush(mm, flags)`` with TTU_BATCH_FLUSH: mainline since
-        7e12beb8ca2a, v6.4) or is done at once, under the PTL (5.2: ``ptep_clear_flush()``).
+        7e12beb8ca2a, v6.3/6.4) or is done at once, under the PTL (5.2: ``ptep_clear_flush()``).
         A deferral also needs another CPU in mm_cpumask (``reclaim_defers_flush``)."""
         return self.migrate_batch_flush
 
@@ -359,10 +360,12 @@ class Variant:
         return True
 
     def do_wp_page_copies(self, at: Site) -> bool:
-        """do_wp_page() on an anonymous page only this mm maps: mainline copies when the page
-        has any other reference (``wp_can_reuse_anon_folio()``: ``folio_ref_count() > 1``;
-        09854ba94c6a), which the model takes to be the case; 5.2 reuses it
-        (``reuse_swap_page()``: ``page_mapcount() == 1``)."""
+        """do_wp_page() on an anonymous page only this mm maps: from 09854ba94c6a (v5.9) to
+        v5.18 the fault copies when the page has any other reference (``page_count() !=
+        1``), which ``linux-current`` takes to be the case, standing for mainline's copy of
+        a page shared with another mm (since 6c287605fd56, v5.19, an exclusive page is
+        reused: ``PageAnonExclusive()``); 5.2 reuses it (``reuse_swap_page()``:
+        ``page_mapcount() == 1``)."""
         return self.cow_on_extra_ref
 
     def clear_refs_takes_mmap_write_lock(self, at: Site) -> bool:

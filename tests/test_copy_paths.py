@@ -165,3 +165,18 @@ def test_the_5_2_fault_never_copies_so_the_move_window_is_never_reached() -> Non
     assert r.exhausted and r.violation is None
     assert r.reached["page_in_move_still_cached"] == 0
     assert r.reached["clean_pte_still_writable"] > 0
+
+
+def test_a_migrated_prot_none_page_comes_back_read_only() -> None:
+    """pte_write() of a PROT_NONE entry is false (pte_modify(PAGE_NONE) drops RW), so
+    try_to_migrate_one() writes a readable migration entry; the model kept NUMA's W bit and
+    mapped the page back writable."""
+    w = _world("linux-current", {"numa": 1}, {"migrate": 1})
+    settle(w.run(["cpu0 change_prot_numa va=0x1000"]))
+    assert w.mms[1].ptes[0x1000].protnone
+    w.run(["cpu1 try_to_migrate_one mm=A va=0x1000"])
+    assert not w.mms[1].ptes[0x1000].writable
+    settle(w)
+    pte = w.mms[1].ptes[0x1000]
+    assert pte.present and not pte.writable
+    assert not w.violations()
