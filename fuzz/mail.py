@@ -29,7 +29,6 @@ from tlbfuzz.protocol.state import (
     INIT_MM,
     NO_PFN,
     PGTABLE,
-    WRITTEN_AFTER_COPY,
     for_each_cpu,
     mm_name,
 )
@@ -248,9 +247,9 @@ def effects(before: World, after: World) -> list[str]:
             continue
         if old_f.mapped and not new_f.mapped and new_f.kind == FILE:
             out.append(f"pfn {pfn} leaves the rmap (page_mapped() false)")
-        if old_f.copied != new_f.copied == COPIED:
+        if old_f.copied < new_f.copied == COPIED:
             out.append(f"pfn {pfn} copied: later writes to it are not in the copy")
-        elif old_f.copied != new_f.copied == WRITTEN_AFTER_COPY:
+        elif COPIED <= old_f.copied < new_f.copied:
             out.append(f"pfn {pfn} written after its copy was taken")
         if old_f.page_dirty != new_f.page_dirty:
             out.append(f"pfn {pfn} PG_dirty {'set' if new_f.page_dirty else 'cleared'}")

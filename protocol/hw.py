@@ -32,12 +32,11 @@ from tlbfuzz.protocol.properties import (
     UACCESS_IN_CURRENT_MM,
 )
 from tlbfuzz.protocol.state import (
-    COPIED,
+    COPY_MARK_MAX,
     FILE,
     INIT_MM,
     NO_PFN,
     REMOVED,
-    WRITTEN_AFTER_COPY,
     Cpu,
     Frame,
     PwcEntry,
@@ -148,8 +147,8 @@ def _written(w: World, cpu: int, va: int, e: TlbEntry, frame: Frame, who: str) -
     """What a store through ``e`` changes besides memory: a file page's contents now differ
     from disk; a page already copied (COW, migration) has a write its copy lacks; and a write
     that a returned clear_refs should have made fault leaves its PTE without soft-dirty."""
-    if frame.copied == COPIED:
-        frame = frame._replace(copied=WRITTEN_AFTER_COPY)
+    if frame.copied and frame.copied < COPY_MARK_MAX:
+        frame = frame._replace(copied=frame.copied + 1)
         w.frames[e.pfn] = frame
     if frame.kind == FILE:
         w.frames[e.pfn] = frame._replace(modified=True)

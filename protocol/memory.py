@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tlbfuzz.protocol.migrate import report_lost_copy
+from tlbfuzz.protocol.migrate import lost_to_copy, report_lost_copy, take_copy
 from tlbfuzz.protocol.mm import (
     alloc_user_page,
     free_page,
@@ -54,7 +54,7 @@ from tlbfuzz.protocol.mm import (
     ptl_not_held,
 )
 from tlbfuzz.protocol.paths import FLUSH_TLB_MM_RANGE, VA, BudgetKind, Inline, Path, Step, register
-from tlbfuzz.protocol.state import ANON, COPIED, NO_PFN, PAGE_SIZE, WRITTEN_AFTER_COPY, Pte
+from tlbfuzz.protocol.state import ANON, NO_PFN, PAGE_SIZE, Pte
 from tlbfuzz.protocol.vmscan import mapped_page
 
 if TYPE_CHECKING:
@@ -109,9 +109,9 @@ def wp_page_copy__cow_user_page(w: World, cpu: int) -> None:
     if new == NO_PFN:
         c.locals = lv._replace(orig_seq=-1, pfns=())
         return
-    if w.frames[old].kind == ANON:  # zapped and freed meanwhile: pte_same() will fail
-        w.frames[old] = w.frames[old]._replace(copied=COPIED)
     c.locals = lv._replace(pfns=(old, new))
+    if w.frames[old].kind == ANON:  # zapped and freed meanwhile: pte_same() will fail
+        take_copy(w, cpu, old)
 
 
 def wp_page_copy(w: World, cpu: int) -> None:
@@ -141,7 +141,7 @@ def wp_page_copy__set_pte_at(w: World, cpu: int) -> None:
     mm.ptes[lv.va] = Pte(True, True, True, True, new, seq + 1, soft_dirty=True)
     w.frames[new] = w.frames[new]._replace(mapped=True)
     w.frames[old] = w.frames[old]._replace(mapped=False)
-    if w.frames[old].copied == WRITTEN_AFTER_COPY:
+    if lost_to_copy(w, cpu, old):
         report_lost_copy(w, f"cpu{cpu} wp_page_copy()", lv.mm, lv.va, old, new)
     c.locals = lv._replace(ptl=False, pfns=(old,))
 

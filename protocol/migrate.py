@@ -59,7 +59,6 @@ from tlbfuzz.protocol.state import (
     COPIED,
     NO_PFN,
     PAGE_SIZE,
-    WRITTEN_AFTER_COPY,
     Pte,
     mm_name,
 )
@@ -128,8 +127,8 @@ def migrate_folio_move__copy(w: World, cpu: int) -> None:
     new = alloc_user_page(w, lv.mm, lv.va)
     if new == NO_PFN:
         return
-    w.frames[old] = w.frames[old]._replace(copied=COPIED)
     c.locals = lv._replace(pfns=(old, new))
+    take_copy(w, cpu, old)
 
 
 def remove_migration_ptes(w: World, cpu: int) -> None:
@@ -151,9 +150,24 @@ def remove_migration_ptes(w: World, cpu: int) -> None:
         True, pte.writable, False, pte.dirty, new, pte.seq + 1, soft_dirty=pte.soft_dirty
     )
     w.frames[new] = w.frames[new]._replace(mapped=True)
-    if new != old and w.frames[old].copied == WRITTEN_AFTER_COPY:
+    if new != old and lost_to_copy(w, cpu, old):
         report_lost_copy(w, f"cpu{cpu} remove_migration_ptes()", lv.mm, lv.va, old, new)
     c.locals = lv._replace(pfns=(old,) if new != old else ())
+
+
+def take_copy(w: World, cpu: int, old: int) -> None:
+    """The copy of ``old`` is taken: its ghost count starts (``Frame.copied``) and this path
+    remembers where it stood."""
+    f = w.frames[old]
+    mark = max(f.copied, COPIED)
+    w.frames[old] = f._replace(copied=mark)
+    c = w.cpus[cpu]
+    c.locals = c.locals._replace(copy_mark=mark)
+
+
+def lost_to_copy(w: World, cpu: int, old: int) -> bool:
+    """A write landed in ``old`` after this path took its copy."""
+    return w.frames[old].copied > w.cpus[cpu].locals.copy_mark
 
 
 def report_lost_copy(w: World, by: str, mm_id: int, va: int, old: int, new: int) -> None:

@@ -79,9 +79,10 @@ class Frame(NamedTuple):
     ``page_remove_rmap()`` when a zap drops the mapping (5.2: at once; mainline: after the
     flush for a dirty file page, ``tlb_flush_rmaps()``)."""
     copied: int = 0
-    """Ghost state for no_write_lost_to_copy: ``COPIED`` once a COW fault or a migration has
-    copied this page to a new one that will replace it, ``WRITTEN_AFTER_COPY`` once a write
-    has landed here after that copy (the new page does not have it)."""
+    """Ghost state for no_write_lost_to_copy: 0 while no copy of this page is taken; from the
+    first copy (a COW fault, a migration) on, 1 plus the writes that landed here since,
+    counted up to ``COPY_MARK_MAX``. Each copier remembers the value at its copy
+    (``Locals.copy_mark``): a higher one when it maps the copy is a write the copy lacks."""
 
     def describe(self) -> str:
         where = f" of mm {mm_name(self.mm)}" if self.kind in (ANON, FILE, PGTABLE, REUSED) else ""
@@ -90,9 +91,11 @@ class Frame(NamedTuple):
 
 
 # Frame.copied
-NOT_COPIED: Final = 0
 COPIED: Final = 1
-WRITTEN_AFTER_COPY: Final = 2
+"""The first copy of a page is taken (no write since)."""
+COPY_MARK_MAX: Final = 3
+"""Writes after a copy are counted up to here, which keeps the state space finite and tells
+every copier apart for up to two copies of one page in flight (their marks are at most 2)."""
 
 
 class Pte(NamedTuple):
@@ -239,6 +242,7 @@ class Locals(NamedTuple):
     batched_flush: bool = False  # flush_tlb_batched_pending() found a batch: flush_tlb_mm()
     prot_numa: bool = False  # change_protection(..., MM_CP_PROT_NUMA): NUMA hinting
     orig_seq: int = -1  # a fault's ``vmf->orig_pte``: the PTE (its seq) it found; -1: none
+    copy_mark: int = 0  # the page's Frame.copied when this path took its copy
     wrote: tuple[tuple[int, int], ...] = ()  # (va, PTE seq) of the PTEs clear_refs cleaned
 
 

@@ -180,3 +180,20 @@ def test_a_migrated_prot_none_page_comes_back_read_only() -> None:
     pte = w.mms[1].ptes[0x1000]
     assert pte.present and not pte.writable
     assert not w.violations()
+
+
+def test_each_copier_of_one_page_knows_whether_a_write_came_after_its_own_copy() -> None:
+    """Two copies of one page in flight: a write between them is lost to the first copy
+    only. The first ghost was one flag per frame, which the second copy reset, so the
+    first copier's install reported nothing (found in review)."""
+    from tlbfuzz.protocol.migrate import lost_to_copy, take_copy
+
+    w = _world("linux-current", cpus=3)
+    w.run(["cpu2 user_write va=0x1000"])  # cpu2 caches the page writable and dirty
+    take_copy(w, 0, 1)
+    w.run(["cpu2 user_write va=0x1000"])  # lands after cpu0's copy
+    take_copy(w, 1, 1)  # cpu1's copy has it
+    assert lost_to_copy(w, 0, 1)
+    assert not lost_to_copy(w, 1, 1)
+    w.run(["cpu2 user_write va=0x1000"])
+    assert lost_to_copy(w, 1, 1)

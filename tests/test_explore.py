@@ -221,7 +221,7 @@ PER_KIND = {
     "migrate": 10813,
     "clear_refs": 16453,
 }
-PAIRED_KIND = {"wp_fault": ("clear_refs", 26949)}
+PAIRED_KIND = {"wp_fault": ("clear_refs", 28549)}
 """A kind that needs another path first, on CPU0: the write fault copies only a page some
 write-protect made read-only (here clear_refs), so CPU1's fault is pinned against it."""
 
