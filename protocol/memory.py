@@ -50,6 +50,7 @@ from tlbfuzz.protocol.mm import (
     alloc_user_page,
     free_page,
     mmap_lock_writer,
+    page_locked,
     ptl_free,
     ptl_not_held,
 )
@@ -87,6 +88,8 @@ def do_wp_page(w: World, cpu: int) -> None:
     if pte is None:
         return  # spurious by now: the retried write finds what it needs, or faults again
     if not w.variant.do_wp_page_copies(w.site(cpu)):
+        if page_locked(w, pte.pfn):
+            return  # reuse_swap_page() needs the page lock: lock_page() sleeps, write retried
         w.mms[mm_id].ptes[lv.va] = pte._replace(
             writable=True, dirty=True, accessed=True, soft_dirty=True, seq=pte.seq + 1
         )

@@ -197,3 +197,23 @@ def test_each_copier_of_one_page_knows_whether_a_write_came_after_its_own_copy()
     assert not lost_to_copy(w, 1, 1)
     w.run(["cpu2 user_write va=0x1000"])
     assert lost_to_copy(w, 1, 1)
+
+
+def test_the_5_2_reuse_waits_for_the_page_lock() -> None:
+    """do_wp_page() on 5.2 reuses an anonymous page under its lock (``trylock_page()``,
+    else ``lock_page()``): while a migration still holds the new page's lock, after
+    remove_migration_ptes() mapped it read-only, the fault leaves the PTE alone (found in
+    review: the model reused the page regardless)."""
+    w = _world("linux-5.2", {"clear_refs": 1, "migrate": 1}, {"wp_fault": 1})
+    settle(w.run(["cpu0 clear_refs_write"]))  # read-only, clean, flushed
+    w.run(["cpu0 try_to_migrate_one mm=A va=0x1000"])
+    steps = w.kernel.steps["migrate"]
+    while steps[w.cpus[0].pc].name != "migrate_folio_done":
+        w.apply(next(a for a in w.enabled_actions() if a.op not in HW_OPS and a.op != "nmi"))
+    pte = w.mms[1].ptes[0x1000]
+    assert pte.present and not pte.writable  # mapped again, the page still locked
+    w.run(["cpu1 do_wp_page va=0x1000"])
+    assert not w.mms[1].ptes[0x1000].writable
+    settle(w)
+    w.run(["cpu1 user_write va=0x1000"])  # unlocked now: the inline fault reuses it
+    assert w.mms[1].ptes[0x1000].writable
