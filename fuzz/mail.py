@@ -226,7 +226,8 @@ def effects(before: World, after: World) -> list[str]:
                     out.append(f"{p}PTE {va:#x} PROT_NONE (NUMA hinting)")
                 elif new.migration:
                     kind = "writable" if new.writable else "readable"
-                    out.append(f"{p}PTE {va:#x} {kind} migration entry (pfn {new.pfn})")
+                    sd = ", soft-dirty clear" if old.soft_dirty and not new.soft_dirty else ""
+                    out.append(f"{p}PTE {va:#x} {kind} migration entry (pfn {new.pfn}){sd}")
                 elif not new.present and not new.protnone:
                     out.append(f"{p}PTE {va:#x} cleared")
                 elif old.seq != new.seq or (old.writable, old.dirty) != (new.writable, new.dirty):

@@ -157,14 +157,31 @@ def _written(w: World, cpu: int, va: int, e: TlbEntry, frame: Frame, who: str) -
     if mm.soft_dirty_clean:
         clean = mm.soft_dirty_clean.get(va)
         pte = mm.ptes.get(va)
-        if clean is not None and e.pte_seq < clean and not (pte is not None and pte.soft_dirty):
+        if (
+            clean is not None
+            and not (pte is not None and pte.soft_dirty)
+            and not _clear_refs_in_flight(w, mm_id, va)
+        ):
+            how = (
+                f"through a cached writable entry (PTE seq {e.pte_seq}) from before it"
+                if e.pte_seq < clean
+                else f"through a writable PTE (seq {e.pte_seq}) that is not soft-dirty"
+            )
             w.report(
                 NO_LOST_SOFT_DIRTY,
-                f"cpu{cpu} {who} writes {va:#x} of mm {mm_name(mm_id)} through a cached "
-                f"writable entry (PTE seq {e.pte_seq}) after clear_refs returned (it left seq "
-                f"{clean} write-protected and clean): no fault, so the PTE stays "
-                f"soft-dirty=0 and /proc/pid/pagemap never shows the write",
+                f"cpu{cpu} {who} writes {va:#x} of mm {mm_name(mm_id)} after clear_refs "
+                f"returned (it cleaned PTE seq {clean}), {how}: no fault, "
+                f"so the PTE stays soft-dirty=0 and /proc/pid/pagemap never shows the write",
             )
+
+
+def _clear_refs_in_flight(w: World, mm_id: int, va: int) -> bool:
+    """Another clear_refs of the mm has cleaned ``va`` and not returned: a write now may
+    count as one before it."""
+    return any(
+        c.path == "clear_refs" and c.locals.mm == mm_id and any(v == va for v, _ in c.locals.wrote)
+        for c in w.cpus
+    )
 
 
 def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:

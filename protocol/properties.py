@@ -203,8 +203,9 @@ PROPERTIES: Final[dict[str, Property]] = {
         ),
         Property(
             NO_LOST_SOFT_DIRTY,
-            "once clear_refs (soft-dirty) has returned, every write to the page makes its PTE "
-            "soft-dirty again: no write goes through a writable translation from before it",
+            "once clear_refs (soft-dirty) has returned, every write to a page it cleaned "
+            "leaves the PTE soft-dirty: none goes through a writable translation that "
+            "skipped the fault (a stale entry, a PTE made writable without the bit)",
         ),
         Property(
             NO_STALE_ENTRY_AT_FREE,

@@ -21,8 +21,8 @@ fault, which no soft-dirty bit records.
   since 0758cd830494 tlb_finish_mmu() elided the flush, as no page was batched).
 
 ``../shared/mm-layer.md`` section 10 (the mainline flush and the 5.2 locking there are marked
-unverified; the commits above say the same). Left out: the other clear_refs modes, swap and
-migration entries' soft-dirty, VM_SOFTDIRTY, pinned pages.
+unverified; the commits above say the same). Left out: the other clear_refs modes, swap
+entries (migration entries are in), VM_SOFTDIRTY, pinned pages.
 """
 
 from __future__ import annotations
@@ -71,16 +71,21 @@ def clear_refs_write(w: World, cpu: int) -> None:
 
 
 def clear_refs_pte_range(w: World, cpu: int) -> None:
-    """clear_refs_pte_range() -> clear_soft_dirty() on every present PTE, in one PTL
-    section: read-only and soft-dirty clear."""
+    """clear_refs_pte_range() -> clear_soft_dirty() on every PTE, in one PTL section: ``if
+    (pte_present(ptent))`` (PROT_NONE too) read-only and soft-dirty clear; ``else if
+    (is_swap_pte(ptent))`` (a migration entry here) ``pte_swp_clear_soft_dirty()`` only: the
+    entry is not write-protected (mainline and 5.2 alike)."""
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
     wrote = []
     for va in range(lv.va, lv.end, PAGE_SIZE):
         pte = mm.ptes.get(va)
-        if pte is not None and pte.present:
+        if pte is not None and pte.mapped:
             mm.ptes[va] = pte._replace(writable=False, soft_dirty=False, seq=pte.seq + 1)
+            wrote.append((va, pte.seq + 1))
+        elif pte is not None and pte.migration:
+            mm.ptes[va] = pte._replace(soft_dirty=False, seq=pte.seq + 1)
             wrote.append((va, pte.seq + 1))
     c.locals = lv._replace(wrote=tuple(wrote))
 

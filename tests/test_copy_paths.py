@@ -217,3 +217,51 @@ def test_the_5_2_reuse_waits_for_the_page_lock() -> None:
     settle(w)
     w.run(["cpu1 user_write va=0x1000"])  # unlocked now: the inline fault reuses it
     assert w.mms[1].ptes[0x1000].writable
+
+
+# A finding, on both kernels: clear_soft_dirty() cleans a migration entry's soft-dirty bit
+# without write-protecting it (``else if (is_swap_pte(ptent)) { ptent =
+# pte_swp_clear_soft_dirty(ptent); set_pte_at(...); }``), and remove_migration_pte() maps a
+# writable entry writable (``if (is_writable_migration_entry(entry)) pte = pte_mkwrite()``;
+# 5.2 ``maybe_mkwrite()``) with soft-dirty clear: the next write does not fault.
+SOFT_DIRTY_THROUGH_MIGRATION = (
+    "cpu0 clear_refs_write",
+    "cpu1 try_to_migrate_one mm=A va=0x1000",  # a writable migration entry
+    "cpu0 clear_refs_pte_range",  # cleans the entry's soft-dirty bit; no write-protect
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu1 arch_tlbbatch_flush",
+    "cpu1 native_flush_tlb_multi__send_ipis",
+    "cpu0 flush_smp_call_function_queue",
+    "cpu0 flush_tlb_func",
+    "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu1 smp_call_function_many__csd_lock_wait",
+    "cpu1 migrate_folio_move__copy",
+    "cpu1 flush_smp_call_function_queue",
+    "cpu1 flush_tlb_func",
+    "cpu0 smp_call_function_many__csd_lock_wait",  # clear_refs returns
+    "cpu1 remove_migration_ptes",  # writable, soft-dirty clear
+    "cpu0 user_write va=0x1000",  # no fault: pagemap never shows it
+)
+
+
+def _clear_refs_against_migrate(variant: str) -> World:
+    return _world(variant, {"clear_refs": 1}, {"migrate": 1}, mms=1, file_pages=0)
+
+
+def test_a_migration_entry_cleaned_by_clear_refs_comes_back_writable_and_clean() -> None:
+    w = _clear_refs_against_migrate("linux-current")
+    w.run(SOFT_DIRTY_THROUGH_MIGRATION[:-1])
+    pte = w.mms[1].ptes[0x1000]
+    assert pte.present and pte.writable and not pte.soft_dirty
+    w.run(SOFT_DIRTY_THROUGH_MIGRATION[-1:])
+    assert [v.prop for v in w.violations()] == ["no_lost_soft_dirty"]
+
+
+def test_clear_refs_against_migration_loses_a_soft_dirty_bit_on_both_kernels() -> None:
+    """The shortest: 18 steps on linux-current (the schedule above), 19 on linux-5.2."""
+    for variant, length in (("linux-current", 18), ("linux-5.2", 19)):
+        r = bfs(_clear_refs_against_migrate(variant), ["no_lost_soft_dirty"], 20)
+        assert r.schedule is not None, variant
+        assert len(r.schedule) == length, [str(a) for a in r.schedule]
