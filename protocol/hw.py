@@ -39,6 +39,8 @@ from tlbfuzz.protocol.state import (
     REMOVED,
     Cpu,
     Frame,
+    Mm,
+    Pte,
     PwcEntry,
     TlbEntry,
     mm_name,
@@ -176,12 +178,9 @@ def _written(w: World, cpu: int, va: int, e: TlbEntry, frame: Frame, who: str) -
 
 
 def _clear_refs_in_flight(w: World, mm_id: int, va: int) -> bool:
-    """Another clear_refs of the mm has cleaned ``va`` and not returned: a write now may
-    count as one before it."""
-    return any(
-        c.path == "clear_refs" and c.locals.mm == mm_id and any(v == va for v, _ in c.locals.wrote)
-        for c in w.cpus
-    )
+    """Another clear_refs of the mm has cleaned ``va`` and not returned (its locals still
+    list what it cleaned, ``Locals.wrote``): a write now may count as one before it."""
+    return any(c.locals.mm == mm_id and any(v == va for v, _ in c.locals.wrote) for c in w.cpus)
 
 
 def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
@@ -226,6 +225,15 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
     return "fault"
 
 
+def write_protected_pte(mm: Mm, va: int) -> Pte | None:
+    """The PTE of ``va`` if a write to it enters do_wp_page(): present and read-only in a
+    writable vma (else the write succeeds, or is a SIGSEGV or another fault)."""
+    pte = mm.ptes.get(va)
+    if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):
+        return None
+    return pte
+
+
 def do_wp_page(w: World, cpu: int, va: int) -> bool:
     """A write fault on a present read-only PTE of a writable mapping that reuses the page: a
     shared file page is marked dirty (``wp_page_shared``/``page_mkwrite``), an anonymous page
@@ -241,8 +249,8 @@ def do_wp_page(w: World, cpu: int, va: int) -> bool:
     if mmap_lock_writer(w, c.cr3_mm) >= 0 or ptl_held(w, c.cr3_mm, cpu):
         return False
     mm = w.mms[c.cr3_mm]
-    pte = mm.ptes.get(va)
-    if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):
+    pte = write_protected_pte(mm, va)
+    if pte is None:
         return False
     if page_locked(w, pte.pfn):
         return False  # wp_page_shared() sleeps in lock_page(): the write is retried later

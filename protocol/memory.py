@@ -45,12 +45,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tlbfuzz.protocol import hw
+from tlbfuzz.protocol.hw import write_protected_pte
 from tlbfuzz.protocol.migrate import lost_to_copy, report_lost_copy, take_copy
 from tlbfuzz.protocol.mm import (
     alloc_user_page,
     free_page,
     mmap_lock_writer,
-    page_locked,
     ptl_free,
     ptl_not_held,
 )
@@ -64,11 +65,9 @@ if TYPE_CHECKING:
 
 
 def _wp_pte(w: World, mm_id: int, va: int) -> Pte | None:
-    """The PTE if a write to ``va`` would enter do_wp_page() for an anonymous page: present,
-    read-only, in a writable vma."""
-    mm = w.mms[mm_id]
-    pte = mm.ptes.get(va)
-    if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):
+    """The PTE if a write to ``va`` would enter do_wp_page() for an anonymous page."""
+    pte = write_protected_pte(w.mms[mm_id], va)
+    if pte is None:
         return None
     pfn = mapped_page(w, mm_id, va)
     return pte if pfn != NO_PFN and w.frames[pfn].kind == ANON else None
@@ -88,11 +87,8 @@ def do_wp_page(w: World, cpu: int) -> None:
     if pte is None:
         return  # spurious by now: the retried write finds what it needs, or faults again
     if not w.variant.do_wp_page_copies(w.site(cpu)):
-        if page_locked(w, pte.pfn):
-            return  # reuse_swap_page() needs the page lock: lock_page() sleeps, write retried
-        w.mms[mm_id].ptes[lv.va] = pte._replace(
-            writable=True, dirty=True, accessed=True, soft_dirty=True, seq=pte.seq + 1
-        )
+        # wp_page_reuse(), as a user write's fault does it (a locked page: the write waits)
+        hw.do_wp_page(w, cpu, lv.va)
         return
     c.locals = lv._replace(orig_seq=pte.seq, pfns=(pte.pfn,))
 

@@ -854,7 +854,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
         per_cpu=((0, {"clear_refs": 1}), (1, {"wp_fault": 1})),
         shape=(("cpus", 3), ("mms", 1), ("file_pages", 0)),
         blocked_at=3,  # the fault waits for clear_refs' mmap_write_lock, held to its flush
-        proof="nightly",  # 16 steps over three CPUs: 300,000 states, 75 s
+        proof="nightly",  # 16 steps over three CPUs: over a minute of breadth-first search
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""
