@@ -86,8 +86,8 @@ class Plan:
     """``--budget`` specs (``tlbfuzz fuzz --budget``), made a ``Config`` per variant where the
     item runs: a user variant is resolved again in its worker, from its ``file.py:NAME``."""
     shape: tuple[tuple[str, Any], ...] = ()
-    """``--memory-model``, ``--mms``, ``--file-pages``: Config fields every run of the
-    campaign has, drawn budgets or not."""
+    """``--memory-model``, ``--mms``, ``--anon-pages``, ``--file-pages``: Config fields every
+    run of the campaign has, drawn budgets or not."""
 
     def key(self) -> bytes:
         """The campaign's identity in the database: what decides its work items and results,

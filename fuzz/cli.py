@@ -301,6 +301,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mms", type=inputs.int_in(1, BOUNDS["mms"][1]), help="address spaces (2)")
     p.add_argument(
+        "--anon-pages",
+        type=inputs.int_in(0, BOUNDS["anon_pages"][1]),
+        help="anonymous pages per mm (1); 0 leaves a page table khugepaged may retract",
+    )
+    p.add_argument(
         "--file-pages",
         type=inputs.int_in(0, BOUNDS["file_pages"][1]),
         help="shared file pages per mm (1); 0 leaves writeback and truncation nothing to do",
@@ -308,12 +313,15 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _shape(args: argparse.Namespace) -> dict[str, Any]:
-    """The model's shape from ``--memory-model``, ``--mms`` and ``--file-pages``."""
+    """The model's shape from ``--memory-model``, ``--mms``, ``--anon-pages`` and
+    ``--file-pages``."""
     out: dict[str, Any] = {}
     if getattr(args, "memory_model", "sc") != "sc":
         out["memory_model"] = args.memory_model
     if getattr(args, "mms", None) is not None:
         out["mms"] = args.mms
+    if getattr(args, "anon_pages", None) is not None:
+        out["anon_pages"] = args.anon_pages
     if getattr(args, "file_pages", None) is not None:
         out["file_pages"] = args.file_pages
     return out
@@ -327,9 +335,11 @@ def _config(
     verdict); no --budget: the default budget, with reuse. ``shape``: the memory model and
     the sizes (``_shape``)."""
     shape = dict(shape or {})
-    pages = 1 + shape.get("file_pages", 1)  # anon_pages is 1
+    pages = shape.get("anon_pages", 1) + shape.get("file_pages", 1)
     if pages > MAX_PAGES:
-        _fail(f"--file-pages {shape['file_pages']}: {pages} pages per mm is over {MAX_PAGES}")
+        _fail(f"--anon-pages and --file-pages: {pages} pages per mm is over {MAX_PAGES}")
+    if pages == 0:
+        _fail("--anon-pages 0 --file-pages 0: the mm maps no page")
     if not specs:
         return Config(cpus=cpus, **shape)
     kinds = [k.name for k in budget_kinds(v.paths())]

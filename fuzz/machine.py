@@ -37,6 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from tlbfuzz.protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
 from tlbfuzz.protocol.windows import WINDOWS, reached, windows_of
+from tlbfuzz.protocol.world import Kernel
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -192,7 +193,7 @@ def focus(variant: Variant, config: Config) -> st.SearchStrategy[Focus]:
         _coins(background_kinds(variant)),
         RARE,
     )
-    vas = config.vas()
+    vas = Kernel.of(variant, config).vas
     return st.builds(
         Focus,
         kinds=st.tuples(*[per_cpu] * config.cpus),

@@ -116,6 +116,11 @@ class Config:
     def vas(self) -> tuple[int, ...]:
         return tuple(0x1000 * (i + 1) for i in range(self.pages))
 
+    def spare_va(self) -> int:
+        """The address past the mapped pages, in the same page table, that no vma maps at
+        first: where mremap moves a page (``Path.moves``, ``Kernel.vas``)."""
+        return 0x1000 * (self.pages + 1)
+
     def is_file_va(self, va: int) -> bool:
         return va // 0x1000 > self.anon_pages
 

@@ -66,6 +66,8 @@ from tlbfuzz.protocol.vmscan import (
     batch_flush_steps,
     mapped_page,
     nothing_batched,
+    page_at,
+    rmap_address,
     set_tlb_ubc_flush_pending,
 )
 
@@ -83,9 +85,11 @@ def try_to_migrate_one(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
-    pfn = mapped_page(w, lv.mm, lv.va)
-    if pfn == NO_PFN:
+    pfn = lv.page
+    va = rmap_address(w, lv.mm, pfn)
+    if va == 0:
         return  # zapped since the page was isolated: nothing to migrate
+    c.locals = lv = lv._replace(va=va)
     pte = mm.ptes[lv.va]
     mm.ptes[lv.va] = Pte(
         False,
@@ -127,7 +131,7 @@ def migrate_folio_move__copy(w: World, cpu: int) -> None:
     new = alloc_user_page(w, lv.mm, lv.va)
     if new == NO_PFN:
         return
-    c.locals = lv._replace(pfns=(old, new))
+    c.locals = lv._replace(pfns=(old, new), page=new)  # the new page is locked too
     take_copy(w, cpu, old)
 
 
@@ -143,15 +147,16 @@ def remove_migration_ptes(w: World, cpu: int) -> None:
     old = lv.pfns[0]
     new = lv.pfns[-1]
     mm = w.mms[lv.mm]
-    pte = mm.ptes.get(lv.va)
+    va = w.frames[old].va  # the rmap walk of the old page: where its entry is now
+    pte = mm.ptes.get(va)
     if pte is None or not pte.migration or pte.pfn != old:
         return  # zapped meanwhile: no entry to restore, both pages are freed
-    mm.ptes[lv.va] = Pte(
+    mm.ptes[va] = Pte(
         True, pte.writable, False, pte.dirty, new, pte.seq + 1, soft_dirty=pte.soft_dirty
     )
-    w.frames[new] = w.frames[new]._replace(mapped=True)
+    w.frames[new] = w.frames[new]._replace(mapped=True, va=va)
     if new != old and lost_to_copy(w, cpu, old):
-        report_lost_copy(w, f"cpu{cpu} remove_migration_ptes()", lv.mm, lv.va, old, new)
+        report_lost_copy(w, f"cpu{cpu} remove_migration_ptes()", lv.mm, va, old, new)
     c.locals = lv._replace(pfns=(old,) if new != old else ())
 
 
@@ -236,7 +241,7 @@ MIGRATE = register(
             ),
             Step("migrate_folio_done", migrate_folio_done, c="folio_put()"),
         ),
-        locks_page=True,
+        locks_page=page_at,
         allocates=True,
         summary="migration of one anonymous page: migration entry, flush, copy, remap, free",
     )

@@ -322,15 +322,22 @@ def tlb_finish_mmu(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     lv = c.locals
     release_pages(w, cpu, lv.pfns, by=f"cpu{cpu} tlb_finish_mmu")
-    if lv.tables:
-        irqs_off = 0
-        for other, o in enumerate(w.cpus):
-            if not o.irqs_on:
-                irqs_off |= 1 << other
-        w.rcu += tuple((pt, irqs_off) for pt in lv.tables)
+    call_rcu_free_tables(w, lv.tables)
     c.locals = c.locals._replace(pfns=(), tables=())
     dec_tlb_flush_pending(w, cpu)
     c.locals = c.locals._replace(mmap_lock=0)
+
+
+def call_rcu_free_tables(w: World, tables: tuple[int, ...]) -> None:
+    """``call_rcu()`` for page-table pages (``tlb_remove_table()``'s batch, ``pte_free_defer()``):
+    each is freed once every CPU that has IRQs disabled now has enabled them."""
+    if not tables:
+        return
+    irqs_off = 0
+    for other, o in enumerate(w.cpus):
+        if not o.irqs_on:
+            irqs_off |= 1 << other
+    w.rcu += tuple((pt, irqs_off) for pt in tables)
 
 
 def tlb_remove_table_rcu(w: World, pfn: int) -> None:
@@ -377,7 +384,7 @@ def munmap(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     mm_id = c.task
     mm = w.mms[mm_id]
-    vas = w.config.vas()
+    vas = w.kernel.vas
     for va in vas:
         mm.vma_writable.pop(va, None)
     mm.write_protected = frozenset()
@@ -426,6 +433,9 @@ def mprotect(w: World, cpu: int) -> None:
     mm_id, va = c.task, c.locals.va
     w.mms[mm_id].vma_writable[va] = False
     tlb_gather_mmu(w, cpu, mm_id, va, va + PAGE_SIZE)
+    at = w.site(cpu)
+    if not w.variant.mprotect_uses_gather(at):  # 5.2: flush_tlb_range() at the end
+        c.locals = c.locals._replace(freed_tables=w.variant.flush_tlb_range_frees_tables(at))
 
 
 def change_pte_range(w: World, cpu: int) -> None:
@@ -507,8 +517,13 @@ def free_page(w: World, pfn: int, by: str) -> None:
                     f"the PMD pointing at it and not yet the PTE of {lv.va:#x}",
                 )
         elif c.own_loaded_mm() == frame.mm and not c.own_is_lazy():
-            e = c.tlb.get((c.cr3_asid, frame.va))
-            if e is not None and e.pfn == pfn and e.frame_version == frame.version:
+            # at any address: after mremap a CPU may cache the page's old one
+            cached = sorted(
+                va
+                for (asid, va), e in c.tlb.items()
+                if asid == c.cr3_asid and e.pfn == pfn and e.frame_version == frame.version
+            )
+            for va in cached[:1]:
                 afip = c.async_func_in_progress
                 state = f"{c.mode}, loaded_mm={mm_name(c.loaded_mm)}"
                 if afip:
@@ -516,7 +531,7 @@ def free_page(w: World, pfn: int, by: str) -> None:
                 w.report(
                     NO_STALE_ENTRY_AT_FREE,
                     f"{by} frees pfn {pfn} ({frame.describe()}) while cpu{cpu} ({state}) "
-                    f"still caches {frame.va:#x} -> pfn {pfn}: speculation can use it",
+                    f"still caches {va:#x} -> pfn {pfn}: speculation can use it",
                 )
     w.frames[pfn] = Frame(FREE, 0, 0, frame.version + 1)
 
@@ -552,6 +567,8 @@ def file_page(w: World, mm_id: int, va: int) -> int:
     """The page-cache page that (mm, va) maps (mapped or not), or NO_PFN once truncated (a
     start guard asks this of every (mm, va) whenever the enabled actions are computed: one
     lookup, not a scan of the frames)."""
+    if va > w.config.pages * PAGE_SIZE:
+        return NO_PFN  # the spare address (Kernel.vas): no file page has that offset
     pfn = w.config.pfn_of(mm_id, va)
     f = w.frames[pfn]
     return pfn if f.kind == FILE and f.mm == mm_id and f.va == va else NO_PFN
@@ -560,14 +577,10 @@ def file_page(w: World, mm_id: int, va: int) -> int:
 def page_locked(w: World, pfn: int) -> bool:
     """PG_locked: writeback holds the page lock from before clear_page_dirty_for_io() until
     writepage has run (``lock_page(); clear_page_dirty_for_io(); ->writepage(); unlock``),
-    reclaim from ``trylock_page()`` to the free (paths with ``locks_page``). Derived from the
-    CPUs' paths rather than stored, so it cannot go stale."""
-    f = w.frames[pfn]
-    paths = w.kernel.paths
-    return any(
-        c.path and paths[c.path].locks_page and (c.locals.mm, c.locals.va) == (f.mm, f.va)
-        for c in w.cpus
-    )
+    reclaim from ``trylock_page()`` to the free (paths with ``locks_page``: the page is in
+    their ``Locals.page``). Derived from the CPUs' paths rather than stored, so it cannot go
+    stale."""
+    return pfn != NO_PFN and any(c.path and c.locals.page == pfn for c in w.cpus)
 
 
 def _mkclean_walks(w: World, cpu: int) -> bool:
@@ -772,6 +785,11 @@ def _writeback_may_start(w: World, cpu: int, lv: Locals) -> bool:
     return pfn != NO_PFN and w.frames[pfn].page_dirty and not page_locked(w, pfn)
 
 
+def _page_written_back(w: World, cpu: int, lv: Locals) -> int:
+    """Writeback's ``lock_page()``: the page-cache page at the locals' (mm, offset)."""
+    return file_page(w, lv.mm, lv.va)
+
+
 def _truncate_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """The file still has this page in its page cache."""
     return file_page(w, lv.mm, lv.va) != NO_PFN
@@ -916,7 +934,7 @@ WRITEBACK = register(
             ),
             Step("writepage", writepage, c="->writepage()"),
         ),
-        locks_page=True,
+        locks_page=_page_written_back,
         summary="writeback of one dirty file page: clear_page_dirty_for_io() -> page_mkclean()",
     )
 )

@@ -46,6 +46,8 @@ Guard = Callable[["World", int], bool]
 """``guard(w, cpu)``: may the step run now? (False: the CPU spins on it.)"""
 StartGuard = Callable[["World", int, Locals], bool]
 """``may_start(w, cpu, locals)``: may ``cpu`` start the path with these arguments now?"""
+PagePicker = Callable[["World", int, Locals], int]
+"""``page(w, cpu, locals)``: the page a path locks as it starts (NO_PFN: none)."""
 
 
 @attrs.frozen
@@ -92,35 +94,37 @@ class BudgetKind:
 
 
 class ArgDomain(NamedTuple):
-    """Which argument values a path may start with, on ``cpu`` in ``config``.
+    """Which argument values a path may start with, on ``cpu`` in ``config``, whose user
+    addresses are ``vas`` (``Kernel.vas``: the mapped pages, and a spare address if a path
+    ``moves`` pages).
 
     ``rank`` orders the starts a CPU may take: by domain, then by value, then by path
     (so the madvise, mprotect and uaccess of one address stand together)."""
 
     names: tuple[str, ...]
-    values: Callable[[Config, int], Sequence[tuple[int, ...]]]
+    values: Callable[[Config, int, tuple[int, ...]], Sequence[tuple[int, ...]]]
     rank: int
 
 
-NO_ARGS: Final = ArgDomain((), lambda config, cpu: [()], 0)
-VA: Final = ArgDomain(("va",), lambda config, cpu: [(va,) for va in config.vas()], 1)
+NO_ARGS: Final = ArgDomain((), lambda config, cpu, vas: [()], 0)
+VA: Final = ArgDomain(("va",), lambda config, cpu, vas: [(va,) for va in vas], 1)
 MM_VA: Final = ArgDomain(
     ("mm", "va"),
-    lambda config, cpu: [(m, va) for m in range(1, config.mms + 1) for va in config.vas()],
+    lambda config, cpu, vas: [(m, va) for m in range(1, config.mms + 1) for va in vas],
     2,
 )
 TARGET_VA: Final = ArgDomain(
     ("target", "va"),
-    lambda config, cpu: [(t, va) for t in range(config.cpus) if t != cpu for va in config.vas()],
+    lambda config, cpu, vas: [(t, va) for t in range(config.cpus) if t != cpu for va in vas],
     3,
 )
 CPU_ARGS: Final = frozenset({"target"})
 """Action arguments whose value is a CPU number (renamed with the CPUs by symmetry, dropped
 with a CPU by ``drop_cpu``)."""
-NEXT_KTHREAD: Final = ArgDomain(("next",), lambda config, cpu: [(KTHREAD,)], 4)
+NEXT_KTHREAD: Final = ArgDomain(("next",), lambda config, cpu, vas: [(KTHREAD,)], 4)
 """A context switch to a kernel thread (``next=kthread``)."""
 NEXT_MM: Final = ArgDomain(
-    ("next",), lambda config, cpu: [(m,) for m in range(1, config.mms + 1)], 4
+    ("next",), lambda config, cpu, vas: [(m,) for m in range(1, config.mms + 1)], 4
 )
 """A context switch to a user task of an mm (``next=B``); same rank as ``NEXT_KTHREAD``, so
 a CPU's switches are listed by the task they go to."""
@@ -160,12 +164,18 @@ class Path:
     holds: tuple[tuple[str, int], ...] = ()
     """Locals the path has from its start, before its first step can spin: the locks it
     takes first (``(("mmap_lock", 2),)``: ``mmap_write_lock()`` before the PTL)."""
-    locks_page: bool = False
-    """Holds the page lock (PG_locked) of the page at its (mm, va) from its start to its
-    return (writeback, reclaim): ``lock_page()`` elsewhere waits for it."""
+    locks_page: PagePicker | None = None
+    """The page whose lock (PG_locked) the path holds from its start to its return
+    (writeback, reclaim, migration): ``lock_page()`` elsewhere waits for it. It is kept in
+    ``Locals.page`` from the start, so the path follows the page and not its address (the
+    rmap finds a page mremap moved at its new address)."""
     allocates: bool = False
     """Allocates a new page (a COW copy, a migration target): the world starts with one spare
     free frame per start of it the budgets allow (``World.initial``)."""
+    moves: bool = False
+    """Moves a PTE to an address no vma maps (mremap): if the budgets allow a start of it,
+    the address space has one spare address past the mapped pages (``Kernel.vas``). One is
+    enough: a move holds ``mmap_write_lock()`` and leaves its old address unmapped."""
     background: bool = False
     """Traffic from elsewhere (another subsystem's cross-call), not a path under study: the
     fuzzer turns it on with a coin, like NMIs."""
@@ -258,6 +268,7 @@ __all__ = [
     "BudgetKind",
     "Guard",
     "Inline",
+    "PagePicker",
     "Path",
     "Site",
     "Step",

@@ -244,6 +244,8 @@ class Locals(NamedTuple):
     orig_seq: int = -1  # a fault's ``vmf->orig_pte``: the PTE (its seq) it found; -1: none
     copy_mark: int = 0  # the page's Frame.copied when this path took its copy
     wrote: tuple[tuple[int, int], ...] = ()  # (va, PTE seq) of the PTEs clear_refs cleaned
+    new_va: int = 0  # mremap's new address (the old one is ``va``)
+    page: int = NO_PFN  # the page whose lock the path holds (Path.locks_page)
 
 
 def for_each_cpu(mask: int) -> list[int]:

@@ -60,7 +60,7 @@ def clear_refs_write(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     v = w.variant
     at = w.site(cpu)
-    vas = w.config.vas()
+    vas = w.kernel.vas
     tlb_gather_mmu(w, cpu, c.task, vas[0], vas[-1] + PAGE_SIZE)
     c.locals = c.locals._replace(
         mmap_lock=2 if v.clear_refs_takes_mmap_write_lock(at) else 1,

@@ -118,6 +118,12 @@ class Variant:
     rcu_table_free: bool = False
     """x86 frees page tables through ``tlb_remove_table()`` and RCU (a37259732a7d,
     v6.15; before, only paravirt guests did); 5.2 on bare metal uses the page batch."""
+    flush_range_frees_tables: bool = False
+    """x86 ``flush_tlb_range()`` passes ``freed_tables = true`` (3ef938c35035, 2025)."""
+    pte_free_defer: bool = False
+    """khugepaged's retract_page_tables() takes no mmap_lock and frees the table with
+    ``pte_free_defer()`` (RCU; Hugh Dickins' 2023 rework); 5.2 trylocks mmap_sem and
+    ``pte_free()``s it at once."""
     batch_checks_accessible: bool = False
     """mainline set_tlb_ubc_flush_pending(): ``if (!pte_accessible(mm, pteval)) return;``
     (4d4b6d66db63, v5.19); 5.2 batches every deferred flush."""
@@ -359,6 +365,34 @@ class Variant:
         copy was taken."""
         return True
 
+    def move_ptes_flush_before_unlock(self, at: Site) -> bool:
+        """mremap's move_ptes(): ``if (force_flush) flush_tlb_range(vma, old_end - len,
+        old_end);`` before ``pte_unmap_unlock()`` (eb66ae030829, v4.19; 5.2 and mainline), so
+        an rmap walker that waits for the PTL finds the old address flushed. False: before
+        v4.19, move_page_tables() flushed after the locks were dropped (CVE-2018-18281)."""
+        return True
+
+    def flush_tlb_range_frees_tables(self, at: Site) -> bool:
+        """x86 ``flush_tlb_range(vma, start, end)``: ``flush_tlb_mm_range(..., PAGE_SHIFT,
+        true)`` since 3ef938c35035 ("x86/mm: Fix flush_tlb_range() when used for zapping
+        normal PMDs", Jann Horn, 2025, CVE-2025-22045; stable back to 5.4): the generic
+        pmdp_collapse_flush() zaps a PMD that points to a page table with it, and a flush
+        without ``freed_tables`` skips lazy CPUs, whose paging-structure caches keep the
+        PMD. 5.2: ``false``. Asked by its callers here: pmdp_collapse_flush() and
+        move_ptes()."""
+        return self.flush_range_frees_tables
+
+    def retract_takes_mmap_write_lock(self, at: Site) -> bool:
+        """5.2 retract_page_tables(): ``if (down_write_trylock(&vma->vm_mm->mmap_sem))``
+        around the PMD clear and flush; mainline: only ``i_mmap_lock_read()`` (the model's
+        rmap needs none)."""
+        return not self.pte_free_defer
+
+    def retract_frees_table_by_rcu(self, at: Site) -> bool:
+        """retract_page_tables() frees the retracted table with mainline ``pte_free_defer()``
+        (``call_rcu()``) or 5.2 ``pte_free()`` (at once, after the flush)."""
+        return self.pte_free_defer
+
     def do_wp_page_copies(self, at: Site) -> bool:
         """do_wp_page() on an anonymous page only this mm maps: from 09854ba94c6a (v5.9) to
         v5.18 the fault copies when the page has any other reference (``page_count() !=
@@ -447,6 +481,8 @@ LINUX_CURRENT: Final = attrs.evolve(
     delay_rmap=True,
     mprotect_gather=True,
     rcu_table_free=True,
+    flush_range_frees_tables=True,
+    pte_free_defer=True,
     batch_checks_accessible=True,
     migrate_batch_flush=True,
     cow_on_extra_ref=True,

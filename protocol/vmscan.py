@@ -65,18 +65,35 @@ def mapped_page(w: World, mm_id: int, va: int) -> int:
     return pte.pfn if (f.mm, f.va) == (mm_id, va) else NO_PFN
 
 
+def rmap_address(w: World, mm_id: int, pfn: int) -> int:
+    """page_vma_mapped_walk(): the address at which ``mm_id`` maps the page now (its rmap
+    address, ``Frame.va``, which follows an mremap), or 0 if no PTE there maps it."""
+    if pfn == NO_PFN:
+        return 0
+    f = w.frames[pfn]
+    return f.va if f.mm == mm_id and mapped_page(w, mm_id, f.va) == pfn else 0
+
+
+def page_at(w: World, cpu: int, lv: Locals) -> int:
+    """``trylock_page()`` of the page the LRU hands over: the one at the locals' (mm, va)."""
+    return mapped_page(w, lv.mm, lv.va)
+
+
 def try_to_unmap_one(w: World, cpu: int) -> None:
-    """``trylock_page()`` (held by the path from its start), then, under the PTL, clear the
-    PTE, remove the rmap, and either defer the flush to the batch or flush now.
+    """``trylock_page()`` (held by the path from its start), then, under the PTL of the
+    address the rmap finds the page at, clear the PTE, remove the rmap, and either defer the
+    flush to the batch or flush now.
 
     One step: the PTL section of try_to_unmap_one(); the page lock is taken before it (a right
     mover), and without a deferral no other CPU is in mm_cpumask to wait for."""
     c = w.cpus[cpu]
     lv = c.locals
     mm = w.mms[lv.mm]
-    pfn = mapped_page(w, lv.mm, lv.va)
-    if pfn == NO_PFN:
+    pfn = lv.page
+    va = rmap_address(w, lv.mm, pfn)
+    if va == 0:
         return  # zapped since the page was picked: nothing to unmap
+    c.locals = lv = lv._replace(va=va)
     pte = mm.ptes[lv.va]
     mm.ptes[lv.va] = Pte(False, False, False, False, NO_PFN, pte.seq + 1)
     frame = w.frames[pfn]._replace(mapped=False)
@@ -163,7 +180,7 @@ RECLAIM = register(
             Inline("try_to_unmap_flush", batch_flush_steps, skip=nothing_batched),
             Step("free_unref_page_list", free_unref_page_list, c="free_unref_page_list()"),
         ),
-        locks_page=True,
+        locks_page=page_at,
         summary="reclaim of one mapped page: try_to_unmap() with TTU_BATCH_FLUSH, the batched "
         "flush, the free",
     )

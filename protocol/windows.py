@@ -7,8 +7,9 @@ returned; loaded_mm and CR3 disagree (the switch window an NMI can land in); a f
 behind another cross-call; a freed page-table page still in a paging-structure cache; and, in
 the mm layer, two gathers of one mm open at once, a syscall that found nothing to change, a
 page the rmap no longer finds still cached, a page table waiting for RCU; and, scoped to the
-paths that open them (``Window.kinds``), a page being moved to a copy still cached elsewhere
-and a PTE clear_refs cleaned still cached writable. A search
+paths that open them (``Window.kinds``), a page being moved to a copy still cached elsewhere,
+a PTE clear_refs cleaned still cached writable, a page mremap moved still cached at its old
+address, and a page table khugepaged retracted still in a paging-structure cache. A search
 counts the states it visits in each window, and a "held" is reported with them: a window never
 reached means the search never looked where that property could break.
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from tlbfuzz.protocol.state import CSD_MANY, FILE, FLUSH_TLB_FUNC, READ_USER_FUNC
+from tlbfuzz.protocol.state import CSD_MANY, FILE, FLUSH_TLB_FUNC, PGTABLE, READ_USER_FUNC
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -185,6 +186,37 @@ def clean_pte_still_writable(w: World) -> bool:
     return False
 
 
+def old_address_still_cached(w: World) -> bool:
+    """A CPU caches a page of an mm at an address other than the one the page is now at
+    (mremap moved it): one frame reachable at two addresses, until the old one is flushed."""
+    for c in w.cpus:
+        for (asid, va), e in c.tlb.items():
+            f = w.frames[e.pfn]
+            if f.version != e.frame_version or f.va == va:
+                continue
+            ctx_id = c.ctxs[asid][0] if 0 <= asid < len(c.ctxs) else 0
+            if ctx_id > 0 and f.mm == ctx_id:
+                return True
+    return False
+
+
+def retracted_table_still_cached(w: World) -> bool:
+    """A page table no PMD points to any more (khugepaged retracted it) and not yet freed is
+    still in the paging-structure cache of a CPU whose CR3 can walk its mm (running or lazy)."""
+    for c in w.cpus:
+        pwc = c.pwc.get(c.cr3_asid)
+        if pwc is None or c.cr3_mm <= 0:
+            continue
+        f = w.frames[pwc.pfn]
+        if (
+            f.version == pwc.frame_version
+            and f.kind == PGTABLE
+            and w.mms[f.mm].pgtable_pfn != pwc.pfn
+        ):
+            return True
+    return False
+
+
 def table_awaiting_grace_period(w: World) -> bool:
     """A page-table page waits for an RCU grace period (``tlb_remove_table()``)."""
     return bool(w.rcu)
@@ -249,6 +281,18 @@ WINDOWS: Final[dict[str, Window]] = {
             "a PTE clear_refs left read-only and clean is still cached writable by a CPU",
             clean_pte_still_writable,
             frozenset({"clear_refs"}),
+        ),
+        Window(
+            "old_address_still_cached",
+            "a page mremap moved is still cached at its old address by a CPU",
+            old_address_still_cached,
+            frozenset({"mremap"}),
+        ),
+        Window(
+            "retracted_table_still_cached",
+            "a page table khugepaged took out of its mm is still cached by a CPU that can walk it",
+            retracted_table_still_cached,
+            frozenset({"collapse"}),
         ),
     )
 }

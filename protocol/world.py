@@ -98,6 +98,12 @@ class Kernel:
                     raise ValueError(f"two different steps are named {st.name!r}")
         self.may_start = None if type(variant).may_start is Variant.may_start else variant.may_start
         self.gates = [(slot[p.budget.name], p.from_user) for p in self.paths.values()]
+        moving = {p.budget for p in self.paths.values() if p.moves}
+        spare = any(config.budget_of(c, k) for c in range(config.cpus) for k in moving)
+        self.vas: tuple[int, ...] = config.vas() + ((config.spare_va(),) if spare else ())
+        """The user addresses of this instance: the mapped pages, and the spare address a
+        path that ``moves`` pages may move one to (none without such a start in the budgets,
+        so every other question keeps its state space)."""
         """Per path: its budget slot, and whether only a user task may start it."""
         n = config.cpus
         ops = sorted({*by_name, "flush_smp_call_function_queue", *IRQ_OPS})
@@ -108,7 +114,7 @@ class Kernel:
             row = []
             for index, (name, p) in enumerate(self.paths.items()):
                 first = self.steps[name][0].name
-                for values in p.args.values(config, cpu):
+                for values in p.args.values(config, cpu, self.vas):
                     args = tuple(zip(p.args.names, values, strict=True))
                     given = {ARG_TO_LOCAL[k]: v for k, v in args} | dict(p.holds)
                     lv = Locals()._replace(**given)  # type: ignore[arg-type]
@@ -123,7 +129,7 @@ class Kernel:
                 if self.start_of.setdefault(s.action, s) is not s:
                     raise ValueError(f"two kernel paths start with the same action {s.action}")
 
-        vas = config.vas()
+        vas = self.vas
         self.evict = [
             {
                 (asid, va): Action(c, "tlb_evict", (("asid", asid), ("va", va)))
@@ -488,6 +494,8 @@ class World(Snapshotted):
         i = start.budget
         c.budget = c.budget[:i] + (c.budget[i] - 1,) + c.budget[i + 1 :]
         c.locals = start.locals
+        if start.path.locks_page is not None:  # lock_page() as it starts
+            c.locals = c.locals._replace(page=start.path.locks_page(self, cpu, c.locals))
         c.path = start.path.name
         c.pc = 0
         if start.path.irqs_off:

@@ -665,6 +665,23 @@ class ClearRefsReadLock(Variant):
         return False
 
 
+@attrs.frozen
+class MremapFlushAfterUnlock(Variant):
+    """move_ptes() drops the PTLs before the flush of the old address, as move_page_tables()
+    did before eb66ae030829 (v4.19, CVE-2018-18281)."""
+
+    def move_ptes_flush_before_unlock(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class FlushRangeNoFreedTables(Variant):
+    """x86 flush_tlb_range() passes freed_tables = false, as before 3ef938c35035 (2025)."""
+
+    def flush_tlb_range_frees_tables(self, at: Site) -> bool:
+        return False
+
+
 MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism(
         key="ptl-zap-flushes-before-unlock",
@@ -855,6 +872,62 @@ MECHANISMS: tuple[Mechanism, ...] = (
         shape=(("cpus", 3), ("mms", 1), ("file_pages", 0)),
         blocked_at=3,  # the fault waits for clear_refs' mmap_write_lock, held to its flush
         proof="nightly",  # 16 steps over three CPUs: over a minute of breadth-first search
+    ),
+    Mechanism(
+        key="mremap-flush-before-unlock",
+        ordering="move_ptes(): flush_tlb_range() of the old address before pte_unmap_unlock() "
+        "(eb66ae030829)",
+        kernel=VARIANTS["linux-5.2"],
+        moved=_moved(MremapFlushAfterUnlock, "linux-5.2", "before-eb66ae030829"),
+        prop="no_use_after_free",
+        schedule=(
+            "cpu0 tlb_fill va=0x1000",  # cpu0 caches the page at its old address
+            "cpu0 mremap va=0x1000",
+            "cpu0 move_ptes",  # the PTE moves to 0x2000; the PTL is dropped, no flush yet
+            "cpu1 try_to_migrate_one mm=A va=0x2000",  # the rmap finds it at the new address
+            "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",  # ptep_clear_flush(): 0x2000 only
+            "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 native_flush_tlb_others__send_ipis",
+            "cpu0 flush_smp_call_function_queue",
+            "cpu0 flush_tlb_func",  # flushes 0x2000; 0x1000 stays cached
+            "cpu1 smp_call_function_many__csd_lock_wait",
+            "cpu1 try_to_migrate_one__unlock",
+            "cpu1 migrate_folio_move__copy",
+            "cpu1 remove_migration_ptes",
+            "cpu1 migrate_folio_done",  # the old page is freed
+            "cpu0 nmi va=0x1000",  # through the old address, into the freed page
+        ),
+        budget={},
+        per_cpu=((0, {"mremap": 1}), (1, {"migrate": 1})),
+        shape=(("mms", 1), ("file_pages", 0)),
+        blocked_at=4,  # migration spins on the PTL in try_to_migrate_one(), held to the flush
+    ),
+    Mechanism(
+        key="collapse-flush-reaches-lazy-cpus",
+        ordering="pmdp_collapse_flush(): flush_tlb_range() with freed_tables, so the flush "
+        "reaches lazy CPUs before the table is freed (3ef938c35035)",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(FlushRangeNoFreedTables, "linux-current", "before-3ef938c35035"),
+        prop="no_walk_of_freed_page_table",
+        schedule=(
+            "cpu0 collapse_file mm=A va=0x1000",  # try_to_unmap(): PTE cleared, flush batched
+            "cpu0 arch_tlbbatch_flush",
+            "cpu1 nmi va=0x1000",  # a walk: cpu1's paging-structure cache holds the PMD
+            "cpu1 enter_lazy_tlb next=kthread",  # cpu1 lazy, CR3 still mm A
+            "cpu0 native_flush_tlb_multi__send_ipis",  # lazy cpu1 skipped
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 retract_page_tables",  # pmdp_huge_get_and_clear()
+            "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu0 native_flush_tlb_multi__send_ipis",  # no freed_tables: lazy cpu1 skipped
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 retract_page_tables__unlock",
+            "cpu0 pte_free_defer",  # call_rcu(): cpu1 has IRQs on, nothing holds it back
+            "tlb_remove_table_rcu pfn=0",  # freed; cpu1 can still walk into it
+        ),
+        budget={},
+        per_cpu=((0, {"collapse": 1}), (1, {"switch": 2})),
+        shape=(("mms", 1), ("anon_pages", 0)),
+        blocked_at=10,  # freed_tables: the flush IPIs lazy cpu1 and waits for its ack
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""

@@ -85,25 +85,41 @@ def test_the_kernel_holds_every_default_property_with_that_budget(m: Mechanism) 
 
 
 EXAMPLES = [
-    ("before_99baac21.py", ("madvise=1",), "no_stale_access_after_return", 8),
-    ("flush_after_unlock.py", ("madvise=1,writeback=1",), "no_lost_write", 6),
+    ("before_99baac21.py", ("madvise=1",), "no_stale_access_after_return", 8, ()),
+    ("flush_after_unlock.py", ("madvise=1,writeback=1",), "no_lost_write", 6, ()),
     (
         "before_3ea277194daa.py",
         ("cpu0:reclaim=1", "cpu1:mprotect=1"),
         "no_write_after_write_protect",
         6,
+        (),
     ),
-    ("before_912efa17e512.py", ("cpu0:clear_refs=1",), "no_lost_soft_dirty", 4),
+    ("before_912efa17e512.py", ("cpu0:clear_refs=1",), "no_lost_soft_dirty", 4, ()),
+    (
+        "before_eb66ae030829.py",
+        ("cpu0:mremap=1", "cpu1:migrate=1"),
+        "no_use_after_free",
+        15,
+        ("--mms", "1", "--file-pages", "0"),
+    ),
+    (
+        "before_3ef938c35035.py",
+        ("cpu0:collapse=1", "cpu1:switch=2"),
+        "no_walk_of_freed_page_table",
+        13,
+        ("--mms", "1", "--anon-pages", "0"),
+    ),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "budgets", "prop", "length"), EXAMPLES)
+@pytest.mark.parametrize(("name", "budgets", "prop", "length", "shape"), EXAMPLES)
 def test_an_example_file_moves_one_decision_and_breaks_what_the_kernel_holds(
     name: str,
     budgets: tuple[str, ...],
     prop: str,
     length: int,
+    shape: tuple[str, ...],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's commands: a variant file of at most 40 lines, nothing in protocol/
@@ -111,7 +127,7 @@ def test_an_example_file_moves_one_decision_and_breaks_what_the_kernel_holds(
     (test_the_kernel_holds_every_default_property_with_that_budget)."""
     path = ROOT / "examples" / name
     assert len(path.read_text().splitlines()) <= 40
-    argv = ["explore", "-v", f"{path}:VARIANT", "-p", prop]
+    argv = ["explore", "-v", f"{path}:VARIANT", "-p", prop, *shape]
     for budget in budgets:
         argv += ["--budget", budget]
     assert main(argv) == 1

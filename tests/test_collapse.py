@@ -1,0 +1,99 @@
+"""khugepaged's retract_page_tables() against lazy CPUs and GUP-fast: what the collapse path
+does when it may not retract, and the 2025 bug it found on 5.2 (the ordering that makes it
+safe today is in tests/schedules.py: MECHANISMS, collapse-flush-reaches-lazy-cpus)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.schedules import MECHANISMS
+from tests.test_copy_paths import _world, settle
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol.state import FREE, NO_PFN, PGTABLE
+
+_LAZY = next(m for m in MECHANISMS if m.key == "collapse-flush-reaches-lazy-cpus")
+
+
+def test_collapse_retracts_no_table_that_maps_an_anonymous_page() -> None:
+    w = _world("linux-current", {"collapse": 1})  # one anonymous page, one file page
+    assert not [a for a in w.enabled_actions() if a.op == "collapse_file"]
+
+
+def test_collapse_unmaps_the_file_page_and_frees_the_table_after_a_grace_period() -> None:
+    w = _world("linux-current", {"collapse": 1}, mms=1, anon_pages=0)
+    w.run(["cpu0 collapse_file mm=A va=0x1000"])
+    settle(w, 0)  # cpu0's path and the IPIs, not the RCU callback
+    assert w.mms[1].pgtable_pfn == NO_PFN
+    assert w.frames[0].kind == PGTABLE  # pte_free_defer(): waits for RCU
+    assert w.rcu == ((0, 0),)
+    w.run(["tlb_remove_table_rcu pfn=0"])
+    assert w.frames[0].kind == FREE
+    assert w.frames[1].kind != FREE and not w.frames[1].mapped  # stays in the page cache
+    assert not w.violations()
+
+
+def test_5_2_retracts_no_table_while_its_mmap_sem_trylock_fails() -> None:
+    w = _world("linux-5.2", {"collapse": 1}, {"mprotect": 1}, mms=1, anon_pages=0)
+    w.run(["cpu1 mprotect va=0x1000"])  # mmap_write_lock() held to its return
+    w.run(
+        [
+            "cpu0 collapse_file mm=A va=0x1000",  # cpu1 is in mm_cpumask: the flush is batched
+            "cpu0 arch_tlbbatch_flush",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu1 flush_smp_call_function_queue",
+            "cpu1 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+            "cpu0 retract_page_tables",  # down_write_trylock() fails
+        ]
+    )
+    assert w.mms[1].pgtable_pfn != NO_PFN and not w.cpus[0].path  # nothing retracted
+    assert not w.violations()
+
+
+def test_5_2_frees_a_retracted_table_a_lazy_cpu_still_caches_the_bug_3ef938c35035_fixed() -> None:
+    """The MECHANISMS schedule on linux-5.2 itself (12 steps: 5.2 frees the table at once,
+    with no RCU callback, and sends its local flush first), BFS-minimal."""
+    config = Config(
+        budget=Budget.only(),
+        cpu_budget=((0, Budget.only(collapse=1)), (1, Budget.only(switch=2))),
+        reuse=False,
+        mms=1,
+        anon_pages=0,
+    )
+    r = bfs(
+        World.initial(VARIANTS["linux-5.2"], config),
+        ["no_walk_of_freed_page_table"],
+        200,
+        key=symmetric_fingerprint,
+    )
+    assert r.violation is not None and r.schedule is not None
+    assert len(r.schedule) == 12
+    assert "CPU1 (lazy)" in r.violation.message or "cpu1 (lazy)" in r.violation.message
+    assert [str(a) for a in r.schedule][-1] == "cpu0 pte_free_defer"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["linux-current", "linux-5.2"])
+def test_collapse_against_gup_fast_holds_every_default_property(variant: str) -> None:
+    """GUP-fast walks with IRQs off: the flush IPI waits for it (5.2 frees the table right
+    after the flush), and today the RCU grace period too."""
+    config = Config(
+        budget=Budget.only(),
+        cpu_budget=((0, Budget.only(collapse=1)), (1, Budget.only(gup_fast=1))),
+        reuse=False,
+        anon_pages=0,
+    )
+    r = bfs(World.initial(VARIANTS[variant], config), DEFAULT_PROPERTIES, 200)
+    assert r.exhausted and r.violation is None
+
+
+def test_the_lazy_cpu_schedule_names_cpu1_lazy_at_the_free() -> None:
+    m = _LAZY
+    per_cpu = tuple((cpu, Budget.only(**b)) for cpu, b in m.per_cpu)
+    config = Config(budget=Budget.only(), cpu_budget=per_cpu, reuse=False, mms=1, anon_pages=0)
+    w = World.initial(m.moved, config)
+    w.run(list(m.schedule))
+    (v,) = [v for v in w.found if v.prop == "no_walk_of_freed_page_table"]
+    assert "CPU1 (lazy)" in v.message or "cpu1 (lazy)" in v.message
