@@ -1,7 +1,8 @@
 """The mm layer's state spaces: ``tlbfuzz explore -v VARIANT --budget KIND=1`` (2 CPUs, every
-other kind 0, no frame reuse, symmetry reduction on: the CLI's configuration) for each kind
-of kernel path that zaps or changes PTEs, on linux-current and linux-5.2, with every default
-property. Each search stops at ``--seconds`` and then says how deep it got.
+other kind 0, no frame reuse, symmetry reduction on: the CLI's configuration, with the shape
+the kind needs, ``BudgetKind.shape``) for each kind of kernel path the mm/ and fs/ modules
+declare, on linux-current and linux-5.2, with every default property. Each search stops at
+``--seconds`` and then says how deep it got.
 
     python -m bench.bench_mm [--seconds 600] [--variant linux-current] [--kind madvise]
 """
@@ -10,11 +11,21 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
-from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, PATHS, VARIANTS, Budget, Config, Step, World
 from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 
-KINDS = ("munmap", "madvise", "mprotect", "writeback", "truncate")
+NOT_MM = ("tlbfuzz.protocol.tlb", "tlbfuzz.protocol.smp")
+KINDS = tuple(
+    dict.fromkeys(
+        p.budget.name
+        for p in PATHS.values()
+        if isinstance(first := p.steps[0], Step) and first.run.__module__ not in NOT_MM
+    )
+)
+"""The kinds of the paths of mm/ and fs/ (derived: a new path's kind comes with it)."""
+SHAPE: dict[str, dict[str, Any]] = {p.budget.name: dict(p.budget.shape) for p in PATHS.values()}
 
 
 class OutOfTime(Exception):
@@ -22,7 +33,8 @@ class OutOfTime(Exception):
 
 
 def run(variant: str, kind: str, seconds: float) -> str:
-    start = World.initial(VARIANTS[variant], Config(budget=Budget.only(**{kind: 1}), reuse=False))
+    config = Config(budget=Budget.only(**{kind: 1}), reuse=False, **SHAPE[kind])
+    start = World.initial(VARIANTS[variant], config)
     t0 = time.perf_counter()
     last = [0, 0]
 

@@ -12,8 +12,8 @@ Public surface::
 Kernel paths are records (``tlbfuzz.protocol.paths``), declared by the module of the kernel
 file each models; importing this package declares them in a fixed order: mm/, then
 arch/x86/mm/tlb.c, then kernel/smp.c, then mm/gup.c, mm/vmscan.c, mm/mempolicy.c,
-mm/migrate.c, mm/memory.c, fs/proc/task_mmu.c, mm/mremap.c and mm/khugepaged.c. ``PATHS``
-maps their names to them.
+mm/migrate.c, mm/memory.c, fs/proc/task_mmu.c, mm/mremap.c, mm/khugepaged.c and
+mm/userfaultfd.c. ``PATHS`` maps their names to them.
 
 This package imports no hypothesis, random, time or I/O: all nondeterminism is an action
 chosen from outside (tests/test_layering.py enforces it).
@@ -21,7 +21,7 @@ chosen from outside (tests/test_layering.py enforces it).
 
 # in this order: it is the order of PATHS
 from tlbfuzz.protocol import mm, tlb, smp, gup, vmscan, mempolicy, migrate, memory  # noqa: I001
-from tlbfuzz.protocol import task_mmu, mremap, khugepaged
+from tlbfuzz.protocol import task_mmu, mremap, khugepaged, userfaultfd
 from tlbfuzz.protocol.actions import GLOBAL, Action, ParseError, parse
 from tlbfuzz.protocol.config import Budget, Config, parse_budgets
 from tlbfuzz.protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
@@ -67,5 +67,6 @@ __all__ = [
     "smp",
     "task_mmu",
     "tlb",
+    "userfaultfd",
     "vmscan",
 ]

@@ -227,11 +227,13 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
 
 def write_protected_pte(mm: Mm, va: int) -> Pte | None:
     """The PTE of ``va`` if a write to it enters do_wp_page(): present and read-only in a
-    writable vma (else the write succeeds, or is a SIGSEGV or another fault)."""
+    writable vma (else the write succeeds, or is a SIGSEGV or another fault), and not
+    userfaultfd write-protected: then ``if (userfaultfd_pte_wp(vma, ptep_get(vmf->pte)))
+    return handle_userfault(vmf, VM_UFFD_WP);`` and the write waits for the monitor."""
     pte = mm.ptes.get(va)
     if pte is None or not pte.present or pte.writable or not mm.vma_writable.get(va, False):
         return None
-    return pte
+    return None if pte.uffd_wp else pte
 
 
 def do_wp_page(w: World, cpu: int, va: int) -> bool:

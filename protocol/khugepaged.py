@@ -166,7 +166,7 @@ COLLAPSE = register(
     Path(
         "collapse",
         # Asked for by name (--budget collapse=1): its question needs a lazy CPU or a walker.
-        BudgetKind("collapse", default=0, fuzz_max=0),
+        BudgetKind("collapse", default=0, fuzz_max=0, shape=(("anon_pages", 0),)),
         MM_VA,
         _collapse_may_start,
         (

@@ -99,6 +99,7 @@ def try_to_migrate_one(w: World, cpu: int) -> None:
         pfn,
         pte.seq + 1,
         soft_dirty=pte.soft_dirty,
+        uffd_wp=pte.uffd_wp,
         migration=True,
     )
     w.frames[pfn] = w.frames[pfn]._replace(mapped=False)
@@ -152,7 +153,14 @@ def remove_migration_ptes(w: World, cpu: int) -> None:
     if pte is None or not pte.migration or pte.pfn != old:
         return  # zapped meanwhile: no entry to restore, both pages are freed
     mm.ptes[va] = Pte(
-        True, pte.writable, False, pte.dirty, new, pte.seq + 1, soft_dirty=pte.soft_dirty
+        True,
+        pte.writable and not pte.uffd_wp,  # pte_swp_uffd_wp(): pte_mkuffd_wp(), read-only
+        False,
+        pte.dirty,
+        new,
+        pte.seq + 1,
+        soft_dirty=pte.soft_dirty,
+        uffd_wp=pte.uffd_wp,
     )
     w.frames[new] = w.frames[new]._replace(mapped=True, va=va)
     if new != old and lost_to_copy(w, cpu, old):

@@ -453,14 +453,18 @@ def change_pte_range(w: World, cpu: int) -> None:
             mm.ptes[va] = pte._replace(present=False, protnone=True, seq=pte.seq + 1)
             c.locals = c.locals._replace(cleared=True)
         return
+    uffd = c.locals.uffd_wp or pte.uffd_wp  # uffd-wp sets it, and pte_modify() keeps it
     if pte.migration:
         # ``if (is_writable_migration_entry(entry)) { entry = make_readable_migration_entry(
-        # swp_offset(entry)); ... set_pte_at(...) }``: no flush, the entry is not present
-        if pte.writable:
-            mm.ptes[va] = pte._replace(writable=False, seq=pte.seq + 1)
+        # swp_offset(entry)); ... set_pte_at(...) }``: no flush, the entry is not present;
+        # uffd-wp marks it (``pte_swp_mkuffd_wp()``)
+        if pte.writable or uffd != pte.uffd_wp:
+            mm.ptes[va] = pte._replace(writable=False, uffd_wp=uffd, seq=pte.seq + 1)
         return
     if pte.mapped:  # pte_modify() with the vma's new protection: present, read-only
-        mm.ptes[va] = pte._replace(present=True, protnone=False, writable=False, seq=pte.seq + 1)
+        mm.ptes[va] = pte._replace(
+            present=True, protnone=False, writable=False, uffd_wp=uffd, seq=pte.seq + 1
+        )
         if w.variant.mprotect_records_pte(w.site(cpu), pte):
             c.locals = c.locals._replace(cleared=True)
 

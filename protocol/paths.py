@@ -91,6 +91,9 @@ class BudgetKind:
     """Per CPU, when a Config names no count for this kind."""
     fuzz_max: int = 2
     """The fuzzer draws 1..fuzz_max per CPU; 0: it draws none unless ``--budget`` asks."""
+    shape: tuple[tuple[str, int], ...] = ()
+    """Config fields without which no path of this kind can start (``(("anon_pages", 0),)``:
+    khugepaged retracts only a page table that maps no anonymous page)."""
 
 
 class ArgDomain(NamedTuple):

@@ -113,6 +113,9 @@ class Pte(NamedTuple):
     soft_dirty: bool = False
     """x86 ``_PAGE_SOFT_DIRTY`` (``_PAGE_BIT_SOFTW3``): a software bit the hardware never
     sets; ``pte_mkdirty()`` sets it with D on a write fault, clear_refs clears it."""
+    uffd_wp: bool = False
+    """x86 ``_PAGE_UFFD_WP`` (or the swap entry's ``_PAGE_SWP_UFFD_WP``): userfaultfd
+    write-protected; a write fault goes to the monitor (``handle_userfault()``)."""
     migration: bool = False
     """A migration entry (a non-present swap entry, ``is_migration_entry()``): ``pfn`` names
     the page being migrated, ``writable`` says whether the entry is a writable one and
@@ -246,6 +249,7 @@ class Locals(NamedTuple):
     wrote: tuple[tuple[int, int], ...] = ()  # (va, PTE seq) of the PTEs clear_refs cleaned
     new_va: int = 0  # mremap's new address (the old one is ``va``)
     page: int = NO_PFN  # the page whose lock the path holds (Path.locks_page)
+    uffd_wp: bool = False  # change_protection(..., MM_CP_UFFD_WP): userfaultfd write-protect
 
 
 def for_each_cpu(mask: int) -> list[int]:

@@ -118,6 +118,8 @@ class Variant:
     rcu_table_free: bool = False
     """x86 frees page tables through ``tlb_remove_table()`` and RCU (a37259732a7d,
     v6.15; before, only paravirt guests did); 5.2 on bare metal uses the page batch."""
+    uffd_wp: bool = False
+    """The kernel has userfaultfd write-protect (``UFFDIO_WRITEPROTECT``, v5.7)."""
     flush_range_frees_tables: bool = False
     """x86 ``flush_tlb_range()`` passes ``freed_tables = true`` (3ef938c35035, 2025)."""
     pte_free_defer: bool = False
@@ -365,6 +367,11 @@ class Variant:
         copy was taken."""
         return True
 
+    def has_uffd_wp(self, at: Site) -> bool:
+        """``ioctl(UFFDIO_WRITEPROTECT)`` exists (since v5.7; 5.2 has none: its userfaultfd
+        knows missing pages only)."""
+        return self.uffd_wp
+
     def move_ptes_flush_before_unlock(self, at: Site) -> bool:
         """mremap's move_ptes(): ``if (force_flush) flush_tlb_range(vma, old_end - len,
         old_end);`` before ``pte_unmap_unlock()`` (eb66ae030829, v4.19; 5.2 and mainline), so
@@ -483,6 +490,7 @@ LINUX_CURRENT: Final = attrs.evolve(
     rcu_table_free=True,
     flush_range_frees_tables=True,
     pte_free_defer=True,
+    uffd_wp=True,
     batch_checks_accessible=True,
     migrate_batch_flush=True,
     cow_on_extra_ref=True,

@@ -123,12 +123,13 @@ def nested_gathers(w: World) -> bool:
 
 
 def syscall_found_nothing(w: World) -> bool:
-    """A madvise, munmap or mprotect is past its PTE changes without having recorded one (its
-    PTEs were already changed by someone else) and has not returned."""
+    """A madvise, munmap, mprotect or UFFDIO_WRITEPROTECT is past its PTE changes without
+    having recorded one (its PTEs were already changed by someone else) and has not
+    returned."""
     for c in w.cpus:
         # pc 0 opens the gather, pc 1 changes the PTEs under the PTL (unless reclaim's batch
         # is flushed first: then they come after that flush)
-        if c.path in ("madvise", "munmap", "mprotect") and c.pc > 1:
+        if c.path in ("madvise", "munmap", "mprotect", "uffd_wp") and c.pc > 1:
             lv = c.locals
             if not (lv.changed or lv.freed_tables or lv.fullmm or lv.batched_flush):
                 return True

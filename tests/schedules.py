@@ -929,6 +929,26 @@ MECHANISMS: tuple[Mechanism, ...] = (
         shape=(("mms", 1), ("anon_pages", 0)),
         blocked_at=10,  # freed_tables: the flush IPIs lazy cpu1 and waits for its ack
     ),
+    Mechanism(
+        key="uffd-wp-nested-flush",
+        ordering="uffd_wp_range(): tlb_finish_mmu() flushes when another write-protect of "
+        "the mm is in flight (mm_tlb_flush_nested(), 99baac21e458)",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(NoNestedFlush, "linux-current", "uffd-wp-no-nested-flush"),
+        prop="no_stale_access_after_return",
+        schedule=(
+            "cpu0 user_write va=0x1000",  # cached writable and dirty
+            "cpu0 mwriteprotect_range va=0x1000",
+            "cpu1 mwriteprotect_range va=0x1000",  # mmap_read_lock(): both at once
+            "cpu1 change_pte_range",  # read-only and marked; cpu1's flush not yet run
+            "cpu0 change_pte_range",  # already protected: nothing to flush
+            "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",  # the ioctl returns
+            "cpu0 user_write va=0x1000",  # no fault: the monitor misses the write
+        ),
+        budget={"uffd_wp": 1},
+        shape=(("mms", 1), ("file_pages", 0)),
+        blocked_at=6,  # tlb_flush_pending is 2: cpu0 flushes the whole mm before it returns
+    ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""
 

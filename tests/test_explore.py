@@ -10,7 +10,17 @@ import attrs
 import pytest
 
 from tests.schedules import SHORTEST
-from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, Violation, World
+from tlbfuzz.protocol import (
+    DEFAULT_PROPERTIES,
+    PATHS,
+    VARIANTS,
+    Action,
+    Budget,
+    Config,
+    Violation,
+    World,
+    budget_kinds,
+)
 from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 
 
@@ -208,7 +218,7 @@ def test_search_past_a_violation_gives_each_property_its_own_shortest() -> None:
 # hardware does, on linux-current. Pinned when the mm layer came (issue 9): madvise and munmap
 # then gained mmap_lock, the PTL and the nested check, mprotect a gather, writeback a start on
 # an unmapped page, and truncate is new; gup_fast, reclaim, numa, migrate, clear_refs, mremap
-# (with its one spare address) and collapse (without anonymous pages: SHAPE_OF_KIND) came
+# (with its one spare address), collapse (without anonymous pages: SHAPE_OF_KIND) and uffd_wp came
 # with issue 10 (wp_fault too, pinned against the clear_refs that makes its page read-only,
 # PAIRED_KIND). madvise, mprotect and truncate moved (from 7537, 17021 and 9388) when
 # tlb_gather_mmu() became a step apart from the PTE changes. If one moves, say why in the
@@ -225,10 +235,11 @@ PER_KIND = {
     "clear_refs": 16453,
     "mremap": 19760,
     "collapse": 763,
+    "uffd_wp": 11104,
 }
-SHAPE_OF_KIND: dict[str, dict[str, Any]] = {"collapse": {"anon_pages": 0}}
-"""A kind that needs a shape other than the default: khugepaged retracts only a page table
-that maps no anonymous page."""
+SHAPE_OF_KIND: dict[str, dict[str, Any]] = {k.name: dict(k.shape) for k in budget_kinds(PATHS)}
+"""The shape a kind needs (``BudgetKind.shape``: khugepaged retracts only a page table that
+maps no anonymous page)."""
 PAIRED_KIND = {"wp_fault": ("clear_refs", 28549)}
 """A kind that needs another path first, on CPU0: the write fault copies only a page some
 write-protect made read-only (here clear_refs), so CPU1's fault is pinned against it."""
