@@ -333,7 +333,7 @@ def _config(
     """``--budget madvise=1,switch=1`` (every CPU) and ``--budget cpu1:switch=2`` (CPU 1):
     those kernel paths, every other kind 0, and no frame reuse (which never changes a
     verdict); no --budget: the default budget, with reuse. ``shape``: the memory model and
-    the sizes (``_shape``)."""
+    the sizes (``_shape``), and what a kind asked for needs (``BudgetKind.shape``)."""
     shape = dict(shape or {})
     pages = shape.get("anon_pages", 1) + shape.get("file_pages", 1)
     if pages > MAX_PAGES:
@@ -350,6 +350,18 @@ def _config(
     bad = [c for c in per_cpu if c >= cpus]
     if bad:
         _fail(f"--budget names cpu{bad[0]}, but there are {cpus} CPUs")
+    # A kind that cannot start without a shape of its own (BudgetKind.shape: collapse needs
+    # --anon-pages 0) gets it, unless the options say otherwise.
+    asked = {k for b in (plain, *per_cpu.values()) for k, n in b.counts if n}
+    implied = []
+    for k in budget_kinds(v.paths()):
+        if k.name in asked:
+            for field, value in k.shape:
+                if field not in shape:
+                    shape[field] = value
+                    implied.append(f"--{field.replace('_', '-')} {value} (for {k.name})")
+    if shape.get("anon_pages", 1) + shape.get("file_pages", 1) == 0:
+        _fail(f"the mm maps no page: --budget implies {', '.join(implied)}")
     return Config(cpus=cpus, budget=plain, cpu_budget=tuple(per_cpu.items()), reuse=False, **shape)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.schedules import MECHANISMS
 from tests.test_copy_paths import _world, settle
+from tlbfuzz.fuzz.cli import main
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
 from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
 from tlbfuzz.protocol.state import FREE, NO_PFN, PGTABLE
@@ -97,3 +98,22 @@ def test_the_lazy_cpu_schedule_names_cpu1_lazy_at_the_free() -> None:
     w.run(list(m.schedule))
     (v,) = [v for v in w.found if v.prop == "no_walk_of_freed_page_table"]
     assert "CPU1 (lazy)" in v.message or "cpu1 (lazy)" in v.message
+
+
+def test_explore_gives_a_collapse_budget_the_shape_it_needs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # no --anon-pages: BudgetKind.shape implies 0, and 5.2's bug is found as with it
+    argv = ["explore", "-v", "linux-5.2", "--mms", "1", "--budget", "cpu0:collapse=1"]
+    argv += ["--budget", "cpu1:switch=2", "-p", "no_walk_of_freed_page_table"]
+    assert main(argv) == 1
+    assert "no_walk_of_freed_page_table: 12 steps" in " ".join(capsys.readouterr().out.split())
+
+
+def test_explore_refuses_a_collapse_budget_with_no_page_left_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["explore", "-v", "linux-5.2", "--file-pages", "0", "--budget", "collapse=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tlbfuzz: the mm maps no page: --budget implies --anon-pages 0 (for collapse)"]
