@@ -110,6 +110,8 @@ def retract_page_tables(w: World, cpu: int) -> None:
     pt = mm.pgtable_pfn
     mm.pgtable_pfn = NO_PFN  # pmdp_huge_get_and_clear()
     c.locals = lv._replace(
+        ubc=0,  # try_to_unmap_flush() cleared the batch: ``cpumask_clear(&batch->cpumask)``
+        ubc_gen=0,
         va=0,
         end=HPAGE_PMD_SIZE,
         cleared=True,

@@ -445,7 +445,9 @@ def change_pte_range(w: World, cpu: int) -> None:
     c = w.cpus[cpu]
     va = c.locals.va
     mm = w.mms[c.locals.mm]
-    pte = mm.ptes[va]
+    pte = mm.ptes.get(va)
+    if pte is None:
+        return  # a vma with no PTE yet (mremap moved a vma whose page was gone): pte_none()
     if c.locals.prot_numa:
         # ``if (prot_numa) { ... if (pte_protnone(oldpte)) continue; ...}``, then the new
         # entry is PROT_NONE, and pte_needs_flush(present -> not present) records it

@@ -98,6 +98,9 @@ def move_ptes(w: World, cpu: int) -> None:
         seq = before.seq + 1 if before is not None else 0
         mm.ptes[lv.new_va] = pte._replace(seq=seq, soft_dirty=True)
         w.frames[pte.pfn] = w.frames[pte.pfn]._replace(va=lv.new_va)
+        # clear_refs' promise was about the old PTE; the moved one is soft-dirty, so pagemap
+        # shows a write through the old address's cached entry at the new one
+        mm.soft_dirty_clean.pop(lv.va, None)
         force = pte.mapped  # pte_present(): PROT_NONE too
     at = w.site(cpu)
     keep = force and w.variant.move_ptes_flush_before_unlock(at)

@@ -117,3 +117,39 @@ def test_explore_refuses_a_collapse_budget_with_no_page_left_in_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["tlbfuzz: the mm maps no page: --budget implies --anon-pages 0 (for collapse)"]
+
+
+# --- model bugs found in review, each a schedule the model got wrong before its fix ----------
+
+
+def test_retraction_flushes_mm_cpumask_not_the_batch_it_flushed_before() -> None:
+    """x86 arch_tlbbatch_flush() ends with ``cpumask_clear(&batch->cpumask)``: the
+    retraction's own flush goes to mm_cpumask, which cpu1 rejoined after the batch was made
+    (the model sent it to the stale batch, skipped cpu1 and reported a walk of a freed table
+    on 5.2 where the kernel IPIs cpu1)."""
+    budgets = ((0, Budget.only(collapse=1)), (1, Budget.only(switch=2)), (2, Budget.only()))
+    config = Config(
+        budget=Budget.only(), cpu_budget=budgets, reuse=False, cpus=3, mms=2, anon_pages=0
+    )
+    w = World.initial(VARIANTS["linux-5.2"], config)
+    w.run(["cpu1 nmi va=0x1000", "cpu1 switch_mm_irqs_off__cpumask_set_cpu next=B"])
+    settle(w, 1)
+    assert not w.mms[1].cpumask & 0b010  # cpu1 left mm A's mask (5.2 clears it)
+    w.run(
+        [
+            "cpu0 collapse_file mm=A va=0x1000",  # the batch: mm A's mask, without cpu1
+            "cpu0 arch_tlbbatch_flush",
+            "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu0 native_flush_tlb_others__send_ipis",
+            "cpu2 flush_smp_call_function_queue",
+            "cpu2 flush_tlb_func",
+            "cpu0 smp_call_function_many__csd_lock_wait",
+        ]
+    )
+    back = next(a for a in w.enabled_actions() if a.cpu == 1 and "next=A" in str(a))
+    w.run([back])
+    settle(w, 1)
+    w.run(["cpu1 nmi va=0x1000", "cpu0 retract_page_tables"])  # cpu1 caches the PMD again
+    settle(w, 0)
+    assert w.mms[1].pgtable_pfn == NO_PFN and w.frames[0].kind == FREE
+    assert not w.violations()

@@ -69,3 +69,42 @@ def test_a_migration_restores_its_entry_where_mremap_moved_it() -> None:
     assert w.frames[pte.pfn].va == 0x2000 and w.frames[pte.pfn].mapped
     assert w.frames[1].kind == FREE
     assert not w.violations()
+
+
+# --- model bugs found in review, each a schedule the model got wrong before its fix ----------
+
+
+def test_mprotect_of_an_address_mremap_moved_no_page_to_changes_nothing() -> None:
+    # reclaim frees the page between mremap's new vma and move_ptes(): the vma moves, no PTE
+    # does; mprotect of the new address finds no PTE (the model raised KeyError here)
+    w = _world("linux-current", {"mremap": 1, "mprotect": 1}, {"reclaim": 1}, mms=1, file_pages=0)
+    w.run(["cpu0 mremap va=0x1000", "cpu1 try_to_unmap_one mm=A va=0x1000"])
+    settle(w)
+    assert w.mms[1].vma_writable.get(0x2000) and 0x2000 not in w.mms[1].ptes
+    w.run(["cpu0 mprotect va=0x2000"])
+    settle(w)
+    assert not w.cpus[0].path and not w.violations()
+
+
+def test_a_write_through_the_old_address_after_mremap_is_not_a_lost_soft_dirty_bit() -> None:
+    # the moved PTE is soft-dirty (move_soft_dirty_pte()): pagemap shows the write at the new
+    # address, so a write through the old address's cached entry loses nothing
+    w = _world("linux-current", {"mremap": 1}, {"clear_refs": 1}, mms=1, file_pages=0)
+    w.run(
+        [
+            "cpu1 clear_refs_write",
+            "cpu1 clear_refs_pte_range",
+            "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+            "cpu1 native_flush_tlb_multi__send_ipis",
+            "cpu0 flush_smp_call_function_queue",
+            "cpu0 flush_tlb_func",
+            "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+            "cpu1 smp_call_function_many__csd_lock_wait",  # clear_refs returns
+            "cpu1 user_write va=0x1000",  # faults: writable and soft-dirty again
+            "cpu0 mremap va=0x1000",
+            "cpu0 move_ptes",  # soft-dirty at 0x2000
+            "cpu1 user_write va=0x1000",  # cached W=1 D=1 until the flush
+        ]
+    )
+    assert w.mms[1].ptes[0x2000].soft_dirty
+    assert not w.violations()
