@@ -229,6 +229,8 @@ def check_config(where: str, raw: object, kinds: tuple[str, ...] = BUDGET_KINDS)
         raise CorpusError(
             f"{where}: config: {config.pages} pages (anon_pages + file_pages) is over {MAX_PAGES}"
         )
+    if config.pages == 0:
+        raise CorpusError(f"{where}: config: anon_pages + file_pages is 0: the mm maps no page")
     return config
 
 

@@ -283,8 +283,10 @@ class Variant:
     def mprotect_records_pte(self, at: Site, old: Pte) -> bool:
         """Whether change_pte_range()'s change of a present PTE ``old`` to read-only asks for a
         flush: mainline ``if (pte_needs_flush(oldpte, ptent)) tlb_flush_pte_range(...)`` (x86:
-        only if RW goes 1 -> 0 here); 5.2 ``pages++`` for every present PTE."""
-        return old.writable if self.mprotect_gather else True
+        ``if (!(pte_flags(oldpte) & _PAGE_PRESENT)) return false;``, so not for a PROT_NONE
+        entry, and otherwise only if RW goes 1 -> 0 here); 5.2 ``pages++`` for every
+        ``pte_present()`` entry, PROT_NONE too."""
+        return old.present and old.writable if self.mprotect_gather else True
 
     def frees_tables_by_rcu(self, at: Site) -> bool:
         """x86 ``___pte_free_tlb()``: mainline ``tlb_remove_ptdesc()`` -> ``tlb_remove_table()``

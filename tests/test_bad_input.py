@@ -180,6 +180,7 @@ CONTENTS: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     ("cpus-string", _config(cpus="2"), "config: cpus must be a whole number, not '2'"),
     ("anon-10M", _config(anon_pages=10_000_000), "anon_pages 10000000 is out of range 0-8"),
     ("pages-sum", _config(anon_pages=5, file_pages=5), "10 pages (anon_pages + file_pages)"),
+    ("no-page", _config(anon_pages=0, file_pages=0), "anon_pages + file_pages is 0"),
     ("mms-0", _config(mms=0), "config: mms 0 is out of range 1-4"),
     ("mms-100", _config(mms=100), "config: mms 100 is out of range 1-4"),
     ("asids-100", _config(asids=100), "config: asids 100 is out of range 1-6"),

@@ -38,3 +38,22 @@ def test_a_migration_keeps_the_mark_and_maps_the_copy_read_only() -> None:
     pte = w.mms[1].ptes[0x1000]
     assert pte.present and pte.pfn != 1 and pte.uffd_wp and not pte.writable
     assert not w.violations()
+
+
+# --- a model bug found in review, a schedule the model got wrong before its fix ----------------
+
+
+def test_mainline_records_no_flush_for_a_prot_none_pte_it_write_protects() -> None:
+    """x86 pte_needs_flush(): ``if (!(pte_flags(oldpte) & _PAGE_PRESENT)) return false;`` --
+    a NUMA-hinted (PROT_NONE) PTE is not present, so uffd-wp (or mprotect) over it asks for
+    no flush (the model recorded one, an extra flush that could hide a race); 5.2 counted
+    every pte_present() entry (``pages++``) and flushes."""
+    for variant, flushes in (("linux-current", False), ("linux-5.2", True)):
+        w = _world(variant, {"numa": 1, "mprotect": 1}, mms=1, file_pages=0)
+        w.run(["cpu0 change_prot_numa va=0x1000"])
+        settle(w)
+        assert w.mms[1].ptes[0x1000].protnone and w.mms[1].ptes[0x1000].writable
+        w.run(["cpu0 mprotect va=0x1000", "cpu0 change_pte_range"])
+        assert w.cpus[0].locals.cleared is flushes, variant
+        settle(w)
+        assert not w.violations()
