@@ -50,6 +50,7 @@ from tlbfuzz.protocol.mm import (
     file_page,
     free_page,
     mmap_locked,
+    page_cache_page,
     page_locked,
     ptl_free,
     ptl_not_held,
@@ -110,8 +111,6 @@ def retract_page_tables(w: World, cpu: int) -> None:
     pt = mm.pgtable_pfn
     mm.pgtable_pfn = NO_PFN  # pmdp_huge_get_and_clear()
     c.locals = lv._replace(
-        ubc=0,  # try_to_unmap_flush() cleared the batch: ``cpumask_clear(&batch->cpumask)``
-        ubc_gen=0,
         va=0,
         end=HPAGE_PMD_SIZE,
         cleared=True,
@@ -145,11 +144,6 @@ def pte_free_defer(w: World, cpu: int) -> None:
 def nothing_retracted(w: World, cpu: int) -> bool:
     """A skip: the table was not retracted (not empty, or the trylock failed)."""
     return not w.cpus[cpu].locals.tables
-
-
-def _collapsed_page(w: World, cpu: int, lv: Locals) -> int:
-    """``lock_page()`` of the small page-cache page at the locals' (mm, offset)."""
-    return file_page(w, lv.mm, lv.va)
 
 
 def _collapse_may_start(w: World, cpu: int, lv: Locals) -> bool:
@@ -189,7 +183,7 @@ COLLAPSE = register(
             ),
             Step("pte_free_defer", pte_free_defer, skip=nothing_retracted, c="pte_free_defer()"),
         ),
-        locks_page=_collapsed_page,
+        locks_page=page_cache_page,
         summary="khugepaged's file collapse: the small page unmapped (batched flush), then "
         "the empty page table retracted: PMD cleared, flushed, the table freed",
     )

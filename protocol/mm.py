@@ -524,12 +524,15 @@ def free_page(w: World, pfn: int, by: str) -> None:
                 )
         elif c.own_loaded_mm() == frame.mm and not c.own_is_lazy():
             # at any address: after mremap a CPU may cache the page's old one
-            cached = sorted(
-                va
-                for (asid, va), e in c.tlb.items()
-                if asid == c.cr3_asid and e.pfn == pfn and e.frame_version == frame.version
+            cached = min(
+                (
+                    va
+                    for (asid, va), e in c.tlb.items()
+                    if asid == c.cr3_asid and e.pfn == pfn and e.frame_version == frame.version
+                ),
+                default=None,
             )
-            for va in cached[:1]:
+            if cached is not None:
                 afip = c.async_func_in_progress
                 state = f"{c.mode}, loaded_mm={mm_name(c.loaded_mm)}"
                 if afip:
@@ -537,7 +540,7 @@ def free_page(w: World, pfn: int, by: str) -> None:
                 w.report(
                     NO_STALE_ENTRY_AT_FREE,
                     f"{by} frees pfn {pfn} ({frame.describe()}) while cpu{cpu} ({state}) "
-                    f"still caches {va:#x} -> pfn {pfn}: speculation can use it",
+                    f"still caches {cached:#x} -> pfn {pfn}: speculation can use it",
                 )
     w.frames[pfn] = Frame(FREE, 0, 0, frame.version + 1)
 
@@ -791,8 +794,9 @@ def _writeback_may_start(w: World, cpu: int, lv: Locals) -> bool:
     return pfn != NO_PFN and w.frames[pfn].page_dirty and not page_locked(w, pfn)
 
 
-def _page_written_back(w: World, cpu: int, lv: Locals) -> int:
-    """Writeback's ``lock_page()``: the page-cache page at the locals' (mm, offset)."""
+def page_cache_page(w: World, cpu: int, lv: Locals) -> int:
+    """``lock_page()`` of the page-cache page at the locals' (mm, offset) (writeback,
+    khugepaged: ``Path.locks_page``)."""
     return file_page(w, lv.mm, lv.va)
 
 
@@ -940,7 +944,7 @@ WRITEBACK = register(
             ),
             Step("writepage", writepage, c="->writepage()"),
         ),
-        locks_page=_page_written_back,
+        locks_page=page_cache_page,
         summary="writeback of one dirty file page: clear_page_dirty_for_io() -> page_mkclean()",
     )
 )

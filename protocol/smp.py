@@ -46,10 +46,13 @@ def _queue_csd(w: World, key: CsdKey, csd: Csd) -> None:
 
 
 def flush_targets(w: World, cpu: int, info: FlushTlbInfo) -> list[int]:
-    """The CPUs of mm_cpumask(mm) but this one that the variant decides to IPI; for reclaim's
-    batched flush, those of the batch's cpumask (``arch_tlbbatch_flush()``)."""
-    ubc = w.cpus[cpu].locals.ubc
-    mask = (ubc or w.mms[info.mm].cpumask) & ~(1 << cpu)
+    """The CPUs of mm_cpumask(mm) but this one that the variant decides to IPI; for the
+    request ``arch_tlbbatch_flush()`` built (the batch's generation), those of the batch's
+    cpumask. Any later flush of the path (khugepaged's, after ``try_to_unmap_flush()``,
+    which ends with ``cpumask_clear(&batch->cpumask)``) goes to mm_cpumask again."""
+    lv = w.cpus[cpu].locals
+    batch = lv.ubc if lv.ubc and info.new_tlb_gen == lv.ubc_gen else 0
+    mask = (batch or w.mms[info.mm].cpumask) & ~(1 << cpu)
     at = w.site(cpu)
     return [t for t in for_each_cpu(mask) if w.variant.should_flush_tlb(at, w, t, info)]
 
