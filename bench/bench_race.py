@@ -6,8 +6,11 @@ violation is a miss. Per concern and strategy: seeds that found a violation, med
 executions (examples or walks) and model steps to the first failure (minimisation included
 in the time), and the shortest length reported after minimisation.
 
-- ``hyp-ci``: the Hypothesis machine with the ``ci`` profile's settings (30-step examples),
-  seeded (an explicit seed overrides ``derandomize``), ``steps / 30`` examples;
+- ``swarm``: what the ``ci`` profile runs (``fuzz/swarm.py``): Hypothesis draws a plan (focus,
+  scheduler, seed) per example and the model walks it, 30 steps, ``steps / 30`` examples,
+  seeded (an explicit seed overrides ``derandomize``); ``swarm@N``: N walks per plan;
+- ``hyp-ci``: the rule machine (``fuzz/machine.py``, the ``dev`` and ``nightly`` profiles'
+  search) with the ``ci`` profile's settings (30-step examples), ``steps / 30`` examples;
 - ``hyp-nightly``: the ``nightly`` profile's 50-step examples, ``steps / 50`` examples, with
   Hypothesis's own shrinker off like every other column
   (``tlbfuzz.protocol.search.minimise`` runs on every strategy's finding alike; the nightly
@@ -34,12 +37,13 @@ from hypothesis import settings as Settings
 from tests.schedules import SHORTEST
 from tests.test_explore import NEEDS, config
 from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES
-from tlbfuzz.fuzz.runner import Finding, fuzz_variant
+from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
+from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN
 from tlbfuzz.fuzz.walker import pct_walk, random_walk
 from tlbfuzz.protocol import VARIANTS, Config, World
-from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol.search import bfs, fewer_cpus, symmetric_fingerprint
 
-RANDOM: Final = ("hyp-ci", "hyp-nightly", "walker", "pct")
+RANDOM: Final = ("swarm", "hyp-ci", "hyp-nightly", "walker", "pct")
 
 Trial = tuple[bool, float, int, int, int]  # found, seconds, executions, steps, length
 
@@ -62,6 +66,21 @@ def trial(variant: str, prop: str, strategy: str, seed: int, budget: int) -> Tri
         if isinstance(o, Finding):
             return True, time.perf_counter() - t0, o.examples, o.steps, len(o.schedule)
         return False, 0.0, o.examples, o.steps, 0
+    if strategy.startswith("swarm"):
+        per_plan = int(strategy.partition("@")[2] or WALKS_PER_PLAN)
+        swarm_settings = Settings(
+            PROFILES["ci"],
+            max_examples=budget // (per_plan * 30),
+            phases=NO_SHRINK,
+            database=None,
+        )
+        err, n_examples, n_steps = run_swarm(
+            v, (prop,), swarm_settings, seed, 2, walks_per_plan=per_plan
+        )
+        if err is not None:
+            small = fewer_cpus(v, err.config, err.schedule, [prop])
+            return True, time.perf_counter() - t0, n_examples, n_steps, len(small[1])
+        return False, 0.0, n_examples, n_steps, 0
     walk = random_walk if strategy == "walker" else pct_walk
     r = walk(v, Config(cpus=2), [prop], seed, walks=budget // 20)
     if r.schedule is not None:

@@ -26,7 +26,7 @@ therefore run the command from an installed copy, in its own process (``tests/cl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -74,6 +74,16 @@ PROFILES: Final[dict[str, settings]] = {
 ``bench/bench_race.py --strategies hyp-ci@20,hyp-ci``). ``nightly`` walks 50 steps; at the
 same step budget that was no better than 30, so nightly's edge is its tenfold budget and the
 shrinker."""
+
+Engine = Literal["machine", "swarm"]
+ENGINES: Final[dict[str, Engine]] = {"dev": "machine", "ci": "swarm", "nightly": "machine"}
+"""Which search runs under each profile: ``machine``, the rule machine (``fuzz/machine.py``:
+Hypothesis draws every step), or ``swarm`` (``fuzz/swarm.py``: Hypothesis draws a focus and a
+scheduler per example, the model walks it in a tight loop). ``ci`` is the swarm: at the race's
+budget of model steps it found the review's rows in as many seeds or more, but for
+``tlb_gen_soundness``, in a fifth of the time or less (README, race between search
+strategies). ``nightly`` keeps the machine, with Hypothesis's shrinker, so the two searches
+cover for each other. A profile's ``stateful_step_count`` is a walk's length in both."""
 
 for _name, _s in PROFILES.items():
     settings.register_profile(f"tlbfuzz-{_name}", _s)

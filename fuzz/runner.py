@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from hypothesis import given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
@@ -13,7 +14,9 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.profiles import PROFILES
+from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
+from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
+from tlbfuzz.fuzz.swarm import walk as swarm_walk
 from tlbfuzz.protocol import World
 from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
@@ -102,6 +105,53 @@ def run_machine(
     return None, machine.examples, machine.steps
 
 
+def run_swarm(
+    variant: Variant,
+    props: tuple[str, ...],
+    settings: Settings,
+    seed: int | None = None,
+    cpus: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    config: Config | None = None,
+    windows: dict[str, int] | None = None,
+    shape: Mapping[str, Any] | None = None,
+    walks_per_plan: int = WALKS_PER_PLAN,
+) -> tuple[PropertyViolated | None, int, int]:
+    """``run_machine``'s contract with the swarm engine (``fuzz/swarm.py``): Hypothesis
+    draws one plan per example and the model walks it, ``stateful_step_count`` steps a walk,
+    ``walks_per_plan`` walks an example."""
+    sizes = (cpus,) if cpus else (2, 3)
+    strategy = plans(variant, st.just(config) if config else configs(variant, sizes, shape))
+    lanes = Lanes()
+    depth = settings.stateful_step_count
+    total = [0, 0]  # examples, steps
+    seen: dict[str, int] = {}
+
+    def one_plan(plan: Plan) -> None:
+        total[0] += 1
+        if on_progress is not None:
+            on_progress(total[0], total[1])
+        r = swarm_walk(variant, plan, props, depth, walks_per_plan, lanes)
+        total[1] += r.steps
+        _add(seen, r.windows)
+        if r.schedule is not None:
+            assert r.violation is not None
+            raise PropertyViolated(variant, plan.config, r.violation, r.schedule)
+
+    test = given(plan=strategy)(one_plan)
+    test = Settings(settings, database=settings.database)(test)
+    if seed is not None:
+        test = hypothesis_seed(seed)(test)
+    try:
+        with with_reporter(lambda _msg: None):
+            test()
+    except PropertyViolated as e:
+        _add(windows, seen)
+        return e, total[0], total[1]
+    _add(windows, seen)
+    return None, total[0], total[1]
+
+
 def _add(total: dict[str, int] | None, more: dict[str, int]) -> None:
     if total is not None:
         for k, n in more.items():
@@ -121,14 +171,17 @@ def fuzz_variant(
     on_progress: Callable[[int, int], None] | None = None,
     config: Config | None = None,
     shape: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
     until a run holds them all. Each finding is minimised and checked again by replay. With
     ``seconds``, keep going with fresh seeds (runs of ``max_examples``) until time is up.
     ``settings`` replaces the profile's (the benchmarks vary a profile's settings);
     ``on_progress`` gets the (examples, steps) so far for this variant as examples start;
-    ``config`` fixes the model's size and budgets (``tlbfuzz fuzz --budget``)."""
+    ``config`` fixes the model's size and budgets (``tlbfuzz fuzz --budget``); ``engine``
+    replaces the profile's search (``profiles.ENGINES``)."""
     settings = PROFILES[profile] if settings is None else settings
+    run_one = run_swarm if (engine or ENGINES[profile]) == "swarm" else run_machine
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
     remaining = list(props)
@@ -147,7 +200,7 @@ def fuzz_variant(
             if on_progress is not None:
                 on_progress(bx + ex, bs + st)
 
-        err, examples, steps = run_machine(
+        err, examples, steps = run_one(
             variant, tuple(remaining), settings, run_seed, cpus, progress, config, windows, shape
         )
         total_examples += examples

@@ -997,6 +997,10 @@ MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     ("rfc-async-batch-ack", "no_use_after_free"): {10, 14},
     # concern 1's posted-flush window (9) or an NMI in the 2019 switch window (10), as on 5.2
     ("rfc-async-posted", "no_use_after_free"): {9, 10},
+    # concern 5's posted flush (8, writeback alone), or, where a budget allows a madvise or a
+    # munmap, the zap order rfc-async-posted inherits from 5.2 (6, as linux-5.2 below: the rmap
+    # goes before the flush); found by the swarm engine, which draws madvise with writeback
+    ("rfc-async-posted", "no_lost_write"): {6, 8},
     # a madvise and an mprotect (13, concern 7), or two mprotects where the budget allows (12)
     ("rfc-async-pointer-info", "request_integrity"): {12, 13},
     # writeback's flush against mprotect's (7), a madvise's forced flush of a dirty file page
