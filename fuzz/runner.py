@@ -80,7 +80,7 @@ def run_machine(
         if config
         else configs(variant, sizes, shape)
         if cpus or shape
-        else None  # the machine's own draw, unchanged: the ci profile's stream depends on it
+        else None  # the machine's own draw, unchanged: the dev and nightly streams depend on it
     )
     machine = machine_for(variant, props, strategy)
     machine.on_example = on_progress

@@ -983,6 +983,24 @@ SHORTEST: dict[tuple[str, str], int] = {
 established by hand and by minimise() (tests/test_explore.py checks them by breadth-first
 search where that is affordable)."""
 
+# rfc-async-batch-ack with today's switch_mm_irqs_off() order: the 2019 switch window is
+# closed, so the only use-after-free left is concern 4's own (the flush acknowledged together
+# with a cross-call queued ahead of it): 14 steps as CONCERNS writes it, 12 as the nightly
+# profile finds it (tests/test_fuzz.py).
+CONCERN_4_ALONE = attrs.evolve(
+    VARIANTS["rfc-async-batch-ack"],
+    clear_cpumask_on_switch=False,
+    name="rfc-async-batch-ack-current-switch",
+)
+
+RACES: dict[tuple[str, str], int] = {
+    **SHORTEST,
+    (CONCERN_4_ALONE.name, "no_use_after_free"): 12,
+}
+"""The race table's rows (``bench/bench_race.py``): SHORTEST, and concern 4's own race with
+the switch window closed (issue 12 asks the ci profile for it too)."""
+RACE_VARIANTS: dict[str, Variant] = {**VARIANTS, CONCERN_4_ALONE.name: CONCERN_4_ALONE}
+
 MINIMAL_SHAPES: dict[tuple[str, str], set[int]] = {
     **{k: {n} for k, n in SHORTEST.items()},
     # Each syscall's tlb_gather_mmu() is a step of its own since issue 9 (one more per syscall).

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import attrs
 import pytest
 
 from tests.clirun import run_cli, saved
-from tests.schedules import ALL_SCHEDULES, MINIMAL_SHAPES, SHORTEST
+from tests.schedules import ALL_SCHEDULES, CONCERN_4_ALONE, MINIMAL_SHAPES, SHORTEST
 from tlbfuzz.fuzz.machine import kind_of, machine_for
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Action, Budget, Config, World, parse
@@ -191,17 +190,6 @@ def test_progress_reports_growing_counts_across_runs() -> None:
     assert seen == sorted(seen)
     assert seen[-1][0] > 20  # more than one run of 10 examples
     assert seen[-1][1] > 0
-
-
-# rfc-async-batch-ack with today's switch_mm_irqs_off() order: the 2019 switch window is
-# closed, so the only use-after-free left is concern 4's own (the flush acknowledged together
-# with a cross-call queued ahead of it). The ci profile's 5000 examples do not find
-# it (measured); the nightly profile must.
-CONCERN_4_ALONE = attrs.evolve(
-    VARIANTS["rfc-async-batch-ack"],
-    clear_cpumask_on_switch=False,
-    name="rfc-async-batch-ack-current-switch",
-)
 
 
 def test_concern_4_alone_still_breaks_in_fourteen_steps() -> None:
