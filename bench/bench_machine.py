@@ -1,6 +1,7 @@
-"""Throughput of the Hypothesis machine: model steps and examples per second of one run of the
-``dev`` profile's settings on variants that hold the property (so no run stops early), one
-core, 2 CPUs.
+"""Throughput of the two engines: model steps and examples per second of one run of the
+``dev`` profile's settings (30-step examples) on variants that hold the property (so no run
+stops early), one core, 2 CPUs; the rule machine (``fuzz/machine.py``) and the swarm
+(``fuzz/swarm.py``, the ``ci`` profile's).
 
     python -m bench.bench_machine --examples 1000
 """
@@ -13,7 +14,7 @@ import time
 from hypothesis import settings as Settings
 
 from tlbfuzz.fuzz.profiles import PROFILES
-from tlbfuzz.fuzz.runner import run_machine
+from tlbfuzz.fuzz.runner import run_machine, run_swarm
 from tlbfuzz.protocol import VARIANTS
 
 CASES = (("linux-current", "no_use_after_free"), ("rfc-async", "no_lost_write"))
@@ -25,16 +26,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     s = Settings(PROFILES["dev"], max_examples=args.examples)
-    for variant, prop in CASES:
-        t0 = time.perf_counter()
-        err, examples, steps = run_machine(VARIANTS[variant], (prop,), s, args.seed, 2)
-        dt = time.perf_counter() - t0
-        status = "held" if err is None else f"broke {err.violation.prop}"
-        print(
-            f"{variant:<16} {prop:<20} {status:<6} {examples:>6} examples {steps:>7} steps "
-            f"{dt:>6.1f}s {steps / dt:>7,.0f} steps/s {examples / dt:>5,.0f} examples/s",
-            flush=True,
-        )
+    for engine, run in (("machine", run_machine), ("swarm", run_swarm)):
+        for variant, prop in CASES:
+            t0 = time.perf_counter()
+            err, examples, steps = run(VARIANTS[variant], (prop,), s, args.seed, 2)
+            dt = time.perf_counter() - t0
+            status = "held" if err is None else f"broke {err.violation.prop}"
+            print(
+                f"{engine:<8} {variant:<16} {prop:<20} {status:<6} {examples:>6} examples "
+                f"{steps:>7} steps "
+                f"{dt:>6.1f}s {steps / dt:>7,.0f} steps/s {examples / dt:>5,.0f} examples/s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
+from hypothesis.database import ExampleDatabase
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -21,7 +22,7 @@ from tlbfuzz.protocol import World
 from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from tlbfuzz.protocol import Action, Config, Variant, Violation
 
@@ -105,6 +106,31 @@ def run_machine(
     return None, machine.examples, machine.steps
 
 
+class KeyedDatabase(ExampleDatabase):
+    """``db`` with ``prefix`` before every key. Hypothesis keys a test's examples by its
+    source, and every swarm run has the same source (``run_swarm``), so the run's variant and
+    properties go into the key: otherwise a run on one property set would replay, and drop as
+    passing, the failing example a run on another set saved (the rule machine gets this from
+    its class name, ``machine_for``)."""
+
+    def __init__(self, db: ExampleDatabase, prefix: bytes) -> None:
+        super().__init__()
+        self.db = db
+        self.prefix = prefix
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.db.save(self.prefix + key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        return self.db.fetch(self.prefix + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.db.delete(self.prefix + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.db.move(self.prefix + src, self.prefix + dest, value)
+
+
 def run_swarm(
     variant: Variant,
     props: tuple[str, ...],
@@ -139,7 +165,10 @@ def run_swarm(
             raise PropertyViolated(variant, plan.config, r.violation, r.schedule)
 
     test = given(plan=strategy)(one_plan)
-    test = Settings(settings, database=settings.database)(test)
+    db = settings.database
+    if db is not None:
+        db = KeyedDatabase(db, f"tlbfuzz-swarm {variant.name} {' '.join(props)} ".encode())
+    test = Settings(settings, database=db)(test)
     if seed is not None:
         test = hypothesis_seed(seed)(test)
     try:

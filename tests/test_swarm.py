@@ -7,6 +7,7 @@ import random
 
 import pytest
 from hypothesis import settings as Settings
+from hypothesis.database import InMemoryExampleDatabase
 
 from tlbfuzz.fuzz.machine import Focus, machine_for
 from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES
@@ -78,3 +79,19 @@ def test_a_held_ci_run_says_which_windows_it_reached() -> None:
     assert o.steps > 400
     assert o.windows["stale_entry_during_flush"] > 0
     assert o.windows["flush_ipi_pending_after_return"] == 0  # 5.2 waits: never reached
+
+
+def test_a_run_on_other_properties_keeps_the_failing_example_another_run_saved() -> None:
+    """Every swarm run has the same test source, which Hypothesis keys its database by; the
+    run's variant and properties go into the key (``runner.KeyedDatabase``), or the second run
+    would replay the first one's example, see it pass, and drop it."""
+    db = InMemoryExampleDatabase()
+    v = VARIANTS["rfc-async-posted"]
+    s = Settings(PROFILES["ci"], max_examples=3000, phases=NO_SHRINK, database=db)
+    err, _, _ = run_swarm(v, ("no_use_after_free",), s, cpus=2)  # derandomized, no seed:
+    assert err is not None  # Hypothesis uses no database under an explicit seed
+    saved = {k: set(vals) for k, vals in db.data.items() if vals}
+    assert saved
+    held, _, _ = run_swarm(v, ("no_deadlock",), Settings(s, max_examples=20), cpus=2)
+    assert held is None
+    assert all(vals <= db.data[k] for k, vals in saved.items())
