@@ -65,7 +65,7 @@ def trial(variant: str, prop: str, strategy: str, seed: int, budget: int) -> Tri
             phases=NO_SHRINK,
             database=None,
         )
-        (o,) = fuzz_variant(v, [prop], settings=s, seed=seed, cpus=2)
+        (o,) = fuzz_variant(v, [prop], settings=s, seed=seed, cpus=2, engine="machine")
         if isinstance(o, Finding):
             return True, time.perf_counter() - t0, o.examples, o.steps, len(o.schedule)
         return False, 0.0, o.examples, o.steps, 0

@@ -87,31 +87,51 @@ def run_machine(
     machine.on_example = on_progress
     if seed is not None:
         machine = hypothesis_seed(seed)(machine)
+
+    keyed = Settings(settings, database=_keyed(settings.database, "machine", variant, props))
+
+    def run() -> None:
+        run_state_machine_as_test(machine, settings=keyed)  # type: ignore[no-untyped-call]
+
+    err = _violation_of(run)
+    _add(windows, machine.windows)
+    return err, machine.examples, machine.steps
+
+
+def _violation_of(run: Callable[[], None]) -> PropertyViolated | None:
+    """Run one Hypothesis test quietly; the property violation it raised, if any. Several
+    distinct failures (``report_multiple_bugs``) come as a group: take a property one, and
+    re-raise a group without one (a crash of the model)."""
     try:
         with with_reporter(lambda _msg: None):
-            run_state_machine_as_test(machine, settings=settings)  # type: ignore[no-untyped-call]
+            run()
     except PropertyViolated as e:
-        _add(windows, machine.windows)
-        return e, machine.examples, machine.steps
-    except BaseExceptionGroup as group:  # several distinct failures: take a property one
-        match, rest = group.split(PropertyViolated)
+        return e
+    except BaseExceptionGroup as group:
+        match, _ = group.split(PropertyViolated)
         if match is None:
             raise
         first = match.exceptions[0]
         assert isinstance(first, PropertyViolated)
-        del rest
-        _add(windows, machine.windows)
-        return first, machine.examples, machine.steps
-    _add(windows, machine.windows)
-    return None, machine.examples, machine.steps
+        return first
+    return None
+
+
+def _keyed(
+    db: ExampleDatabase | None, engine: str, variant: Variant, props: tuple[str, ...]
+) -> ExampleDatabase | None:
+    if db is None:
+        return None
+    return KeyedDatabase(db, f"tlbfuzz-{engine} {variant.name} {' '.join(props)} ".encode())
 
 
 class KeyedDatabase(ExampleDatabase):
     """``db`` with ``prefix`` before every key. Hypothesis keys a test's examples by its
-    source, and every swarm run has the same source (``run_swarm``), so the run's variant and
-    properties go into the key: otherwise a run on one property set would replay, and drop as
-    passing, the failing example a run on another set saved (the rule machine gets this from
-    its class name, ``machine_for``)."""
+    source: every swarm run has the same source (``run_swarm``), and the rule machine's class
+    is named after the variant and, only when there is one, the property (``machine_for``).
+    So the engine, the variant and the properties go into the key: otherwise a run on one
+    property set would replay, and drop as passing, the failing example a run on another set
+    saved (``fuzz_variant`` goes on with the properties not yet broken)."""
 
     def __init__(self, db: ExampleDatabase, prefix: bytes) -> None:
         super().__init__()
@@ -165,20 +185,12 @@ def run_swarm(
             raise PropertyViolated(variant, plan.config, r.violation, r.schedule)
 
     test = given(plan=strategy)(one_plan)
-    db = settings.database
-    if db is not None:
-        db = KeyedDatabase(db, f"tlbfuzz-swarm {variant.name} {' '.join(props)} ".encode())
-    test = Settings(settings, database=db)(test)
+    test = Settings(settings, database=_keyed(settings.database, "swarm", variant, props))(test)
     if seed is not None:
         test = hypothesis_seed(seed)(test)
-    try:
-        with with_reporter(lambda _msg: None):
-            test()
-    except PropertyViolated as e:
-        _add(windows, seen)
-        return e, total[0], total[1]
+    err = _violation_of(test)
     _add(windows, seen)
-    return None, total[0], total[1]
+    return err, total[0], total[1]
 
 
 def _add(total: dict[str, int] | None, more: dict[str, int]) -> None:

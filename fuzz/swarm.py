@@ -14,11 +14,11 @@ draws only what shapes a walk, a *plan*:
 - a seed for the choices inside the plan.
 
 A plan's walk is a pure function of the plan (``walk``), so Hypothesis's database, its
-``derandomize`` and its ``seed`` work as for the machine, and the nightly shrinker shrinks the
-focus and the scheduler towards simpler ones (the seed shrinks too, meaninglessly; the
-schedule a finding prints is reduced by ``tlbfuzz.protocol.search.minimise`` as every
-finding is). An example walks its plan once (``WALKS_PER_PLAN``): at the race's budget,
-four walks per plan spent less time per find but found fewer races (README).
+``derandomize`` and its ``seed`` work as for the machine. No built-in profile shrinks a plan
+(``ci`` has no shrink phase); the schedule a finding prints is reduced by
+``tlbfuzz.protocol.search.minimise``, as every finding is. An example walks its plan once
+(``WALKS_PER_PLAN``): at the race's budget, four walks per plan spent less time per find
+but found fewer races (README, the race between the two engines).
 """
 
 from __future__ import annotations
@@ -70,12 +70,16 @@ class Lanes:
     address computed once per action (``machine.kind_of``), not once per step."""
 
     def __init__(self) -> None:
-        self._meta: dict[Action, tuple[str, int | None]] = {}
+        self._meta: dict[tuple[Action, bool], tuple[str, int | None]] = {}
 
     def kind(self, w: World, a: Action) -> tuple[str, int | None]:
-        m = self._meta.get(a)
+        # A path's start and its first step can be one Action; kind_of tells them apart by
+        # whether the CPU is idle, so that goes into the key.
+        c = w.cpus[a.cpu] if a.cpu >= 0 else None
+        key = (a, c is not None and not c.path and c.irq is None)
+        m = self._meta.get(key)
         if m is None:
-            m = self._meta[a] = (kind_of(w, a), dict(a.args).get("va"))
+            m = self._meta[key] = (kind_of(w, a), dict(a.args).get("va"))
         return m
 
     def of(self, w: World, f: Focus) -> list[tuple[int, list[Action]]]:
@@ -124,7 +128,7 @@ def walk(
         n_lanes = len(f.kinds)
         prio = list(range(n_lanes))
         rng.shuffle(prio)
-        changes = set(rng.sample(range(depth), rng.randint(0, PCT_MAX_CHANGES)))
+        changes = set(rng.sample(range(depth), rng.randint(0, min(PCT_MAX_CHANGES, depth))))
         low = -1
         for i in range(depth):
             ls = lanes.of(w, f)
