@@ -1,4 +1,5 @@
-"""Run the Hypothesis machines for one variant and collect findings, minimised."""
+"""Run a search engine for one variant (the rule machine or the swarm, as the profile says:
+``profiles.ENGINES``) and collect findings, minimised."""
 
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ class Walked:
 
 class Lanes:
     """The machine's in-focus lanes (``TlbMachine.lanes``), with each action's focus kind and
-    address computed once per action (``machine.kind_of``), not once per step."""
+    address computed once per action and idleness of its CPU (``machine.kind_of``), not once
+    per step."""
 
     def __init__(self) -> None:
         self._meta: dict[tuple[Action, bool], tuple[str, int | None]] = {}
