@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from tlbfuzz.fuzz.profiles import ENGINES
 from tlbfuzz.fuzz.results import Record, merge
 
 if TYPE_CHECKING:
@@ -104,6 +105,9 @@ class Plan:
             str(Path(self.corpus).resolve()),
             self.budget,
             *([dict(self.shape)] if self.shape else []),  # older campaigns keep their key
+            # the swarm's results are not the machine's: a ci campaign the machine ran
+            # before ci became the swarm is not resumed (machine campaigns keep their key)
+            *(["swarm"] if ENGINES[self.profile] == "swarm" else []),
         ]
         return STATE_PREFIX + hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24].encode()
 

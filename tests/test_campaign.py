@@ -187,3 +187,16 @@ def test_budget_reaches_fuzz_variant_through_the_plan(
     assert want.cpu_budget and not want.reuse
     plain = Plan(("linux-current",), ("no_deadlock",))
     assert Plan(("linux-current",), ("no_deadlock",), budget=("madvise=1",)).key() != plain.key()
+
+
+def test_a_campaigns_key_names_the_swarm_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ci campaign saved by the rule machine (before ci ran the swarm) is not resumed as
+    the swarm's; a dev campaign keeps the key it always had."""
+    import tlbfuzz.fuzz.profiles
+
+    ci = Plan(("linux-current",), ("no_deadlock",), profile="ci")
+    dev = Plan(("linux-current",), ("no_deadlock",), profile="dev")
+    swarm_key, dev_key = ci.key(), dev.key()
+    monkeypatch.setitem(tlbfuzz.fuzz.profiles.ENGINES, "ci", "machine")
+    assert ci.key() != swarm_key
+    assert dev.key() == dev_key
