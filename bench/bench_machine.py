@@ -1,7 +1,8 @@
 """Throughput of the two engines: model steps and examples per second of one run of the
 ``dev`` profile's settings (30-step examples) on variants that hold the property (so no run
 stops early), one core, 2 CPUs; the rule machine (``fuzz/machine.py``) and the swarm
-(``fuzz/swarm.py``, the ``ci`` profile's).
+(``fuzz/swarm.py``, the ``ci`` profile's); then the swarm's plans drawn by a test that
+does nothing with them, which is Hypothesis's cost per plan.
 
     python -m bench.bench_machine --examples 1000
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from hypothesis import given
 from hypothesis import settings as Settings
 
 from tlbfuzz.fuzz.profiles import PROFILES
 from tlbfuzz.fuzz.runner import run_machine, run_swarm
+from tlbfuzz.fuzz.swarm import Plan, plans
 from tlbfuzz.protocol import VARIANTS
 
 CASES = (("linux-current", "no_use_after_free"), ("rfc-async", "no_lost_write"))
@@ -38,6 +41,21 @@ def main() -> None:
                 f"{dt:>6.1f}s {steps / dt:>7,.0f} steps/s {examples / dt:>5,.0f} examples/s",
                 flush=True,
             )
+    # Hypothesis's own cost per plan: a test that draws the swarm's plans and does nothing
+    for variant, prop in CASES:
+        drawn: list[Plan] = []
+
+        def keep(plan: Plan) -> None:
+            drawn.append(plan)  # noqa: B023 (run at once, in this iteration)
+
+        t0 = time.perf_counter()
+        s(given(plans(VARIANTS[variant]))(keep))()
+        dt = time.perf_counter() - t0
+        print(
+            f"{'plans':<8} {variant:<16} {prop:<20} {len(drawn):>6} plans drawn, no walk "
+            f"{dt:>6.1f}s {1000 * dt / len(drawn):>6.2f} ms/plan",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

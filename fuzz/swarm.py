@@ -1,7 +1,7 @@
 """Swarm walks: a whole example's choices drawn in one go, the model run in a tight loop.
 
-The rule machine (``fuzz/machine.py``) lets Hypothesis draw every step; that costs about
-0.4 ms a step against the model's 10-15 µs (``bench/bench_machine.py``). Here Hypothesis
+The rule machine (``fuzz/machine.py``) lets Hypothesis draw every step, which costs far more
+than the model's step (``bench/bench_machine.py`` measures both engines). Here Hypothesis
 draws only what shapes a walk, a *plan*:
 
 - the configuration (CPUs and per-CPU budgets, as the machine draws them);

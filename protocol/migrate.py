@@ -59,7 +59,6 @@ from tlbfuzz.protocol.state import (
     COPIED,
     NO_PFN,
     PAGE_SIZE,
-    Pte,
     mm_name,
 )
 from tlbfuzz.protocol.vmscan import (
@@ -91,15 +90,14 @@ def try_to_migrate_one(w: World, cpu: int) -> None:
         return  # zapped since the page was isolated: nothing to migrate
     c.locals = lv = lv._replace(va=va)
     pte = mm.ptes[lv.va]
-    mm.ptes[lv.va] = Pte(
-        False,
-        pte.writable and pte.present,  # pte_write(): a PROT_NONE entry has no RW bit
-        False,
-        pte.dirty,
-        pfn,
-        pte.seq + 1,
-        soft_dirty=pte.soft_dirty,
-        uffd_wp=pte.uffd_wp,
+    # the swap entry keeps D, soft-dirty and uffd-wp: _replace() carries every other field
+    mm.ptes[lv.va] = pte._replace(
+        present=False,
+        writable=pte.writable and pte.present,  # pte_write(): a PROT_NONE entry has no RW bit
+        accessed=False,
+        pfn=pfn,
+        seq=pte.seq + 1,
+        protnone=False,
         migration=True,
     )
     w.frames[pfn] = w.frames[pfn]._replace(mapped=False)
@@ -152,15 +150,13 @@ def remove_migration_ptes(w: World, cpu: int) -> None:
     pte = mm.ptes.get(va)
     if pte is None or not pte.migration or pte.pfn != old:
         return  # zapped meanwhile: no entry to restore, both pages are freed
-    mm.ptes[va] = Pte(
-        True,
-        pte.writable and not pte.uffd_wp,  # pte_swp_uffd_wp(): pte_mkuffd_wp(), read-only
-        False,
-        pte.dirty,
-        new,
-        pte.seq + 1,
-        soft_dirty=pte.soft_dirty,
-        uffd_wp=pte.uffd_wp,
+    mm.ptes[va] = pte._replace(
+        present=True,
+        writable=pte.writable and not pte.uffd_wp,  # pte_swp_uffd_wp(): pte_mkuffd_wp(), RO
+        accessed=False,
+        pfn=new,
+        seq=pte.seq + 1,
+        migration=False,
     )
     w.frames[new] = w.frames[new]._replace(mapped=True, va=va)
     if new != old and lost_to_copy(w, cpu, old):
