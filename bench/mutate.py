@@ -6,6 +6,7 @@ explorer and the ``ci`` fuzzer notice.
     python -m bench.mutate --list [--sample 0]  # the sample's mutants (0: all), with ids
     python -m bench.mutate --only ID [--only ID]... [--kinds explore,corpus]
     python -m bench.mutate --report mutate.json  # its report again, with today's equivalents
+    python -m bench.mutate --report mutate.json --merge rerun.json --json merged.json
 
 Mutants (``bench/mutants.py``: operators, what is left out and why) are enumerated from
 ``protocol/{hw,mm,smp,tlb,variants}.py`` in a fixed order, and ``--sample`` of them drawn with
@@ -488,6 +489,33 @@ def load_run(path: Path) -> Run:
     )
 
 
+def merge(run: Run, rerun: Run) -> Run:
+    """``run`` with the kills of ``rerun``: a mutant that ``rerun`` ran again (``--only``,
+    under a plan or properties stronger since ``run``) and killed, or that only the corpus
+    killed there, takes that result; every other keeps ``run``'s. The plan becomes both
+    plans' stages."""
+    again = {r.mutant.id: r for r in rerun.results}
+    results = []
+    for r in run.results:
+        n = again.get(r.mutant.id)
+        stronger = n is not None and (n.killed or (n.status == CORPUS and not r.killed))
+        results.append(n if stronger and n is not None else r)
+    names = {s["name"] for s in run.plan}
+    plan = run.plan + [s for s in rerun.plan if s["name"] not in names]
+    return Run(
+        run.total_mutants,
+        run.sample,
+        run.seed,
+        run.jobs,
+        run.limits | rerun.limits,
+        plan,
+        run.baseline,
+        results,
+        run.equivalent,
+        run.seconds + rerun.seconds,
+    )
+
+
 def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, dict[str, str]]:
     """``{id: {"kind": ..., "reason": ...}}`` from the checked-in file, whose entries also
     say which mutant each was (file, function, operator, code), for a reader and for when
@@ -675,10 +703,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="JSON",
         help="print the report of a run saved with --json, with today's equivalent list",
     )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        metavar="JSON",
+        help="with --report: a rerun (--only) of some of its mutants; what it killed counts",
+    )
     args = ap.parse_args(argv)
     sources = {f: (REPO / f).read_bytes() for f in MODULES}
     if args.report:
-        print(report(load_run(args.report), sources))
+        run = load_run(args.report)
+        if args.merge:
+            run = merge(run, load_run(args.merge))
+        print(report(run, sources))
+        if args.json:
+            args.json.write_text(json.dumps(run.to_dict(), indent=2) + "\n")
         return 0
     everything = enumerate_mutants()
     if args.only:

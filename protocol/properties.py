@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from tlbfuzz.protocol.state import ANON, FILE, KTHREAD, Violation, mm_name
+from tlbfuzz.protocol.state import ANON, FILE, KTHREAD, NO_PFN, Violation, mm_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +36,8 @@ NO_STALE_ENTRY_AT_FREE: Final = "no_stale_entry_at_free"
 USER_NEVER_LAZY: Final = "user_never_lazy"
 UACCESS_IN_CURRENT_MM: Final = "uaccess_in_current_mm"
 PTES_MAP_OWN_FRAMES: Final = "ptes_map_own_frames"
+RMAP_MATCHES_PTES: Final = "rmap_matches_ptes"
+TLB_FLUSH_PENDING_BALANCED: Final = "tlb_flush_pending_balanced"
 NO_STALE_ACCESS_AFTER_RETURN: Final = "no_stale_access_after_return"
 NO_WRITE_LOST_TO_COPY: Final = "no_write_lost_to_copy"
 NO_LOST_SOFT_DIRTY: Final = "no_lost_soft_dirty"
@@ -119,11 +121,19 @@ def user_never_lazy(w: World) -> Violation | None:
 
 def ptes_map_own_frames(w: World) -> Violation | None:
     """Every present PTE of an mm maps a page of that mm at that address: never a free frame,
-    a page-table page, or a frame reallocated to someone else."""
+    a page-table page, or a frame reallocated to someone else; and it lives in a page table
+    the PMD still points at (free_pgtables() and khugepaged's retract_page_tables() free only
+    a table whose PTEs are gone)."""
     for mm_id, mm in enumerate(w.mms):
         for va, pte in mm.ptes.items():
             if not pte.mapped:  # present, or PROT_NONE: the kernel's pte_present()
                 continue
+            if mm.pgtable_pfn == NO_PFN:
+                return Violation(
+                    PTES_MAP_OWN_FRAMES,
+                    f"mm {mm_name(mm_id)} PTE {va:#x} is present (pfn {pte.pfn}) in a page "
+                    f"table that was freed: the PMD is clear",
+                )
             f = w.frames[pte.pfn]
             if f.kind not in (ANON, FILE) or f.mm != mm_id or f.va != va:
                 return Violation(
@@ -131,6 +141,55 @@ def ptes_map_own_frames(w: World) -> Violation | None:
                     f"mm {mm_name(mm_id)} PTE {va:#x} is present and maps pfn {pte.pfn}, "
                     f"which is {f.describe()}",
                 )
+    return None
+
+
+def rmap_matches_ptes(w: World) -> Violation | None:
+    """``page_mapped()`` (the rmap, ``Frame.mapped``) of a user page is true exactly when a
+    PTE maps it (present or PROT_NONE; a migration entry does not count), except for a page a
+    kernel path is working on (in its locals: a gather's pages and delayed rmaps, the page it
+    locked or copies): page_remove_rmap() follows the PTE change in the same PTL section, or
+    (mainline's delayed rmap, ``tlb_flush_rmaps()``; a COW fault's ``page_remove_rmap(old)``)
+    after the flush that the path then owes. Mainline mm/rmap.c, page_remove_rmap() and
+    folio_add_*_rmap(); 5.2 the same, without the delayed rmap."""
+    busy: set[int] = set()
+    for c in w.cpus:
+        if c.path:
+            lv = c.locals
+            busy.update(lv.pfns, lv.rmaps)
+            busy.add(lv.page)
+    mapped = {pte.pfn for mm in w.mms for pte in mm.ptes.values() if pte.mapped}
+    for pfn, f in enumerate(w.frames):
+        if f.kind not in (ANON, FILE) or pfn in busy or f.mapped == (pfn in mapped):
+            continue
+        if f.mapped:
+            why = "page_mapped() is true but no PTE maps it: its page_remove_rmap() was lost"
+        else:
+            why = "a PTE maps it but page_mapped() is false: rmap walkers will not find it"
+        return Violation(
+            RMAP_MATCHES_PTES, f"pfn {pfn} ({f.describe()}): {why}, and no kernel path holds it"
+        )
+    return None
+
+
+def tlb_flush_pending_balanced(w: World) -> Violation | None:
+    """``mm->tlb_flush_pending`` counts the gathers of the mm that are open: each path's
+    ``inc_tlb_flush_pending()`` (``tlb_gather_mmu()``) has its one
+    ``dec_tlb_flush_pending()`` before the path returns (``Locals.pending``: it owes the dec).
+    A lost dec makes mm_tlb_flush_nested() true forever; a doubled one hides a flush in
+    flight from the checks that read the count (include/linux/mm_types.h, mainline and 5.2:
+    inc_tlb_flush_pending(), dec_tlb_flush_pending(), mm_tlb_flush_pending())."""
+    owed = [0] * len(w.mms)
+    for c in w.cpus:
+        if c.locals.pending:
+            owed[c.locals.mm] += 1
+    for mm_id, mm in enumerate(w.mms):
+        if mm.tlb_flush_pending != owed[mm_id]:
+            return Violation(
+                TLB_FLUSH_PENDING_BALANCED,
+                f"mm {mm_name(mm_id)} tlb_flush_pending is {mm.tlb_flush_pending}, but "
+                f"{owed[mm_id]} gather(s) of it are open",
+            )
     return None
 
 
@@ -189,6 +248,17 @@ PROPERTIES: Final[dict[str, Property]] = {
             PTES_MAP_OWN_FRAMES,
             "a present PTE maps a page of its own mm and address, never a free or reused frame",
             check=ptes_map_own_frames,
+        ),
+        Property(
+            RMAP_MATCHES_PTES,
+            "page_mapped() of a user page no kernel path is working on is true exactly when "
+            "a PTE maps it",
+            check=rmap_matches_ptes,
+        ),
+        Property(
+            TLB_FLUSH_PENDING_BALANCED,
+            "mm->tlb_flush_pending counts the mm's open gathers: every inc has its one dec",
+            check=tlb_flush_pending_balanced,
         ),
         Property(
             NO_STALE_ACCESS_AFTER_RETURN,
