@@ -123,6 +123,12 @@ STAGES: Final[tuple[dict[str, Any], ...]] = (
     # breaks the 2019 switch window with a switch in the budget; 9,813 and 14,285 states
     _explore("linux-current", {"munmap": 1}, {1: {"switch": 1}}, file_pages=0),
     _explore("linux-current", {"madvise": 1}, {1: {"switch": 1}}, file_pages=0),
+    # a madvise of either page on cpu0 alone, both pages mapped (a dirty file page's forced
+    # flush with the anonymous PTE still present): 8,883 and 6,699 states
+    *(_explore(v, {}, {0: {"madvise": 1}}) for v in VARIANTS),
+    # truncation against a zap of the same file page (gather_holds(): the page cache's
+    # reference goes, the gather's keeps the page until its flush): 15,568 and 9,496 states
+    *(_explore(v, {}, {0: {"madvise": 1}, 1: {"truncate": 1}}, anon_pages=0) for v in VARIANTS),
     # x86-TSO (the store buffers of is_lazy, loaded_mm and the csd lock): the lazy-TLB
     # handshake of tests/test_tso.py, which both kernels hold, 2,282 and 3,062 states. Without
     # it no stage ran a line of a store buffer (the first run on today's model: its literal
