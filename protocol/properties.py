@@ -38,6 +38,7 @@ UACCESS_IN_CURRENT_MM: Final = "uaccess_in_current_mm"
 PTES_MAP_OWN_FRAMES: Final = "ptes_map_own_frames"
 RMAP_MATCHES_PTES: Final = "rmap_matches_ptes"
 TLB_FLUSH_PENDING_BALANCED: Final = "tlb_flush_pending_balanced"
+TLB_ENTRY_MATCHES_ITS_PTE: Final = "tlb_entry_matches_its_pte"
 NO_STALE_ACCESS_AFTER_RETURN: Final = "no_stale_access_after_return"
 NO_WRITE_LOST_TO_COPY: Final = "no_write_lost_to_copy"
 NO_LOST_SOFT_DIRTY: Final = "no_lost_soft_dirty"
@@ -193,6 +194,39 @@ def tlb_flush_pending_balanced(w: World) -> Violation | None:
     return None
 
 
+def tlb_entry_matches_its_pte(w: World) -> Violation | None:
+    """A TLB entry filled from the PTE's current version (``TlbEntry.pte_seq`` equal to
+    ``Pte.seq``) agrees with it: the PTE is present, maps the same page, and grants at least
+    the entry's write permission and dirtiness. Every software change of a PTE bumps its seq
+    (``set_pte_at()``, ``ptep_modify_prot_commit()``...), and the hardware only sets A and
+    D, so an entry of the current version is what a walk would fill now. An entry whose page
+    no longer belongs to the slot's mm at that address is stale by construction and left to
+    the other properties (a broken variant may keep one)."""
+    for cpu, c in enumerate(w.cpus):
+        for (asid, va), e in c.tlb.items():
+            mm_id = c.ctxs[asid][0]
+            pte = w.mms[mm_id].ptes.get(va) if mm_id else None
+            if pte is None or pte.seq != e.pte_seq:
+                continue
+            f = w.frames[e.pfn]
+            if f.version != e.frame_version or f.mm != mm_id or f.va != va:
+                continue
+            if (
+                not pte.present
+                or pte.pfn != e.pfn
+                or (e.writable and not pte.writable)
+                or (e.dirty and not pte.dirty)
+            ):
+                return Violation(
+                    TLB_ENTRY_MATCHES_ITS_PTE,
+                    f"cpu{cpu} caches {va:#x} of mm {mm_name(mm_id)} as pfn {e.pfn} "
+                    f"W={int(e.writable)} D={int(e.dirty)} from PTE seq {e.pte_seq}, but that PTE "
+                    f"(seq {pte.seq}) is P={int(pte.present)} pfn {pte.pfn} W={int(pte.writable)} "
+                    f"D={int(pte.dirty)}: a PTE change that kept its seq",
+                )
+    return None
+
+
 PROPERTIES: Final[dict[str, Property]] = {
     p.name: p
     for p in (
@@ -259,6 +293,12 @@ PROPERTIES: Final[dict[str, Property]] = {
             TLB_FLUSH_PENDING_BALANCED,
             "mm->tlb_flush_pending counts the mm's open gathers: every inc has its one dec",
             check=tlb_flush_pending_balanced,
+        ),
+        Property(
+            TLB_ENTRY_MATCHES_ITS_PTE,
+            "a TLB entry of a PTE's current version maps what the PTE maps, with no more "
+            "write permission or dirtiness",
+            check=tlb_entry_matches_its_pte,
         ),
         Property(
             NO_STALE_ACCESS_AFTER_RETURN,

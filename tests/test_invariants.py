@@ -15,6 +15,7 @@ from tlbfuzz.protocol.paths import VA
 from tlbfuzz.protocol.properties import (
     PTES_MAP_OWN_FRAMES,
     RMAP_MATCHES_PTES,
+    TLB_ENTRY_MATCHES_ITS_PTE,
     TLB_FLUSH_PENDING_BALANCED,
     UACCESS_IN_CURRENT_MM,
     USER_NEVER_LAZY,
@@ -178,3 +179,23 @@ def test_a_present_pte_in_a_freed_page_table_is_caught() -> None:
     w = World.initial(v).run(["cpu0 free_table va=0x1000"])
     (found,) = w.violations([PTES_MAP_OWN_FRAMES])
     assert "mm A PTE 0x1000 is present (pfn 1) in a page table that was freed" in found.message
+
+
+def _wrprotect_keep_seq(w: WorldT, cpu: int) -> None:
+    """Write-protects the PTE without bumping its seq (the mutant: mprotect's PTE change
+    that kept its version)."""
+    mm = w.mms[w.cpus[cpu].task]
+    va = w.cpus[cpu].locals.va
+    mm.ptes[va] = mm.ptes[va]._replace(writable=False)
+
+
+def test_a_pte_change_that_keeps_its_seq_is_caught() -> None:
+    v = _extra("wrprotect_keep_seq", _wrprotect_keep_seq)
+    w = World.initial(v).run(["cpu1 user_write va=0x1000", "cpu0 wrprotect_keep_seq va=0x1000"])
+    (found,) = w.violations([TLB_ENTRY_MATCHES_ITS_PTE])
+    assert found.message.startswith("cpu1 caches 0x1000 of mm A as pfn 1 W=1 D=1 from PTE seq 0")
+    kernel = World.initial(VARIANTS["linux-current"]).run(
+        ["cpu1 user_write va=0x1000", "cpu0 mprotect va=0x1000", "cpu0 change_pte_range"]
+    )
+    assert kernel.cpus[1].tlb  # the stale writable entry, older than the PTE: not this check's
+    assert kernel.violations([TLB_ENTRY_MATCHES_ITS_PTE]) == []
