@@ -69,6 +69,12 @@ def test_a_kernel_uaccess_in_another_mm_is_caught() -> None:
     assert user.violations([UACCESS_IN_CURRENT_MM]) == []
 
 
+def _extra(name: str, run: Callable[[WorldT, int], None]) -> Variant:
+    """linux-current with one more syscall of one step, ``run``, on a page with a PTE."""
+    path = Path(name, BudgetKind(name), VA, present_pte, (Step(name, run),), from_user=True)
+    return attrs.evolve(VARIANTS["linux-current"], name=name, extra_paths=(path,))
+
+
 def _free_mapped(w: WorldT, cpu: int) -> None:
     """Frees the page but leaves its PTE present (the mutant: a zap that forgot the PTE)."""
     pte = w.mms[w.cpus[cpu].task].ptes[w.cpus[cpu].locals.va]
@@ -76,15 +82,7 @@ def _free_mapped(w: WorldT, cpu: int) -> None:
 
 
 def test_a_present_pte_to_a_freed_frame_is_caught() -> None:
-    path = Path(
-        "free_mapped",
-        BudgetKind("free_mapped"),
-        VA,
-        present_pte,
-        (Step("free_mapped", _free_mapped),),
-        from_user=True,
-    )
-    v = attrs.evolve(VARIANTS["linux-current"], name="free-mapped", extra_paths=(path,))
+    v = _extra("free_mapped", _free_mapped)
     w = World.initial(v).run(["cpu0 free_mapped va=0x1000"])
     (found,) = w.violations([PTES_MAP_OWN_FRAMES])
     assert "mm A PTE 0x1000 is present and maps pfn 1, which is free v1" in found.message
@@ -100,15 +98,7 @@ def _clear_pte_keep_rmap(w: WorldT, cpu: int) -> None:
 
 
 def test_a_page_left_mapped_in_the_rmap_after_its_pte_is_gone_is_caught() -> None:
-    path = Path(
-        "zap_keep_rmap",
-        BudgetKind("zap_keep_rmap"),
-        VA,
-        present_pte,
-        (Step("zap_keep_rmap", _clear_pte_keep_rmap),),
-        from_user=True,
-    )
-    v = attrs.evolve(VARIANTS["linux-current"], name="keep-rmap", extra_paths=(path,))
+    v = _extra("zap_keep_rmap", _clear_pte_keep_rmap)
     w = World.initial(v).run(["cpu0 zap_keep_rmap va=0x1000"])
     (found,) = w.violations([RMAP_MATCHES_PTES])
     assert "pfn 1 (anon of mm A at 0x1000 v0): page_mapped() is true but no PTE maps it" in (
@@ -134,12 +124,6 @@ def test_mainlines_delayed_rmap_is_exempt_until_the_flush_then_checked() -> None
     assert seen
     assert not w.frames[2].mapped
     assert w.violations([RMAP_MATCHES_PTES]) == []
-
-
-def _extra(name: str, run: Callable[[WorldT, int], None]) -> Variant:
-    """linux-current with one more syscall of one step, ``run``, on a page with a PTE."""
-    path = Path(name, BudgetKind(name), VA, present_pte, (Step(name, run),), from_user=True)
-    return attrs.evolve(VARIANTS["linux-current"], name=name, extra_paths=(path,))
 
 
 def _gather_without_dec(w: WorldT, cpu: int) -> None:
