@@ -163,6 +163,7 @@ def test_a_present_pte_in_a_freed_page_table_is_caught() -> None:
     w = World.initial(v).run(["cpu0 free_table va=0x1000"])
     (found,) = w.violations([PTES_MAP_OWN_FRAMES])
     assert "mm A PTE 0x1000 is present (pfn 1) in a page table that was freed" in found.message
+    assert World.initial(v).violations([PTES_MAP_OWN_FRAMES]) == []
 
 
 def _wrprotect_keep_seq(w: WorldT, cpu: int) -> None:

@@ -274,16 +274,19 @@ def test_a_merged_rerun_counts_only_what_it_killed() -> None:
     """--merge: a rerun under a stronger plan replaces a result only where it kills (or only
     the corpus kills) a mutant the first run let live; a rerun that kills less changes
     nothing, and the plan lists both runs' stages."""
-    ms = enumerate_mutants()[:3]
+    ms = enumerate_mutants()[:4]
     base = Result(identity(MODULES[0]), "survived")
     first = [Result(ms[0], "crash"), Result(ms[1], "survived"), Result(ms[2], "survived")]
-    run = Run(785, 3, 0, 1, {"a": 1.0}, [{"name": "a"}], base, first, {}, 10.0)
+    first.append(Result(ms[3], "survived"))
+    run = Run(785, 4, 0, 1, {"a": 1.0}, [{"name": "a"}], base, first, {}, 10.0)
     again = [Result(ms[0], "survived"), Result(ms[1], "explore", "b", "rmap_matches_ptes")]
-    rerun = Run(785, 2, 0, 1, {"b": 2.0}, [{"name": "a"}, {"name": "b"}], base, again, {}, 5.0)
+    again.append(Result(ms[3], "corpus", "corpus"))
+    rerun = Run(785, 3, 0, 1, {"b": 2.0}, [{"name": "a"}, {"name": "b"}], base, again, {}, 5.0)
     merged = merge(run, rerun)
-    assert [r.status for r in merged.results] == ["crash", "explore", "survived"]
+    assert [r.status for r in merged.results] == ["crash", "explore", "survived", "corpus"]
     assert merged.results[1].prop == "rmap_matches_ptes"
     assert [s["name"] for s in merged.plan] == ["a", "b"]
     assert merged.limits == {"a": 1.0, "b": 2.0}
     assert merged.seconds == 15.0
-    assert merged.score() == pytest.approx(2 / 3)
+    assert merged.score() == pytest.approx(2 / 4)
+    assert merged.score(corpus=True) == pytest.approx(3 / 4)
