@@ -519,8 +519,9 @@ def merge(run: Run, rerun: Run) -> Run:
     results = []
     for r in run.results:
         n = again.get(r.mutant.id)
-        stronger = n is not None and (n.killed or (n.status == CORPUS and not r.killed))
-        results.append(n if stronger and n is not None else r)
+        if n is not None and (n.killed or (n.status == CORPUS and not r.killed)):
+            r = n  # noqa: PLW2901  # the rerun's result takes this mutant's place
+        results.append(r)
     names = {s["name"] for s in run.plan}
     plan = run.plan + [s for s in rerun.plan if s["name"] not in names]
     return Run(
