@@ -67,6 +67,7 @@ def explore(out: IO[str], stage: dict[str, Any]) -> None:
         budget=Budget.only(**stage["budget"]), cpu_budget=per_cpu, reuse=False, **stage["config"]
     )
     variant = VARIANTS[stage["variant"]]
+    left_out = frozenset(stage.get("no", ()))
 
     def found(path: list[Action], v: Violation) -> bool:
         _violation(out, stage["name"], variant.name, v.prop, config, [str(a) for a in path])
@@ -77,6 +78,7 @@ def explore(out: IO[str], stage: dict[str, Any]) -> None:
         DEFAULT_PROPERTIES,
         stage["depth"],
         stage["max_states"],
+        allowed=(lambda a: a.op not in left_out) if left_out else None,
         on_violation=found,
     )
 

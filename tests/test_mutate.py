@@ -138,6 +138,28 @@ def test_identity_is_not_killed(workspace: Workspace) -> None:
     assert r.stages.keys() == {QUICK[0]["name"]}
 
 
+TSO_SWITCH = [s for s in STAGES if s.get("no") and s["variant"] == "linux-current"]
+
+
+def test_a_stage_that_leaves_out_noise_kills_the_mutant_without_83b0177a(
+    workspace: Workspace,
+) -> None:
+    """Without ``else smp_mb();`` in switch_mm_irqs_off() (83b0177a6c48), the 20-step TSO
+    race of tests/test_tso.py is in the stage that leaves NMIs, evictions and lazy switches
+    out; the unmutated model holds it."""
+    assert len(TSO_SWITCH) == 1
+    limits = {TSO_SWITCH[0]["name"]: 300.0}
+    (m,) = [m for m in enumerate_mutants() if m.id == "cbd8bfbe2cad"]  # the "else smp_mb();"
+    assert m.function == "switch_mm_irqs_off__cpumask_set_cpu"
+    assert m.operator == "del_stmt"
+    r = run_mutant(workspace, m, TSO_SWITCH, limits)
+    assert r.status == "explore", r
+    assert r.detail == "20 steps"
+    assert run_mutant(workspace, identity("protocol/tlb.py"), TSO_SWITCH, limits).status == (
+        "survived"
+    )
+
+
 def test_a_mutant_that_raises_is_crash_killed(workspace: Workspace) -> None:
     m = find("protocol/tlb.py", "flush_tlb_func", "del_stmt", "c = w.cpus[cpu]")
     r = run_mutant(workspace, m, QUICK, LIMITS)
