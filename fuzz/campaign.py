@@ -206,6 +206,7 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
             steps=o.steps,
             seconds=o.seconds,
             windows=dict(o.windows) or None,  # a Held without counts: not measured
+            changes=o.changes,
         )
     ]
 

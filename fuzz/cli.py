@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from tlbfuzz.fuzz import inputs
+from tlbfuzz.fuzz.changes import changes_of, instrument, summary, summary_lines
 from tlbfuzz.fuzz.corpus import (
     BOUNDS,
     BUDGET_BOUNDS,
@@ -435,10 +436,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
         print(flush=True)
         return len(found) < len(props)
 
+    changes = changes_of(v)  # a user's variant: count the asks of what it changes
+    searched, tally = (v, None) if changes is None else instrument(v, changes)
     res = None
     with contextlib.suppress(KeyboardInterrupt):  # what was found is printed (and saved)
         res = bfs(
-            World.initial(v, config),
+            World.initial(searched, config),
             props,
             args.depth,
             args.max_states,
@@ -469,9 +472,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
         verdict = f"no violation up to depth {res.depth}"
     else:
         verdict = f"stopped at --max-states; no violation up to depth {res.depth}"
+    summarised = None if changes is None or tally is None else summary(changes, tally.take())
     if held:
         print(f"{v.name}: {verdict} ({', '.join(held)})")
         for line in windows_lines(res.reached, "states"):
+            print(line)
+        for line in summary_lines(summarised) if summarised is not None else []:
             print(line)
     if found:
         print(f"{v.name}: broken: " + ", ".join(found))
@@ -485,6 +491,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             seconds=dt,
             message=verdict,
             windows=dict(res.reached),
+            changes=summarised,
             extra={"depth": res.depth, "exhausted": res.exhausted},
         )
     status = 1 if found else 0

@@ -73,16 +73,20 @@ class PropertyViolated(AssertionError):
 
 
 def configs(
-    variant: Variant, cpus: tuple[int, ...] = (2, 3), shape: Mapping[str, Any] | None = None
+    variant: Variant,
+    cpus: tuple[int, ...] = (2, 3),
+    shape: Mapping[str, Any] | None = None,
+    steer: tuple[str, ...] = (),
 ) -> st.SearchStrategy[Config]:
     """Model sizes: CPU count and per-CPU budgets of the variant's kernel paths (1 to each
     kind's ``fuzz_max``), drawn so they shrink too; ``shape`` fixes other Config fields
-    (``memory_model="tso"``)."""
+    (``memory_model="tso"``); ``steer`` names kinds of ``fuzz_max`` 0 to give one each
+    (``tlbfuzz.fuzz.changes.steered_kinds``)."""
     kinds = budget_kinds(variant.paths())
     # A kind with fuzz_max 0 is left out (Budget.only gives it 0), not drawn as st.just(0):
     # even that moves the derandomized stream the ci profile's tests depend on (measured).
     counts = st.fixed_dictionaries(
-        {k.name: st.integers(1, k.fuzz_max) for k in kinds if k.fuzz_max}
+        {k.name: st.integers(1, max(k.fuzz_max, 1)) for k in kinds if k.fuzz_max or k.name in steer}
     )
     budgets = counts.map(lambda d: Budget.only(**d))
     fixed = {k: st.just(v) for k, v in (shape or {}).items()}

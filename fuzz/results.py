@@ -20,6 +20,8 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
+from tlbfuzz.fuzz.changes import add_summaries, summary_lines
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -60,6 +62,10 @@ class Record:
     steps (fuzz) or unique states (explore) in it, added up over runs; 0: never reached, so
     the search never looked where the property could break there. None: not measured (not
     held, or every run of it was stopped by the time budget)."""
+    changes: dict[str, Any] | None = None
+    """A held record of a user's variant: the decisions it changes from its base, and how
+    often the search reached each and answered otherwise (``tlbfuzz.fuzz.changes.summary``),
+    added up over runs. None: a built-in variant, or not measured."""
     extra: dict[str, Any] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +73,8 @@ class Record:
         d["seconds"] = round(self.seconds, 3)
         if d["windows"] is None:
             del d["windows"]
+        if d["changes"] is None:
+            del d["changes"]
         if not d["extra"]:
             del d["extra"]
         return d
@@ -201,6 +209,7 @@ def merge(records: Iterable[Record]) -> list[Record]:
             cur.steps = (cur.steps or 0) + (r.steps or 0)
             cur.seconds += r.seconds
             cur.windows = add_windows(cur.windows, r.windows)
+            cur.changes = add_summaries(cur.changes, r.changes)
     return list(out.values())
 
 
@@ -286,7 +295,7 @@ def held_windows_lines(records: Sequence[Record]) -> list[str]:
     groups: dict[str, dict[str, list[Record]]] = {}  # variant -> its counts, as JSON -> records
     for r in records:
         if r.verdict == "holds" and r.variant is not None and r.property is not None:
-            key = json.dumps(r.windows, sort_keys=True)
+            key = json.dumps([r.windows, r.changes], sort_keys=True)
             groups.setdefault(r.variant, {}).setdefault(key, []).append(r)
     if not groups:
         return []
@@ -302,6 +311,8 @@ def held_windows_lines(records: Sequence[Record]) -> list[str]:
                 out.append("  windows: not measured (the time budget stopped every run of it)")
             else:
                 out.append("  windows: not measured")
+            if recs[0].changes is not None:
+                out += summary_lines(recs[0].changes)
     return out
 
 

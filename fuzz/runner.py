@@ -15,6 +15,7 @@ from hypothesis.database import ExampleDatabase
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
+from tlbfuzz.fuzz.changes import changes_of, instrument, steered_kinds, summary
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
@@ -55,6 +56,9 @@ class Held:
     windows: dict[str, int] = attrs.field(factory=dict)
     """Per reachability window (``tlbfuzz.protocol.windows``): the steps that ended in it; 0 means
     the search never looked where the property could break there."""
+    changes: dict[str, Any] | None = None
+    """A user's variant: how often the search reached each decision it changes, and answered
+    otherwise than its base (``tlbfuzz.fuzz.changes.summary``); None for a built-in one."""
 
 
 Outcome = Finding | Held
@@ -70,18 +74,20 @@ def run_machine(
     config: Config | None = None,
     windows: dict[str, int] | None = None,
     shape: Mapping[str, Any] | None = None,
+    steer: tuple[str, ...] = (),
 ) -> tuple[PropertyViolated | None, int, int]:
     """One Hypothesis run; returns (the violation raised, examples, steps). ``on_progress``
     gets (examples, steps) as each example starts. ``config`` fixes the model's size and
     budgets (else they are drawn, with ``cpus`` CPUs if given). ``windows``, if given, gets
     the run's steps per reachability window added. ``shape``: Config fields every drawn
-    config has (``--memory-model tso``)."""
+    config has (``--memory-model tso``); ``steer``: kinds drawn only for this variant
+    (``configs``)."""
     sizes = (cpus,) if cpus else (2, 3)
     strategy = (
         st.just(config)
         if config
-        else configs(variant, sizes, shape)
-        if cpus or shape
+        else configs(variant, sizes, shape, steer)
+        if cpus or shape or steer
         else None  # the machine's own draw, unchanged: the dev and nightly streams depend on it
     )
     machine = machine_for(variant, props, strategy)
@@ -162,13 +168,15 @@ def run_swarm(
     config: Config | None = None,
     windows: dict[str, int] | None = None,
     shape: Mapping[str, Any] | None = None,
+    steer: tuple[str, ...] = (),
     walks_per_plan: int = WALKS_PER_PLAN,
 ) -> tuple[PropertyViolated | None, int, int]:
     """``run_machine``'s contract with the swarm engine (``fuzz/swarm.py``): Hypothesis
     draws one plan per example and the model walks it, ``stateful_step_count`` steps a walk,
     ``walks_per_plan`` walks an example."""
     sizes = (cpus,) if cpus else (2, 3)
-    strategy = plans(variant, st.just(config) if config else configs(variant, sizes, shape))
+    drawn = st.just(config) if config else configs(variant, sizes, shape, steer)
+    strategy = plans(variant, drawn)
     lanes = Lanes()
     depth = settings.stateful_step_count
     total = [0, 0]  # examples, steps
@@ -224,6 +232,13 @@ def fuzz_variant(
     replaces the profile's search (``profiles.ENGINES``)."""
     settings = PROFILES[profile] if settings is None else settings
     run_one = run_swarm if (engine or ENGINES[profile]) == "swarm" else run_machine
+    changes = changes_of(variant)
+    steer: tuple[str, ...] = ()
+    counts: dict[str, list[int]] = {}
+    if changes is not None:
+        if config is None:
+            steer = steered_kinds(variant, changes)
+        variant, tally = instrument(variant, changes)
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
     remaining = list(props)
@@ -243,8 +258,22 @@ def fuzz_variant(
                 on_progress(bx + ex, bs + st)
 
         err, examples, steps = run_one(
-            variant, tuple(remaining), settings, run_seed, cpus, progress, config, windows, shape
+            variant,
+            tuple(remaining),
+            settings,
+            run_seed,
+            cpus,
+            progress,
+            config,
+            windows,
+            shape,
+            steer,
         )
+        if changes is not None:
+            for name, (reached, otherwise) in tally.take().items():
+                n = counts.setdefault(name, [0, 0])
+                n[0] += reached
+                n[1] += otherwise
         total_examples += examples
         total_steps += steps
         if err is None and deadline is not None and time.perf_counter() < deadline:
@@ -255,7 +284,15 @@ def fuzz_variant(
         seconds_used = time.perf_counter() - t0
         if err is None:
             for p in remaining:
-                o: Outcome = Held(variant, p, examples, steps, seconds_used, dict(windows))
+                o: Outcome = Held(
+                    variant,
+                    p,
+                    examples,
+                    steps,
+                    seconds_used,
+                    dict(windows),
+                    None if changes is None else summary(changes, counts),
+                )
                 outcomes.append(o)
                 if on_outcome:
                     on_outcome(o)
