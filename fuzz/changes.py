@@ -340,3 +340,8 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
             f"{name}() ({d['why']}): {said}", 72, initial_indent="    ", subsequent_indent="      "
         )
     return out
+
+
+def unreached(s: Mapping[str, Any]) -> list[str]:
+    """The changed decisions a summary says the search never reached."""
+    return [name for name, d in s["decisions"].items() if not d["reached"]]

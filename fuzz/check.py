@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlbfuzz.fuzz.canon import canonical
+from tlbfuzz.fuzz.changes import unreached
 from tlbfuzz.fuzz.corpus import Entry, save
 from tlbfuzz.fuzz.mail import render_mail
-from tlbfuzz.fuzz.runner import Finding, fuzz_variant
+from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import cli_variant
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Variant
 
@@ -60,7 +61,8 @@ def assert_holds(
     ``properties`` (default: the default set) with the named profile. Passes if every property
     held; otherwise saves each finding under ``corpus`` (default ``findings/``, as ``tlbfuzz
     fuzz``; one file per race) and fails with all of them. A property no example checked
-    fails too: a miss must not pass."""
+    fails too, and so does a variant whose changed decisions the search never reached
+    (``tlbfuzz.fuzz.changes``): a miss must not pass."""
     __tracebackhide__ = True
     ref = variant if isinstance(variant, str) else variant_ref(variant)
     v = cli_variant(variant) if isinstance(variant, str) else variant
@@ -97,3 +99,12 @@ def assert_holds(
         texts.append(render_mail(v, o.config, o.schedule, o.prop, o.violation, replay_cmd))
     if texts:
         raise AssertionError(f"{v.name} breaks what it must hold:\n\n" + "\n\n".join(texts))
+    missed = sorted(
+        {n for o in outcomes if isinstance(o, Held) and o.changes for n in unreached(o.changes)}
+    )
+    if missed:
+        raise AssertionError(
+            f"{v.name}: held, but the search never reached what the variant changes: "
+            + ", ".join(f"{n}()" for n in missed)
+            + " (the held properties say nothing about it)"
+        )

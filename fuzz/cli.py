@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from tlbfuzz.fuzz import inputs
-from tlbfuzz.fuzz.changes import changes_of, instrument, summary, summary_lines
+from tlbfuzz.fuzz.changes import changes_of, instrument, summary, summary_lines, unreached
 from tlbfuzz.fuzz.corpus import (
     BOUNDS,
     BUDGET_BOUNDS,
@@ -193,7 +193,17 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if problems:
         status = 2
     else:
-        status = 1 if findings else 130 if campaign.interrupted else 3 if campaign.lost else 0
+        status = (
+            1
+            if findings
+            else 130
+            if campaign.interrupted
+            else 3
+            if campaign.lost
+            else 4
+            if unreached_changes(records)
+            else 0
+        )
     meta = {
         "profile": args.profile,
         "seed": seed,
@@ -206,6 +216,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     }
     _write_results(args, "fuzz", records, dt, meta)
     return status
+
+
+def unreached_changes(records: list[Record]) -> list[str]:
+    """The changed decisions a held record of a user's variant never reached (exit 4)."""
+    return [name for r in records if r.changes is not None for name in unreached(r.changes)]
 
 
 def _err(text: str) -> None:
@@ -494,7 +509,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             changes=summarised,
             extra={"depth": res.depth, "exhausted": res.exhausted},
         )
-    status = 1 if found else 0
+    status = 1 if found else 4 if unreached_changes(list(records.values())) else 0
     _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
     return status
 

@@ -103,8 +103,9 @@ class Variant:
     clear_cpumask_on_switch: bool = True
     """5.2's switch_mm_irqs_off(): the 5.2 step order, and prev's mm_cpumask bit cleared at
     the switch (and by switch_to_init_mm()); today the order differs and flush_tlb_func()
-    trims the bit. Four decisions read it: ``switch_steps``, ``switch_clears_prev_cpumask``,
-    ``switch_to_init_mm_clears_cpumask`` and ``flush_tlb_func_trims_cpumask``."""
+    trims the bit. Five decisions read it: ``switch_steps``, ``switch_clears_prev_cpumask``,
+    ``switch_to_init_mm_clears_cpumask``, ``switch_sets_cpumask_only_if_clear`` and
+    ``flush_tlb_func_trims_cpumask`` (``tlbfuzz.fuzz.changes`` reads which from the source)."""
     skip_caught_up_flush: bool = False
     """Today's flush_tlb_func(): ``if (f->new_tlb_gen <= local_tlb_gen) return;``."""
     partial_flush_needs_next_gen: bool = True

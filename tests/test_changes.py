@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import jsonschema
+import pytest
 
 from tlbfuzz.fuzz.changes import (
     asking_kinds,
@@ -17,6 +18,7 @@ from tlbfuzz.fuzz.changes import (
     summary,
     summary_lines,
 )
+from tlbfuzz.fuzz.check import assert_holds
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.results import Record, merge, schema
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
@@ -24,8 +26,6 @@ from tlbfuzz.fuzz.user import load_user_variant
 from tlbfuzz.protocol import VARIANTS, Budget, Config, Variant, World, parse
 
 if TYPE_CHECKING:
-    import pytest
-
     from tlbfuzz.protocol import Site
     from tlbfuzz.protocol.state import FlushTlbInfo
 
@@ -160,7 +160,7 @@ def test_explore_says_never_reached_for_a_change_its_budget_never_runs(
     ref = f"{EXAMPLES / 'before_3ea277194daa.py'}:VARIANT"
     code = main(["explore", "-v", ref, "--budget", "mprotect=1", "--file-pages", "0"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 4  # held, but the patch was never asked: not a pass
     text = " ".join(out.split())
     assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in text
 
@@ -186,3 +186,25 @@ def test_a_records_changes_add_up_over_runs_and_survive_json() -> None:
     assert "changes" not in Record("linux-current", "p", "holds").to_dict()
     record = schema()["$defs"]["record"]
     jsonschema.validate(merged.to_dict(), {**record, "$defs": schema()["$defs"]})
+
+
+def test_fuzz_exits_4_when_a_held_run_never_reached_a_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A fixed budget is not steered: with madvise only, the patch to reclaim's batch is
+    never asked, so the held cells are no pass (exit 4, not 0)."""
+    ref = f"{EXAMPLES / 'before_3ea277194daa.py'}:VARIANT"
+    argv = ["fuzz", "-v", ref, "-p", "no_use_after_free", "--profile", "ci"]
+    argv += ["--max-examples", "50", "--budget", "madvise=1", "--workers", "1"]
+    code = main([*argv, "--corpus", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 4
+    assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in " ".join(out.split())
+
+
+def test_assert_holds_fails_when_the_search_never_reached_the_change() -> None:
+    """One example cannot get a reclaim batch and a PTL section after it: the patch to
+    flush_tlb_batched_pending() is never asked, and that is a failure, not a pass."""
+    ref = f"{EXAMPLES / 'before_3ea277194daa.py'}:VARIANT"
+    with pytest.raises(AssertionError, match=r"never reached .*flush_tlb_batched_pending\(\)"):
+        assert_holds(ref, ["no_use_after_free"], max_examples=1)
