@@ -236,6 +236,9 @@ class Result:
     """The mutated lines, as run."""
     skipped: list[str] = field(default_factory=list)
     """The stages not run: the unmutated model never ran the mutant's lines there."""
+    cut: list[str] = field(default_factory=list)
+    """Explore stages that stopped at ``MAX_STATES`` without a violation: the mutant's space
+    outgrew the cap, so a survivor is undecided there, not shown to hold."""
 
     @property
     def killed(self) -> bool:
@@ -393,6 +396,8 @@ def run_mutant(
                 result.detail = f"{ev['error']} at {ev['where']}"
             elif kind == "coverage":
                 result.coverage[ev["stage"]] = ev["lines"]
+            elif kind == "cut":
+                result.cut.append(ev["stage"])
             elif kind == "done":
                 done = True
     finally:
@@ -483,9 +488,13 @@ class Run:
             f"crash {c['crash']}, timeout {c['timeout']}; {len(eq)} survivors left out: {why}; "
             f"{len(self.unexplained())} survivors not left out, of which the corpus replay "
             f"kills {sum(r.status == CORPUS for r in self.unexplained())}: "
-            f"{100 * self.score(corpus=True):.1f}% with it) "
-            f"in {self.seconds:.0f} s"
+            f"{100 * self.score(corpus=True):.1f}% with it"
+            f"{self._cut()}) in {self.seconds:.0f} s"
         )
+
+    def _cut(self) -> str:
+        n = sum(bool(r.cut) for r in self.unexplained())
+        return f"; {n} of them undecided, a stage cut at {MAX_STATES:,} states" if n else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -581,6 +590,8 @@ def _line(r: Result, sources: dict[str, bytes]) -> str:
     tag = {"unreached": "  [unreached]", CORPUS: f"  [corpus: {r.detail}]"}.get(r.status, "")
     if r.status == "survived" and r.skipped:
         tag = f"  [{len(r.skipped)} stages skipped as unreached]"
+    if r.status == "survived" and r.cut:
+        tag += f"  [UNDECIDED: cut at {MAX_STATES:,} states in {', '.join(r.cut)}]"
     return (
         f"  {m.id}  {m.where}  {m.function}  {m.operator}{tag}\n"
         f"      was: {m.original.replace(chr(10), ' / ')}\n"

@@ -196,6 +196,9 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
                 extra={"found_length": o.found_length, "cpus": o.config.cpus},
             )
         ]
+    from tlbfuzz.fuzz.changes import unreached
+
+    missed = unreached(o.changes) if o.changes is not None else []
     return [
         Record(
             item.ref,
@@ -205,6 +208,14 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
             examples=o.examples,
             steps=o.steps,
             seconds=o.seconds,
+            message=(
+                "held, but the search never reached "
+                + ", ".join(f"{n}()" for n in missed)
+                + ", which the variant changes"
+                if missed
+                else ""
+            ),
+            ok=not missed,  # no pass: the held cell says nothing about the patch
             windows=dict(o.windows) or None,  # a Held without counts: not measured
             changes=o.changes,
         )

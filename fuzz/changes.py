@@ -48,11 +48,18 @@ PROBE_STEPS: Final = 60
 @attrs.frozen
 class Changes:
     """How a variant differs from its base: ``decisions`` maps each decision method it may
-    answer otherwise to why (``overridden``, or ``reads <switch>``)."""
+    answer otherwise to why (``overridden``, or ``reads <switch>``) and the built-in variant
+    its answers are compared with. When several built-in variants are equally near, each
+    is a base (``bases``), and a decision that reads a switch is compared with the base that
+    sets that switch otherwise."""
 
-    base: str
+    bases: tuple[str, ...]
     switches: tuple[str, ...]
-    decisions: Mapping[str, str]
+    decisions: Mapping[str, tuple[str, str]]
+
+    @property
+    def base(self) -> str:
+        return " or ".join(self.bases)
 
 
 def decision_methods() -> tuple[str, ...]:
@@ -111,49 +118,58 @@ def changes_of(v: Variant) -> Changes | None:
     differing = {
         b.name: tuple(k for k, x in _switches(b).items() if mine[k] != x) for b in VARIANTS.values()
     }
-    base = min(VARIANTS, key=lambda name: len(differing[name]))  # the first of a tie
-    switches = differing[base]
+    least = min(len(d) for d in differing.values())
+    bases = tuple(name for name, d in differing.items() if len(d) == least)
     names, reads = _readers()
-    decisions: dict[str, str] = {}
+    decisions: dict[str, tuple[str, str]] = {}
     for name in names:
         if getattr(type(v), name) is not getattr(Variant, name):
-            decisions[name] = "overridden"
-        elif reads[name] & set(switches):
-            decisions[name] = "reads " + ", ".join(s for s in switches if s in reads[name])
-    return Changes(base, switches, decisions)
+            decisions[name] = ("overridden", bases[0])
+            continue
+        for b in bases:
+            read = [s for s in differing[b] if s in reads[name]]
+            if read:
+                decisions[name] = ("reads " + ", ".join(read), b)
+                break
+    switches = tuple(dict.fromkeys(s for b in bases for s in differing[b]))
+    return Changes(bases, switches, decisions)
 
 
 @attrs.define
 class Tally:
-    """Per changed decision: [times reached, times answered otherwise than the base]. A
-    decision asked at run time is reached when asked. One that shapes a path's steps
-    (``path_steps``, ``flush_steps``, an ``Inline`` run such as migration's copy and flush) is
-    asked once, when the model is built; it is reached each time the first step it moved
-    runs, and every such run counts as answered otherwise."""
+    """Per changed decision: [times reached, times answered otherwise than its base].
+
+    A decision asked while the model runs is reached when asked. One asked while a path's
+    steps are built (``path_steps()``, ``flush_steps()``, an ``Inline`` run such as
+    migration's copy and flush) is reached each time a path it shaped starts, and answered
+    otherwise each time the first step that differs from the base's runs in that path. A
+    path of the variant's own (``extra_paths``, or one that replaces a built-in of its name)
+    counts for ``paths()`` the same way. ``gate``, if set, must be true for an ask to count
+    (the probe's)."""
 
     counts: dict[str, list[int]]
-    shaping: set[str] | None = None
-    """While a path's steps are built: the decisions that answered otherwise."""
-    shaped: dict[str, set[str]] = attrs.field(factory=dict)
-    """Per decision that shapes steps: the paths whose steps it changed."""
+    gate: Callable[[], bool] | None = None
+    shaping: list[tuple[str, bool]] | None = None
+    """While a path's steps are built: the decisions asked, and whether each differed."""
 
     def asked(self, name: str, differed: bool) -> None:
         if self.shaping is not None:
-            if differed:
-                self.shaping.add(name)
+            self.shaping.append((name, differed))
+            return
+        if self.gate is not None and not self.gate():
             return
         n = self.counts[name]
         n[0] += 1
         n[1] += differed
 
-    def ran(self, names: tuple[str, ...]) -> None:
+    def hit(self, names: tuple[str, ...], otherwise: bool) -> None:
+        if self.gate is not None and not self.gate():
+            return
         for name in names:
-            n = self.counts[name]
-            n[0] += 1
-            n[1] += 1
+            self.counts[name][otherwise] += 1
 
     def take(self) -> dict[str, list[int]]:
-        """The counts so far, and zero them (a run's, not the minimiser's after it)."""
+        """The counts so far, and zero them."""
         out = {k: list(n) for k, n in self.counts.items()}
         for n in self.counts.values():
             n[0] = n[1] = 0
@@ -177,48 +193,37 @@ def _wrap(name: str, mine: Callable[..., Any], base: Variant, tally: Tally) -> A
     return asked
 
 
-def _counted(step: Step, names: tuple[str, ...], tally: Tally) -> Step:
-    run = step.run
+def _counting(run: Callable[[World, int], None], hooks: Mapping[str, Any], tally: Tally) -> Any:
+    """``run`` that first counts what ``hooks`` (path -> (reached, otherwise) names) says for
+    the path the CPU runs: one function per step name, since the kernel checks that a name
+    means one step function in every path."""
 
     def counted(w: World, cpu: int) -> None:
-        tally.ran(names)
+        hook = hooks.get(w.cpus[cpu].path)
+        if hook is not None:
+            reached, otherwise = hook
+            tally.hit(reached, False)
+            tally.hit(otherwise, True)
         run(w, cpu)
 
-    return attrs.evolve(step, run=counted)
+    return counted
 
 
 def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
-    """A copy of ``v`` whose changed decisions are counted into the returned tally."""
+    """A copy of ``v`` whose changed decisions are counted into the returned tally. The
+    copy's steps are built here once, against the base's, and its ``path_steps()`` returns
+    them (with the counting step functions), so every path sees one function per step."""
     tally = Tally({name: [0, 0] for name in changes.decisions})
-    base = VARIANTS[changes.base]
     cls = type(v)
     wrappers: dict[str, object] = {"__slots__": ()}
-    for name in changes.decisions:
-        if name != "path_steps":
-            wrappers[name] = _wrap(name, getattr(cls, name), base, tally)
-    mine = cls.path_steps
-    moved: dict[str, Step] = {}  # one counted copy per step name (paths share steps)
+    for name, (_, against) in changes.decisions.items():
+        if name not in ("path_steps", "paths"):
+            wrappers[name] = _wrap(name, getattr(cls, name), VARIANTS[against], tally)
+    steps_of: dict[str, tuple[Step, ...]] = {}
 
     def path_steps(self: Variant, path: Path) -> tuple[Step, ...]:
-        tally.shaping = set()
-        try:
-            steps = mine(self, path)
-        finally:
-            shaping, tally.shaping = tally.shaping, None
-        theirs = base.path_steps(path)
-        if [s.name for s in steps] == [s.name for s in theirs]:
-            return steps
-        if "path_steps" in changes.decisions:
-            shaping.add("path_steps")
-        names = tuple(n for n in changes.decisions if n in shaping)
-        for n in names:
-            tally.shaped.setdefault(n, set()).add(path.name)
-        i = next(
-            (i for i, (a, b) in enumerate(zip(steps, theirs, strict=False)) if a.name != b.name),
-            min(len(steps) - 1, len(theirs)),  # one is the other cut short
-        )
-        first = moved.setdefault(steps[i].name, _counted(steps[i], names, tally))
-        return (*steps[:i], first, *steps[i + 1 :])
+        steps = steps_of.get(path.name)
+        return steps if steps is not None else cls.path_steps(self, path)
 
     wrappers["path_steps"] = path_steps
     sub = type(cls.__name__, (cls,), wrappers)
@@ -227,7 +232,62 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
         object.__setattr__(new, f.name, getattr(v, f.name))
     for k, value in getattr(v, "__dict__", {}).items():
         object.__setattr__(new, k, value)
+    base = VARIANTS[changes.bases[0]]
+    built = {p.name: _shape(cls, new, base, p, changes, tally) for p in v.paths().values()}
+    hooks: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    for path, (steps, reached, otherwise, at) in built.items():
+        if reached:
+            hooks.setdefault(steps[0].name, {})[path] = (reached, ())
+        if otherwise:
+            hook = hooks.setdefault(steps[at].name, {})
+            r, _ = hook.get(path, ((), ()))
+            hook[path] = (r, otherwise)
+    runs: dict[str, Any] = {}
+    for path, (steps, *_) in built.items():
+        steps_of[path] = tuple(
+            attrs.evolve(st, run=runs.setdefault(st.name, _counting(st.run, hooks[st.name], tally)))
+            if st.name in hooks
+            else st
+            for st in steps
+        )
     return new, tally
+
+
+def _shape(
+    cls: type[Variant], v: Variant, base: Variant, path: Path, changes: Changes, tally: Tally
+) -> tuple[tuple[Step, ...], tuple[str, ...], tuple[str, ...], int]:
+    """``path``'s steps in ``v``, with what counts when it runs: the decisions asked while
+    building them (reached when the path starts), those of them that answered otherwise
+    (when the first step that differs from the base's runs), and that step's index."""
+    tally.shaping = []
+    try:
+        steps = cls.path_steps(v, path)
+    finally:
+        asked, tally.shaping = tally.shaping, None
+    own = base.paths().get(path.name) != path  # extra_paths: a path of its own
+    theirs = () if own else base.path_steps(path)
+    reached = {n for n, _ in asked if n in changes.decisions}
+    otherwise = {n for n, differed in asked if differed and n in changes.decisions}
+    if "path_steps" in changes.decisions:
+        reached.add("path_steps")
+        if steps != theirs:
+            otherwise.add("path_steps")
+    if own and "paths" in changes.decisions:
+        reached.add("paths")
+        otherwise.add("paths")
+    if steps == theirs:
+        otherwise.clear()
+    at = next(
+        (i for i, (a, b) in enumerate(zip(steps, theirs, strict=False)) if a != b),
+        min(len(steps) - 1, len(theirs)),  # one is the other cut short
+    )
+    order = tuple(changes.decisions)
+    return (
+        steps,
+        tuple(n for n in order if n in reached),
+        tuple(n for n in order if n in otherwise),
+        at,
+    )
 
 
 def _config(cpus: int, budget: Budget, kind: BudgetKind) -> Config:
@@ -236,60 +296,76 @@ def _config(cpus: int, budget: Budget, kind: BudgetKind) -> Config:
     return attrs.evolve(Config(cpus=cpus, budget=budget, reuse=False), **shape)
 
 
-def _walks(probe: Variant, tally: Tally, config: Config) -> set[str]:
-    """The decisions asked in a few deterministic walks of ``config``."""
+def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[str]:
+    """The decisions reached in a few deterministic walks of ``config``; with ``gate`` (a
+    kind), only while a path of that kind is running on some CPU."""
     w0 = World.initial(probe, config)
+    paths = w0.kernel.paths
+    current = [w0]
+    if gate:
+        tally.gate = lambda: any(
+            c.path and paths[c.path].budget.name == gate for c in current[0].cpus
+        )
     tally.take()
-    for walk in range(PROBE_WALKS):
-        w = w0.copy()
-        for i in range(PROBE_STEPS):
-            acts = w.enabled_actions()
-            if not acts:
-                break
-            w.apply(acts[(i * 7919 + walk * 104729 + i * i * walk) % len(acts)])
-    return {name for name, (asked, _) in tally.take().items() if asked}
+    try:
+        for walk in range(PROBE_WALKS):
+            w = current[0] = w0.copy()
+            for i in range(PROBE_STEPS):
+                acts = w.enabled_actions()
+                if not acts:
+                    break
+                w.apply(acts[(i * 7919 + walk * 104729 + i * i * walk) % len(acts)])
+    finally:
+        tally.gate = None
+    return {name for name, (reached, _) in tally.take().items() if reached}
 
 
 def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, frozenset[str]]:
-    """Per changed decision, the kinds of kernel path whose runs ask it. For each kind, a
-    model where each CPU may start one path of that kind and nothing else, walked a few
-    times (deterministically) with hardware events around: asks from another CPU's flush
-    handler count for the kind, since its flush is why they come. A decision no kind asks
-    alone (``flush_tlb_batched_pending()`` is asked only after reclaim batched a flush) is
-    then looked for with each kind the fuzzer draws only when asked, next to all the others:
-    that kind is the one it needs."""
+    """Per changed decision, the kinds of kernel path whose runs reach it. For each kind, a
+    model where each CPU may start as many paths of that kind as the fuzzer draws at most
+    and nothing else, walked a few times (deterministically) with hardware events around:
+    asks from another CPU's flush handler count for the kind, since its flush is why they
+    come. A decision no kind reaches alone is looked for with all the drawn kinds together
+    (a switch back to an mm whose ``mm_cpumask`` bit is still set, while another CPU
+    flushes: all of them are its kinds), then with each kind the fuzzer draws only when
+    asked next to all the drawn ones, counting only asks while that kind's path runs
+    (``flush_tlb_batched_pending()`` is asked only after a batched flush)."""
     probe, tally = instrument(v, changes)
     kinds = budget_kinds(v.paths())
     out: dict[str, set[str]] = {name: set() for name in changes.decisions}
     for k in kinds:
-        for name in _walks(probe, tally, _config(cpus, Budget.only(**{k.name: 1}), k)):
+        alone = Budget.only(**{k.name: max(k.fuzz_max, 1)})
+        for name in _walks(probe, tally, _config(cpus, alone, k)):
             out[name].add(k.name)
-    paths = v.paths()
-    for name, shaped in tally.shaped.items():
-        out[name] |= {paths[p].budget.name for p in shaped}
+    drawn = {k.name: k.fuzz_max for k in kinds if k.fuzz_max}
+    together = _walks(probe, tally, Config(cpus=cpus, budget=Budget.only(**drawn), reuse=False))
+    for name in together:  # a switch and a flush together, say: the drawn kinds need no help
+        if not out[name]:
+            out[name] = set(drawn)
     unasked = {name for name, askers in out.items() if not askers}
     if unasked:
-        drawn = {k.name: 1 for k in kinds if k.fuzz_max}
         for k in kinds:
             if k.fuzz_max:
                 continue
-            both = Budget.only(**drawn, **{k.name: 1})
-            for name in _walks(probe, tally, _config(cpus, both, k)) & unasked:
+            both = _config(cpus, Budget.only(**drawn, **{k.name: 1}), k)
+            for name in _walks(probe, tally, both, gate=k.name) & unasked:
                 out[name].add(k.name)
     return {name: frozenset(kinds) for name, kinds in out.items()}
 
 
 def steered_kinds(v: Variant, changes: Changes, cpus: int = 2) -> tuple[str, ...]:
     """The kinds the fuzzer draws only when asked (``fuzz_max == 0``) that it should draw
-    for this variant: those that ask a changed decision no drawn kind asks (a patch to
-    migration's flush needs migrations; a patch to should_flush_tlb() gets flushes anyway)."""
+    for this variant: those that reach a changed decision no drawn kind reaches (a patch to
+    migration's flush needs migrations; a patch to should_flush_tlb() gets flushes anyway).
+    A kind whose paths need a shape of the model (khugepaged's ``anon_pages=0``) is left
+    out: the drawn models do not have it."""
     kinds = budget_kinds(v.paths())
     drawn = {k.name for k in kinds if k.fuzz_max}
     steer: set[str] = set()
     for askers in asking_kinds(v, changes, cpus).values():
         if not askers & drawn:
             steer |= askers
-    return tuple(k.name for k in kinds if k.name in steer)
+    return tuple(k.name for k in kinds if k.name in steer and not k.shape)
 
 
 def summary(changes: Changes, counts: Mapping[str, list[int]]) -> dict[str, Any]:
@@ -299,11 +375,11 @@ def summary(changes: Changes, counts: Mapping[str, list[int]]) -> dict[str, Any]
         "base": changes.base,
         "decisions": {
             name: {
-                "why": why,
+                "why": why if len(changes.bases) == 1 else f"{why}, against {base}",
                 "reached": counts.get(name, [0, 0])[0],
                 "otherwise": counts.get(name, [0, 0])[1],
             }
-            for name, why in changes.decisions.items()
+            for name, (why, base) in changes.decisions.items()
         },
     }
 

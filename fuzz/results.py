@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
-from tlbfuzz.fuzz.changes import add_summaries, summary_lines
+from tlbfuzz.fuzz.changes import add_summaries, summary_lines, unreached
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -210,6 +210,9 @@ def merge(records: Iterable[Record]) -> list[Record]:
             cur.seconds += r.seconds
             cur.windows = add_windows(cur.windows, r.windows)
             cur.changes = add_summaries(cur.changes, r.changes)
+            missed = unreached(cur.changes) if cur.changes is not None else []
+            cur.ok = not missed  # merged shards may reach what each alone did not
+            cur.message = r.message if missed else ""
     return list(out.values())
 
 

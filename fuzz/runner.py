@@ -235,10 +235,11 @@ def fuzz_variant(
     changes = changes_of(variant)
     steer: tuple[str, ...] = ()
     counts: dict[str, list[int]] = {}
+    searched = variant  # a user's variant: instrumented for the search, reported as itself
     if changes is not None:
         if config is None:
             steer = steered_kinds(variant, changes)
-        variant, tally = instrument(variant, changes)
+        searched, tally = instrument(variant, changes)
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
     remaining = list(props)
@@ -257,8 +258,10 @@ def fuzz_variant(
             if on_progress is not None:
                 on_progress(bx + ex, bs + st)
 
+        if changes is not None:
+            tally.take()  # what the last finding's minimiser asked is not the search's
         err, examples, steps = run_one(
-            variant,
+            searched,
             tuple(remaining),
             settings,
             run_seed,

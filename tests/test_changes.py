@@ -23,11 +23,13 @@ from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.results import Record, merge, schema
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import load_user_variant
-from tlbfuzz.protocol import VARIANTS, Budget, Config, Variant, World, parse
+from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Step, Variant, World, parse
+from tlbfuzz.protocol import Path as KernelPath
+from tlbfuzz.protocol.paths import VA
 
 if TYPE_CHECKING:
     from tlbfuzz.protocol import Site
-    from tlbfuzz.protocol.state import FlushTlbInfo
+    from tlbfuzz.protocol.state import FlushTlbInfo, Locals
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -63,32 +65,76 @@ def test_a_built_in_variant_has_no_changes() -> None:
 def test_an_overridden_method_is_a_change_from_the_variant_it_was_built_from() -> None:
     ch = changes_of(COPY_FIRST)
     assert ch is not None
-    assert ch.base == "linux-current"
+    assert ch.bases == ("linux-current",)
     assert ch.switches == ()
-    assert dict(ch.decisions) == {"migrate_flush_before_copy": "overridden"}
+    assert dict(ch.decisions) == {"migrate_flush_before_copy": ("overridden", "linux-current")}
 
 
 def test_a_switch_set_otherwise_changes_every_decision_that_reads_it() -> None:
     """Which method reads which switch comes from Variant's source: ``batch_ack`` is read by
-    ``unlock_async_csds_first()`` alone, ``clear_cpumask_on_switch`` by the switch's steps
-    and its cpumask decisions."""
+    ``unlock_async_csds_first()`` alone, ``clear_cpumask_on_switch`` by five decisions."""
     ch = changes_of(attrs.evolve(VARIANTS["rfc-async"], name="x", batch_ack=True))
     assert ch is not None
-    assert ch.base == "rfc-async-batch-ack"  # the nearest: nothing differs from it
+    assert ch.bases == ("rfc-async-batch-ack",)  # the nearest: nothing differs from it
     assert dict(ch.decisions) == {}
     ch = changes_of(attrs.evolve(VARIANTS["linux-current"], name="x", batch_ack=True))
     assert ch is not None
-    assert (ch.base, ch.switches) == ("linux-current", ("batch_ack",))
-    assert dict(ch.decisions) == {"unlock_async_csds_first": "reads batch_ack"}
+    assert (ch.bases, ch.switches) == (("linux-current",), ("batch_ack",))
+    assert dict(ch.decisions) == {"unlock_async_csds_first": ("reads batch_ack", "linux-current")}
     ch = changes_of(attrs.evolve(VARIANTS["linux-current"], name="x", clear_cpumask_on_switch=True))
     assert ch is not None
-    assert {
+    assert set(ch.decisions) == {
         "switch_steps",
         "switch_clears_prev_cpumask",
         "switch_to_init_mm_clears_cpumask",
+        "switch_sets_cpumask_only_if_clear",
         "flush_tlb_func_trims_cpumask",
-    } <= set(ch.decisions)
-    assert all(why == "reads clear_cpumask_on_switch" for why in ch.decisions.values())
+    }
+    assert {why for why, _ in ch.decisions.values()} == {"reads clear_cpumask_on_switch"}
+
+
+def test_equally_near_bases_each_measure_the_switch_they_set_otherwise() -> None:
+    """rfc-async-pointer-info with batch_ack is one switch from rfc-async-pointer-info and
+    one from rfc-async-batch-ack: both changes are measured, each against its own base."""
+    ch = changes_of(attrs.evolve(VARIANTS["rfc-async-pointer-info"], name="x", batch_ack=True))
+    assert ch is not None
+    assert set(ch.bases) == {"rfc-async-pointer-info", "rfc-async-batch-ack"}
+    assert dict(ch.decisions) == {
+        "csd_info_inline": ("reads inline_info", "rfc-async-batch-ack"),
+        "unlock_async_csds_first": ("reads batch_ack", "rfc-async-pointer-info"),
+    }
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        attrs.evolve(VARIANTS["linux-5.2"], name="5.2-concurrent", concurrent_flush=True),
+        attrs.evolve(
+            VARIANTS["linux-current"], name="current-5.2-switch", clear_cpumask_on_switch=True
+        ),
+        _current(CopyFirst, "copy-first"),
+    ],
+    ids=lambda v: v.name,
+)
+def test_an_instrumented_variant_walks_exactly_as_the_variant(variant: Variant) -> None:
+    """Counting changes nothing: the same choices give the same states, step by step, also
+    where the change reorders steps that several paths share (the flush's)."""
+    ch = changes_of(variant)
+    assert ch is not None
+    counted, tally = instrument(variant, ch)
+    every = Config(budget=Budget(rest=1))  # each CPU may start one path of every kind
+    for seed in range(6):
+        plain, mine = World.initial(variant, every), World.initial(counted, every)
+        for i in range(120):
+            acts = plain.enabled_actions()
+            assert [str(a) for a in acts] == [str(a) for a in mine.enabled_actions()]
+            if not acts:
+                break
+            a = acts[(i * 7919 + seed * 104729) % len(acts)]
+            plain.apply(a)
+            mine.apply(parse(str(a)))
+            assert plain.snapshot() == mine.snapshot()
+    assert any(reached for reached, _ in tally.take().values())
 
 
 def test_a_migration_patch_is_steered_to_migrations_and_a_flush_patch_is_not() -> None:
@@ -111,24 +157,48 @@ def test_a_decision_only_a_reclaim_batch_makes_asked_is_steered_to_reclaim() -> 
     assert "reclaim" in steered_kinds(v, ch)
 
 
-def test_the_step_a_decision_moved_counts_each_time_it_runs() -> None:
-    """A decision that shapes steps is asked once, when the model is built; what counts is
-    the step it moved (migration's copy) running."""
+def _migrate_once(v: Variant) -> tuple[World, str]:
+    """cpu0, the only CPU, starts a migration of 0x1000 and runs it up to its copy (not
+    taken): the world, and the copy's op."""
+    w = World.initial(v, Config(cpus=1, budget=Budget.only(migrate=1)))  # no IPI to wait for
+    w.apply(parse("cpu0 try_to_migrate_one mm=A va=0x1000"))
+    steps = {st.name for st in w.kernel.steps["migrate"]}
+    while True:
+        (a,) = [a for a in w.enabled_actions() if a.cpu == 0 and a.op in steps and not a.args]
+        if a.op == "migrate_folio_move__copy":
+            return w, a.op
+        w.apply(a)
+
+
+def test_a_moved_step_counts_reached_as_its_path_starts_and_otherwise_as_it_runs() -> None:
+    """A decision that shapes steps is asked once, when the model is built; it is reached
+    when a path it shaped starts, and answered otherwise when the step it moved (migration's
+    copy, now before the flush) runs."""
     ch = changes_of(COPY_FIRST)
     assert ch is not None
     v, tally = instrument(COPY_FIRST, ch)
-    w = World.initial(v, Config(budget=Budget.only(), cpu_budget=((0, Budget.only(migrate=1)),)))
-    assert tally.take() == {"migrate_flush_before_copy": [0, 0]}
-    w.apply(parse("cpu0 try_to_migrate_one mm=A va=0x1000"))
-    steps = {st.name for st in w.kernel.steps["migrate"]}
-    while True:  # cpu0 runs its migration up to the copy, the first step the patch moved
-        (a,) = [a for a in w.enabled_actions() if a.cpu == 0 and a.op in steps and not a.args]
-        if a.op == "migrate_folio_move__copy":
-            break
-        w.apply(a)
-    assert tally.take() == {"migrate_flush_before_copy": [0, 0]}
-    w.apply(a)
-    assert tally.take() == {"migrate_flush_before_copy": [1, 1]}
+    w, copy = _migrate_once(v)
+    assert tally.take() == {"migrate_flush_before_copy": [1, 0]}
+    w.apply(parse(f"cpu0 {copy}"))
+    assert tally.take() == {"migrate_flush_before_copy": [0, 1]}
+
+
+@attrs.frozen
+class SameOrder(Variant):
+    """Overrides migrate_flush_before_copy() without changing its answer (a refactor)."""
+
+    def migrate_flush_before_copy(self, path: str) -> bool:
+        return True
+
+
+def test_a_step_shaping_refactor_is_reached_but_never_answers_otherwise() -> None:
+    same = _current(SameOrder, "same-order")
+    ch = changes_of(same)
+    assert ch is not None
+    v, tally = instrument(same, ch)
+    w, copy = _migrate_once(v)
+    w.apply(parse(f"cpu0 {copy}"))
+    assert tally.take() == {"migrate_flush_before_copy": [1, 0]}
 
 
 def test_the_ci_profile_finds_a_broken_migration_patch_without_a_budget() -> None:
@@ -202,9 +272,24 @@ def test_fuzz_exits_4_when_a_held_run_never_reached_a_change(
     assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in " ".join(out.split())
 
 
+def _never(w: World, cpu: int, lv: Locals) -> bool:
+    return False
+
+
+def _nothing(w: World, cpu: int) -> None:
+    pass
+
+
+NEVER_STARTS = attrs.evolve(
+    VARIANTS["linux-current"],
+    name="never-starts",
+    extra_paths=(KernelPath("never", BudgetKind("never"), VA, _never, (Step("never", _nothing),)),),
+)
+"""linux-current with a kernel path of its own that can never start."""
+
+
 def test_assert_holds_fails_when_the_search_never_reached_the_change() -> None:
-    """One example cannot get a reclaim batch and a PTL section after it: the patch to
-    flush_tlb_batched_pending() is never asked, and that is a failure, not a pass."""
-    ref = f"{EXAMPLES / 'before_3ea277194daa.py'}:VARIANT"
-    with pytest.raises(AssertionError, match=r"never reached .*flush_tlb_batched_pending\(\)"):
-        assert_holds(ref, ["no_use_after_free"], max_examples=1)
+    """The variant's only change is a path no CPU can start: every property holds, and
+    that is a failure, not a pass."""
+    with pytest.raises(AssertionError, match=r"never reached .*paths\(\)"):
+        assert_holds(NEVER_STARTS, ["no_use_after_free"], max_examples=20)
