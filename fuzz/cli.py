@@ -1,7 +1,9 @@
 """``tlbfuzz``: fuzz TLB-shootdown variants, explore them exhaustively, replay the corpus.
 
 Exit status: 0 nothing broke (or every replay matched), 1 violations found (or a replay did not
-match), 2 bad usage or unreadable input (one line on stderr, no traceback).
+match), 2 bad usage or unreadable input (one line on stderr, no traceback), 3 a worker process
+died, 4 everything held but the search never reached a decision the user's variant changes
+(``tlbfuzz.fuzz.changes``), 130 interrupted with nothing found.
 """
 
 from __future__ import annotations
