@@ -218,6 +218,7 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
             ok=not missed,  # no pass: the held cell says nothing about the patch
             windows=dict(o.windows) or None,  # a Held without counts: not measured
             changes=o.changes,
+            extra={"never_drawn": list(o.never_drawn)} if o.never_drawn else {},
         )
     ]
 

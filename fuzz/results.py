@@ -316,6 +316,15 @@ def held_windows_lines(records: Sequence[Record]) -> list[str]:
                 out.append("  windows: not measured")
             if recs[0].changes is not None:
                 out += summary_lines(recs[0].changes)
+            never = recs[0].extra.get("never_drawn")
+            if never:
+                out += textwrap.wrap(
+                    "paths never started (drawn only when asked, e.g. --budget "
+                    f"{never[0]}=1): {', '.join(never)}",
+                    72,
+                    initial_indent="  ",
+                    subsequent_indent="    ",
+                )
     return out
 
 

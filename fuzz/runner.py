@@ -20,7 +20,7 @@ from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
 from tlbfuzz.fuzz.swarm import walk as swarm_walk
-from tlbfuzz.protocol import World
+from tlbfuzz.protocol import World, budget_kinds
 from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ class Held:
     changes: dict[str, Any] | None = None
     """A user's variant: how often the search reached each decision it changes, and answered
     otherwise than its base (``tlbfuzz.fuzz.changes.summary``); None for a built-in one."""
+    never_drawn: tuple[str, ...] = ()
+    """Kinds of kernel path no example could start: drawn only when asked (``fuzz_max`` 0)
+    and not steered to, or given no budget by a fixed ``--budget``. The held says nothing of
+    races that need one."""
 
 
 Outcome = Finding | Held
@@ -240,6 +244,15 @@ def fuzz_variant(
         if config is None:
             steer = steered_kinds(variant, changes)
         searched, tally = instrument(variant, changes)
+    never_drawn = tuple(
+        k.name
+        for k in budget_kinds(variant.paths())
+        if (
+            not any(config.budget_of(c, k) for c in range(config.cpus))
+            if config is not None
+            else not k.fuzz_max and k.name not in steer
+        )
+    )
     if max_examples is not None:
         settings = Settings(settings, max_examples=max_examples)
     remaining = list(props)
@@ -295,6 +308,7 @@ def fuzz_variant(
                     seconds_used,
                     dict(windows),
                     None if changes is None else summary(changes, counts),
+                    never_drawn,
                 )
                 outcomes.append(o)
                 if on_outcome:

@@ -293,3 +293,20 @@ def test_assert_holds_fails_when_the_search_never_reached_the_change() -> None:
     that is a failure, not a pass."""
     with pytest.raises(AssertionError, match=r"never reached .*paths\(\)"):
         assert_holds(NEVER_STARTS, ["no_use_after_free"], max_examples=20)
+
+
+def test_a_held_run_names_the_paths_it_never_started(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The ci profile draws reclaim, migration and the like only when asked (or steered to):
+    a held cell says so, so a reader knows which races it never looked at."""
+    argv = ["fuzz", "-v", "linux-current", "-p", "no_lost_write", "--profile", "ci"]
+    code = main([*argv, "--max-examples", "20", "--workers", "1", "--corpus", str(tmp_path)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "paths never started (drawn only when asked, e.g. --budget gup_fast=1): " in out
+    assert "reclaim, numa, migrate, wp_fault, clear_refs, mremap, collapse, uffd_wp" in out
+    (o,) = fuzz_variant(COPY_FIRST, ["no_lost_write"], profile="ci", max_examples=20)
+    assert isinstance(o, Held)
+    assert "migrate" not in o.never_drawn  # steered to
+    assert "reclaim" in o.never_drawn
