@@ -73,7 +73,7 @@ def explore(out: IO[str], stage: dict[str, Any]) -> None:
         _violation(out, stage["name"], variant.name, v.prop, config, [str(a) for a in path])
         return True
 
-    bfs(
+    res = bfs(
         World.initial(variant, config),
         DEFAULT_PROPERTIES,
         stage["depth"],
@@ -81,6 +81,8 @@ def explore(out: IO[str], stage: dict[str, Any]) -> None:
         allowed=(lambda a: a.op not in left_out) if left_out else None,
         on_violation=found,
     )
+    if res.violation is None and not res.exhausted:  # stopped at the cap: undecided
+        _emit(out, {"event": "cut", "stage": stage["name"], "states": res.states})
 
 
 def ci(out: IO[str], stage: dict[str, Any]) -> None:

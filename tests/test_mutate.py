@@ -28,6 +28,7 @@ from bench.mutate import (
     Result,
     Run,
     Workspace,
+    _line,
     breaks_unmutated,
     load_equivalent,
     load_run,
@@ -158,6 +159,20 @@ def test_a_stage_that_leaves_out_noise_kills_the_mutant_without_83b0177a(
     assert run_mutant(workspace, identity("protocol/tlb.py"), TSO_SWITCH, limits).status == (
         "survived"
     )
+
+
+def test_a_stage_cut_at_its_state_cap_leaves_the_survivor_undecided(
+    workspace: Workspace,
+) -> None:
+    """A stage that stops at its ``max_states`` has not shown the mutant holds: the result
+    says which stage was cut, and the report calls the survivor undecided."""
+    small = [{**QUICK[0], "max_states": 50}]
+    r = run_mutant(workspace, identity("protocol/tlb.py"), small, LIMITS)
+    assert r.status == "survived", r
+    assert r.cut == [QUICK[0]["name"]]
+    assert "UNDECIDED" in _line(r, {"protocol/tlb.py": b""})
+    whole = run_mutant(workspace, identity("protocol/tlb.py"), QUICK, LIMITS)
+    assert whole.cut == []
 
 
 def test_a_mutant_that_raises_is_crash_killed(workspace: Workspace) -> None:
