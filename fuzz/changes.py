@@ -359,29 +359,42 @@ def steered_kinds(v: Variant, changes: Changes, cpus: int = 2) -> tuple[str, ...
     migration's flush needs migrations; a patch to should_flush_tlb() gets flushes anyway).
     A kind whose paths need a shape of the model (khugepaged's ``anon_pages=0``) is left
     out: the drawn models do not have it."""
+    return steer_from(v, asking_kinds(v, changes, cpus))
+
+
+def steer_from(v: Variant, askers: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
+    """``steered_kinds`` from ``asking_kinds``' answer."""
     kinds = budget_kinds(v.paths())
     drawn = {k.name for k in kinds if k.fuzz_max}
     steer: set[str] = set()
-    for askers in asking_kinds(v, changes, cpus).values():
-        if not askers & drawn:
-            steer |= askers
+    for by in askers.values():
+        if not by & drawn:
+            steer |= by
     return tuple(k.name for k in kinds if k.name in steer and not k.shape)
 
 
-def summary(changes: Changes, counts: Mapping[str, list[int]]) -> dict[str, Any]:
+def summary(
+    changes: Changes,
+    counts: Mapping[str, list[int]],
+    askers: Mapping[str, frozenset[str]] | None = None,
+    kinds: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """What a result record keeps (``Record.changes``): the base, and per changed decision
-    why it is one, how often the search reached it and how often it answered otherwise."""
-    return {
-        "base": changes.base,
-        "decisions": {
-            name: {
-                "why": why if len(changes.bases) == 1 else f"{why}, against {base}",
-                "reached": counts.get(name, [0, 0])[0],
-                "otherwise": counts.get(name, [0, 0])[1],
-            }
-            for name, (why, base) in changes.decisions.items()
-        },
-    }
+    why it is one, how often the search reached it and how often it answered otherwise;
+    with ``askers`` (``asking_kinds``), also the kinds of path the probe saw reach it
+    (``reached_by``, in the order of ``kinds``), for a decision the search never reached."""
+    out: dict[str, Any] = {"base": changes.base, "decisions": {}}
+    for name, (why, base) in changes.decisions.items():
+        reached, otherwise = counts.get(name, [0, 0])
+        d: dict[str, Any] = {
+            "why": why if len(changes.bases) == 1 else f"{why}, against {base}",
+            "reached": reached,
+            "otherwise": otherwise,
+        }
+        if askers is not None and not reached:
+            d["reached_by"] = [k for k in kinds if k in askers.get(name, ())]
+        out["decisions"][name] = d
+    return out
 
 
 def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -393,6 +406,10 @@ def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
         mine = out["decisions"].setdefault(name, {"why": d["why"], "reached": 0, "otherwise": 0})
         mine["reached"] += d["reached"]
         mine["otherwise"] += d["otherwise"]
+        if "reached_by" in d:
+            mine.setdefault("reached_by", d["reached_by"])
+        if mine["reached"]:
+            mine.pop("reached_by", None)  # a hint for what was never reached
     return out
 
 
@@ -407,6 +424,11 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
     for name, d in decisions.items():
         if not d["reached"]:
             said = "NEVER REACHED: the held cells say nothing about it"
+            by = d.get("reached_by")
+            if by:
+                said += f"; paths that reach it: {', '.join(by)} (e.g. --budget {by[0]}=1)"
+            elif by is not None:
+                said += "; no path reached it in the probe either"
         elif not d["otherwise"]:
             said = f"reached {d['reached']:,} times, NEVER ANSWERED OTHERWISE: the held cells"
             said += " say nothing about it"

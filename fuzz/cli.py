@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from tlbfuzz.fuzz import inputs
-from tlbfuzz.fuzz.changes import changes_of, instrument, summary, summary_lines, unreached
+from tlbfuzz.fuzz.changes import (
+    asking_kinds,
+    changes_of,
+    instrument,
+    summary,
+    summary_lines,
+    unreached,
+)
 from tlbfuzz.fuzz.corpus import (
     BOUNDS,
     BUDGET_BOUNDS,
@@ -489,7 +496,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
         verdict = f"no violation up to depth {res.depth}"
     else:
         verdict = f"stopped at --max-states; no violation up to depth {res.depth}"
-    summarised = None if changes is None or tally is None else summary(changes, tally.take())
+    summarised = None
+    if changes is not None and tally is not None:
+        counts = tally.take()
+        never = any(not reached for reached, _ in counts.values())
+        askers = asking_kinds(v, changes) if never else None  # where to look instead
+        summarised = summary(
+            changes, counts, askers, tuple(k.name for k in budget_kinds(v.paths()))
+        )
     if held:
         print(f"{v.name}: {verdict} ({', '.join(held)})")
         for line in windows_lines(res.reached, "states"):

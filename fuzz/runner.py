@@ -15,7 +15,7 @@ from hypothesis.database import ExampleDatabase
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
-from tlbfuzz.fuzz.changes import changes_of, instrument, steered_kinds, summary
+from tlbfuzz.fuzz.changes import asking_kinds, changes_of, instrument, steer_from, summary
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
@@ -240,13 +240,16 @@ def fuzz_variant(
     steer: tuple[str, ...] = ()
     counts: dict[str, list[int]] = {}
     searched = variant  # a user's variant: instrumented for the search, reported as itself
+    askers: dict[str, frozenset[str]] = {}
     if changes is not None:
+        askers = asking_kinds(variant, changes)
         if config is None:
-            steer = steered_kinds(variant, changes)
+            steer = steer_from(variant, askers)
         searched, tally = instrument(variant, changes)
+    kinds = budget_kinds(variant.paths())
     never_drawn = tuple(
         k.name
-        for k in budget_kinds(variant.paths())
+        for k in kinds
         if (
             not any(config.budget_of(c, k) for c in range(config.cpus))
             if config is not None
@@ -307,7 +310,9 @@ def fuzz_variant(
                     steps,
                     seconds_used,
                     dict(windows),
-                    None if changes is None else summary(changes, counts),
+                    None
+                    if changes is None
+                    else summary(changes, counts, askers, tuple(k.name for k in kinds)),
                     never_drawn,
                 )
                 outcomes.append(o)

@@ -233,6 +233,7 @@ def test_explore_says_never_reached_for_a_change_its_budget_never_runs(
     assert code == 4  # held, but the patch was never asked: not a pass
     text = " ".join(out.split())
     assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in text
+    assert "paths that reach it: reclaim, migrate" in text  # where to look instead
 
 
 def test_a_records_changes_add_up_over_runs_and_survive_json() -> None:
