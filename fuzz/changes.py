@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from tlbfuzz.fuzz.user import with_methods
 from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Path, Step, Variant, World
 from tlbfuzz.protocol.paths import budget_kinds
 
@@ -60,11 +61,6 @@ class Changes:
     @property
     def base(self) -> str:
         return " or ".join(self.bases)
-
-
-def decision_methods() -> tuple[str, ...]:
-    """The public methods of ``Variant``, in the order of its source."""
-    return _readers()[0]
 
 
 @cache
@@ -215,7 +211,7 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
     them (with the counting step functions), so every path sees one function per step."""
     tally = Tally({name: [0, 0] for name in changes.decisions})
     cls = type(v)
-    wrappers: dict[str, object] = {"__slots__": ()}
+    wrappers: dict[str, object] = {}
     for name, (_, against) in changes.decisions.items():
         if name not in ("path_steps", "paths"):
             wrappers[name] = _wrap(name, getattr(cls, name), VARIANTS[against], tally)
@@ -226,12 +222,7 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
         return steps if steps is not None else cls.path_steps(self, path)
 
     wrappers["path_steps"] = path_steps
-    sub = type(cls.__name__, (cls,), wrappers)
-    new: Variant = object.__new__(sub)
-    for f in attrs.fields(cls):
-        object.__setattr__(new, f.name, getattr(v, f.name))
-    for k, value in getattr(v, "__dict__", {}).items():
-        object.__setattr__(new, k, value)
+    new = with_methods(v, wrappers)
     base = VARIANTS[changes.bases[0]]
     built = {p.name: _shape(cls, new, base, p, changes, tally) for p in v.paths().values()}
     hooks: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}

@@ -210,14 +210,19 @@ def checked_variant(v: Variant, file: Path, ref: str) -> Variant:
     """A copy of ``v`` whose overridden decision methods report the user's errors."""
     shown = _shown(file)
     cls = type(v)
-    wrappers: dict[str, object] = {"__slots__": ()}
+    wrappers: dict[str, object] = {}
     for name in _decision_methods():
         mine = getattr(cls, name, None)
         if mine is not None and mine is not getattr(Variant, name):
             wrappers[name] = _wrap(name, mine, shown, ref)
-    if len(wrappers) == 1:
-        return v
-    sub = type(cls.__name__, (cls,), wrappers)
+    return with_methods(v, wrappers) if wrappers else v
+
+
+def with_methods(v: Variant, methods: dict[str, object]) -> Variant:
+    """A copy of ``v`` whose class is a subclass of its own with ``methods`` (and
+    ``__slots__``) in it: the same switches, the same name, some methods wrapped."""
+    cls = type(v)
+    sub = type(cls.__name__, (cls,), {"__slots__": (), **methods})
     new: Variant = object.__new__(sub)
     for f in attrs.fields(cls):
         object.__setattr__(new, f.name, getattr(v, f.name))
