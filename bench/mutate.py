@@ -237,8 +237,9 @@ class Result:
     skipped: list[str] = field(default_factory=list)
     """The stages not run: the unmutated model never ran the mutant's lines there."""
     cut: list[str] = field(default_factory=list)
-    """Explore stages that stopped at ``MAX_STATES`` without a violation: the mutant's space
-    outgrew the cap, so a survivor is undecided there, not shown to hold."""
+    """Explore stages that stopped short of the whole space without a violation (at
+    ``MAX_STATES``, or at ``DEPTH``): the mutant's space outgrew the stage, so a survivor is
+    undecided there, not shown to hold."""
 
     @property
     def killed(self) -> bool:
@@ -494,7 +495,7 @@ class Run:
 
     def _cut(self) -> str:
         n = sum(bool(r.cut) for r in self.unexplained())
-        return f"; {n} of them undecided, a stage cut at {MAX_STATES:,} states" if n else ""
+        return f"; {n} of them undecided, a stage stopped short of its whole space" if n else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -591,7 +592,7 @@ def _line(r: Result, sources: dict[str, bytes]) -> str:
     if r.status == "survived" and r.skipped:
         tag = f"  [{len(r.skipped)} stages skipped as unreached]"
     if r.status == "survived" and r.cut:
-        tag += f"  [UNDECIDED: cut at {MAX_STATES:,} states in {', '.join(r.cut)}]"
+        tag += f"  [UNDECIDED: stopped short of the whole space in {', '.join(r.cut)}]"
     return (
         f"  {m.id}  {m.where}  {m.function}  {m.operator}{tag}\n"
         f"      was: {m.original.replace(chr(10), ' / ')}\n"

@@ -50,6 +50,7 @@ import attrs
 
 from tlbfuzz.fuzz.profiles import ENGINES
 from tlbfuzz.fuzz.results import Record, merge
+from tlbfuzz.protocol import VARIANTS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -218,7 +219,11 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
             ok=not missed,  # no pass: the held cell says nothing about the patch
             windows=dict(o.windows) or None,  # a Held without counts: not measured
             changes=o.changes,
-            extra={"never_drawn": list(o.never_drawn)} if o.never_drawn else {},
+            extra=(
+                {"never_drawn": list(o.never_drawn), "budget_fixed": o.budget_fixed}
+                if o.never_drawn
+                else {}
+            ),
         )
     ]
 
@@ -477,6 +482,10 @@ class Campaign:
                 r = Record(item.ref, p, "holds", seed=item.seed, examples=examples, steps=steps)
                 r.seconds = seconds
                 r.extra = {"cut_by_time_budget": True}
+                if item.ref not in VARIANTS:  # a user's variant: its changes go uncounted
+                    r.extra["changes_unmeasured"] = True
+                    r.ok = False
+                    r.message = "the time budget stopped it before its changes were counted"
                 self.records.append(r)
         if self.progress:
             self.err(f"  {item.ref} (round {item.round}): stopped by the time budget")

@@ -189,13 +189,17 @@ def _wrap(name: str, mine: Callable[..., Any], base: Variant, tally: Tally) -> A
     return asked
 
 
-def _counting(run: Callable[[World, int], None], hooks: Mapping[str, Any], tally: Tally) -> Any:
-    """``run`` that first counts what ``hooks`` (path -> (reached, otherwise) names) says for
-    the path the CPU runs: one function per step name, since the kernel checks that a name
-    means one step function in every path."""
+def _counting(
+    run: Callable[[World, int], None], hooks: Mapping[tuple[str, int], Any], tally: Tally
+) -> Any:
+    """``run`` that first counts what ``hooks`` ((path, index) -> (reached, otherwise)
+    names) says for the step the CPU runs: one function per step name, since the kernel
+    checks that a name means one step function in every path, keyed by the index since a
+    name may come twice in one path (a forced flush, then the gather's own)."""
 
     def counted(w: World, cpu: int) -> None:
-        hook = hooks.get(w.cpus[cpu].path)
+        c = w.cpus[cpu]
+        hook = hooks.get((c.path, c.pc))
         if hook is not None:
             reached, otherwise = hook
             tally.hit(reached, False)
@@ -225,14 +229,14 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
     new = with_methods(v, wrappers)
     base = VARIANTS[changes.bases[0]]
     built = {p.name: _shape(cls, new, base, p, changes, tally) for p in v.paths().values()}
-    hooks: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    hooks: dict[str, dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     for path, (steps, reached, otherwise, at) in built.items():
         if reached:
-            hooks.setdefault(steps[0].name, {})[path] = (reached, ())
+            hooks.setdefault(steps[0].name, {})[path, 0] = (reached, ())
         if otherwise:
             hook = hooks.setdefault(steps[at].name, {})
-            r, _ = hook.get(path, ((), ()))
-            hook[path] = (r, otherwise)
+            r, _ = hook.get((path, at), ((), ()))
+            hook[path, at] = (r, otherwise)
     runs: dict[str, Any] = {}
     for path, (steps, *_) in built.items():
         steps_of[path] = tuple(
@@ -311,7 +315,20 @@ def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[
     return {name for name, (reached, _) in tally.take().items() if reached}
 
 
-def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, frozenset[str]]:
+@attrs.frozen
+class Reach:
+    """The kinds of path seen to reach a decision: ``alone`` (a model with that kind and
+    nothing else) and ``helped`` (only next to the kinds the fuzzer draws)."""
+
+    alone: frozenset[str] = frozenset()
+    helped: frozenset[str] = frozenset()
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return self.alone | self.helped
+
+
+def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach]:
     """Per changed decision, the kinds of kernel path whose runs reach it. For each kind, a
     model where each CPU may start as many paths of that kind as the fuzzer draws at most
     and nothing else, walked a few times (deterministically) with hardware events around:
@@ -323,25 +340,28 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, froze
     (``flush_tlb_batched_pending()`` is asked only after a batched flush)."""
     probe, tally = instrument(v, changes)
     kinds = budget_kinds(v.paths())
-    out: dict[str, set[str]] = {name: set() for name in changes.decisions}
+    alone: dict[str, set[str]] = {name: set() for name in changes.decisions}
+    helped: dict[str, set[str]] = {name: set() for name in changes.decisions}
     for k in kinds:
-        alone = Budget.only(**{k.name: max(k.fuzz_max, 1)})
-        for name in _walks(probe, tally, _config(cpus, alone, k)):
-            out[name].add(k.name)
+        only = Budget.only(**{k.name: max(k.fuzz_max, 1)})
+        for name in _walks(probe, tally, _config(cpus, only, k)):
+            alone[name].add(k.name)
     drawn = {k.name: k.fuzz_max for k in kinds if k.fuzz_max}
     together = _walks(probe, tally, Config(cpus=cpus, budget=Budget.only(**drawn), reuse=False))
     for name in together:  # a switch and a flush together, say: the drawn kinds need no help
-        if not out[name]:
-            out[name] = set(drawn)
-    unasked = {name for name, askers in out.items() if not askers}
+        if not alone[name]:
+            helped[name] = set(drawn)
+    unasked = {name for name in changes.decisions if not alone[name] and not helped[name]}
     if unasked:
         for k in kinds:
             if k.fuzz_max:
                 continue
             both = _config(cpus, Budget.only(**drawn, **{k.name: 1}), k)
             for name in _walks(probe, tally, both, gate=k.name) & unasked:
-                out[name].add(k.name)
-    return {name: frozenset(kinds) for name, kinds in out.items()}
+                helped[name].add(k.name)
+    return {
+        name: Reach(frozenset(alone[name]), frozenset(helped[name])) for name in changes.decisions
+    }
 
 
 def steered_kinds(v: Variant, changes: Changes, cpus: int = 2) -> tuple[str, ...]:
@@ -353,27 +373,28 @@ def steered_kinds(v: Variant, changes: Changes, cpus: int = 2) -> tuple[str, ...
     return steer_from(v, asking_kinds(v, changes, cpus))
 
 
-def steer_from(v: Variant, askers: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
+def steer_from(v: Variant, reach: Mapping[str, Reach]) -> tuple[str, ...]:
     """``steered_kinds`` from ``asking_kinds``' answer."""
     kinds = budget_kinds(v.paths())
     drawn = {k.name for k in kinds if k.fuzz_max}
     steer: set[str] = set()
-    for by in askers.values():
-        if not by & drawn:
-            steer |= by
+    for r in reach.values():
+        if not r.kinds & drawn:
+            steer |= r.kinds
     return tuple(k.name for k in kinds if k.name in steer and not k.shape)
 
 
 def summary(
     changes: Changes,
     counts: Mapping[str, list[int]],
-    askers: Mapping[str, frozenset[str]] | None = None,
+    reach: Mapping[str, Reach] | None = None,
     kinds: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """What a result record keeps (``Record.changes``): the base, and per changed decision
     why it is one, how often the search reached it and how often it answered otherwise;
-    with ``askers`` (``asking_kinds``), also the kinds of path the probe saw reach it
-    (``reached_by``, in the order of ``kinds``), for a decision the search never reached."""
+    with ``reach`` (``asking_kinds``), for a decision the search never reached, also the
+    kinds of path the probe saw reach it (``reached_by``, in the order of ``kinds``) and
+    whether one did alone (``alone``: then a ``--budget`` of it reaches it)."""
     out: dict[str, Any] = {"base": changes.base, "decisions": {}}
     for name, (why, base) in changes.decisions.items():
         reached, otherwise = counts.get(name, [0, 0])
@@ -382,8 +403,10 @@ def summary(
             "reached": reached,
             "otherwise": otherwise,
         }
-        if askers is not None and not reached:
-            d["reached_by"] = [k for k in kinds if k in askers.get(name, ())]
+        if reach is not None and not reached:
+            r = reach.get(name, Reach())
+            d["reached_by"] = [k for k in kinds if k in r.kinds]
+            d["alone"] = [k for k in kinds if k in r.alone]
         out["decisions"][name] = d
     return out
 
@@ -397,10 +420,12 @@ def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
         mine = out["decisions"].setdefault(name, {"why": d["why"], "reached": 0, "otherwise": 0})
         mine["reached"] += d["reached"]
         mine["otherwise"] += d["otherwise"]
-        if "reached_by" in d:
-            mine.setdefault("reached_by", d["reached_by"])
-        if mine["reached"]:
-            mine.pop("reached_by", None)  # a hint for what was never reached
+        for key in ("reached_by", "alone"):
+            if key in d:
+                mine[key] = sorted(set(mine.get(key, [])) | set(d[key]))
+        if mine["reached"]:  # a hint for what was never reached
+            mine.pop("reached_by", None)
+            mine.pop("alone", None)
     return out
 
 
@@ -415,9 +440,12 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
     for name, d in decisions.items():
         if not d["reached"]:
             said = "NEVER REACHED: the held cells say nothing about it"
-            by = d.get("reached_by")
-            if by:
-                said += f"; paths that reach it: {', '.join(by)} (e.g. --budget {by[0]}=1)"
+            by, alone = d.get("reached_by"), d.get("alone")
+            if alone:
+                said += f"; paths that reach it: {', '.join(by or alone)} (--budget {alone[0]}=1)"
+            elif by:
+                said += f"; paths that reach it next to others: {', '.join(by)} (fuzz without"
+                said += " --budget draws them; explore needs a budget with both)"
             elif by is not None:
                 said += "; no path reached it in the probe either"
         elif not d["otherwise"]:

@@ -228,8 +228,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 
 def unreached_changes(records: list[Record]) -> list[str]:
-    """The changed decisions a held record of a user's variant never reached (exit 4)."""
-    return [name for r in records if r.changes is not None for name in unreached(r.changes)]
+    """The changed decisions a held record of a user's variant never reached, or ``?`` for
+    one whose changes went uncounted (exit 4)."""
+    out = [name for r in records if r.changes is not None for name in unreached(r.changes)]
+    uncounted = any(r.changes is None and r.extra.get("changes_unmeasured") for r in records)
+    return out + ["?"] if uncounted else out
 
 
 def _err(text: str) -> None:
@@ -525,6 +528,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             changes=summarised,
             extra={"depth": res.depth, "exhausted": res.exhausted},
         )
+        missed = unreached(summarised) if summarised is not None else []
+        if missed:  # no pass: the held says nothing about the patch
+            records[p].ok = False
+            records[p].message += "; never reached: " + ", ".join(f"{n}()" for n in missed)
     status = 1 if found else 4 if unreached_changes(list(records.values())) else 0
     _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
     return status

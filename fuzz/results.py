@@ -210,9 +210,12 @@ def merge(records: Iterable[Record]) -> list[Record]:
             cur.seconds += r.seconds
             cur.windows = add_windows(cur.windows, r.windows)
             cur.changes = add_summaries(cur.changes, r.changes)
+            if cur.changes is not None:
+                cur.extra.pop("changes_unmeasured", None)  # another run counted them
             missed = unreached(cur.changes) if cur.changes is not None else []
-            cur.ok = not missed  # merged shards may reach what each alone did not
-            cur.message = r.message if missed else ""
+            unmeasured = bool(cur.extra.get("changes_unmeasured"))
+            cur.ok = not missed and not unmeasured  # merged runs may reach what one did not
+            cur.message = r.message if missed or unmeasured else ""
     return list(out.values())
 
 
@@ -316,11 +319,17 @@ def held_windows_lines(records: Sequence[Record]) -> list[str]:
                 out.append("  windows: not measured")
             if recs[0].changes is not None:
                 out += summary_lines(recs[0].changes)
+            elif recs[0].extra.get("changes_unmeasured"):
+                out.append("  changes: NOT COUNTED (the time budget stopped every run of it)")
             never = recs[0].extra.get("never_drawn")
             if never:
+                why = (
+                    "not in --budget"
+                    if recs[0].extra.get("budget_fixed")
+                    else f"drawn only when asked, e.g. --budget {never[0]}=1"
+                )
                 out += textwrap.wrap(
-                    "paths never started (drawn only when asked, e.g. --budget "
-                    f"{never[0]}=1): {', '.join(never)}",
+                    f"paths never started ({why}): {', '.join(never)}",
                     72,
                     initial_indent="  ",
                     subsequent_indent="    ",

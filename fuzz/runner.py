@@ -15,7 +15,14 @@ from hypothesis.database import ExampleDatabase
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
-from tlbfuzz.fuzz.changes import asking_kinds, changes_of, instrument, steer_from, summary
+from tlbfuzz.fuzz.changes import (
+    Reach,
+    asking_kinds,
+    changes_of,
+    instrument,
+    steer_from,
+    summary,
+)
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
@@ -61,8 +68,9 @@ class Held:
     otherwise than its base (``tlbfuzz.fuzz.changes.summary``); None for a built-in one."""
     never_drawn: tuple[str, ...] = ()
     """Kinds of kernel path no example could start: drawn only when asked (``fuzz_max`` 0)
-    and not steered to, or given no budget by a fixed ``--budget``. The held says nothing of
-    races that need one."""
+    and not steered to, or given no budget by a fixed ``--budget`` (``budget_fixed``). The
+    held says nothing of races that need one."""
+    budget_fixed: bool = False
 
 
 Outcome = Finding | Held
@@ -240,11 +248,11 @@ def fuzz_variant(
     steer: tuple[str, ...] = ()
     counts: dict[str, list[int]] = {}
     searched = variant  # a user's variant: instrumented for the search, reported as itself
-    askers: dict[str, frozenset[str]] = {}
+    reach: dict[str, Reach] = {}
     if changes is not None:
-        askers = asking_kinds(variant, changes)
+        reach = asking_kinds(variant, changes)
         if config is None:
-            steer = steer_from(variant, askers)
+            steer = steer_from(variant, reach)
         searched, tally = instrument(variant, changes)
     kinds = budget_kinds(variant.paths())
     never_drawn = tuple(
@@ -312,8 +320,9 @@ def fuzz_variant(
                     dict(windows),
                     None
                     if changes is None
-                    else summary(changes, counts, askers, tuple(k.name for k in kinds)),
+                    else summary(changes, counts, reach, tuple(k.name for k in kinds)),
                     never_drawn,
+                    config is not None,
                 )
                 outcomes.append(o)
                 if on_outcome:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from tlbfuzz.fuzz.changes import (
     summary_lines,
 )
 from tlbfuzz.fuzz.check import assert_holds
-from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.cli import main, unreached_changes
 from tlbfuzz.fuzz.results import Record, merge, schema
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import load_user_variant
@@ -144,7 +145,7 @@ def test_a_migration_patch_is_steered_to_migrations_and_a_flush_patch_is_not() -
     same = _current(SameAnswer, "same")
     ch = changes_of(same)
     assert ch is not None
-    assert "madvise" in asking_kinds(same, ch)["should_flush_tlb"]
+    assert "madvise" in asking_kinds(same, ch)["should_flush_tlb"].alone
     assert steered_kinds(same, ch) == ()  # the drawn paths flush anyway
 
 
@@ -223,17 +224,40 @@ def test_a_held_run_says_a_change_it_reached_never_answered_otherwise() -> None:
 
 
 def test_explore_says_never_reached_for_a_change_its_budget_never_runs(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """Without a reclaim, mprotect never asks flush_tlb_batched_pending(): the held cells
     say nothing about the patch, and the output says so."""
     ref = f"{EXAMPLES / 'before_3ea277194daa.py'}:VARIANT"
-    code = main(["explore", "-v", ref, "--budget", "mprotect=1", "--file-pages", "0"])
+    argv = ["explore", "-v", ref, "--budget", "mprotect=1", "--file-pages", "0"]
+    code = main([*argv, "--json", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml")])
     out = capsys.readouterr().out
     assert code == 4  # held, but the patch was never asked: not a pass
     text = " ".join(out.split())
     assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in text
-    assert "paths that reach it: reclaim, migrate" in text  # where to look instead
+    # where to look instead: only after a batched flush, so next to other paths
+    assert "paths that reach it next to others: reclaim, migrate" in text
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert {r["ok"] for r in doc["results"]} == {False}
+    assert 'failures="0"' not in (tmp_path / "r.xml").read_text()
+
+
+def test_a_change_one_path_reaches_alone_is_hinted_with_its_budget(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "v.py").write_text(
+        "import attrs\nfrom tlbfuzz.protocol import VARIANTS, Variant\n\n\n"
+        "@attrs.frozen\nclass CopyFirst(Variant):\n"
+        "    def migrate_flush_before_copy(self, path: str) -> bool:\n        return False\n\n\n"
+        "V = CopyFirst(\n"
+        '    **{**attrs.asdict(VARIANTS["linux-current"], recurse=False), "name": "cf"}\n)\n'
+    )
+    argv = ["explore", "-v", f"{tmp_path / 'v.py'}:V", "--budget", "munmap=1"]
+    code = main([*argv, "--file-pages", "0", "-p", "no_use_after_free"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert code == 4
+    assert "migrate_flush_before_copy() (overridden): NEVER REACHED" in text
+    assert "paths that reach it: migrate (--budget migrate=1)" in text
 
 
 def test_a_records_changes_add_up_over_runs_and_survive_json() -> None:
@@ -270,7 +294,9 @@ def test_fuzz_exits_4_when_a_held_run_never_reached_a_change(
     code = main([*argv, "--corpus", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 4
-    assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "flush_tlb_batched_pending() (overridden): NEVER REACHED" in text
+    assert "paths never started (not in --budget): munmap, mprotect, writeback" in text
 
 
 def _never(w: World, cpu: int, lv: Locals) -> bool:
@@ -311,3 +337,22 @@ def test_a_held_run_names_the_paths_it_never_started(
     assert isinstance(o, Held)
     assert "migrate" not in o.never_drawn  # steered to
     assert "reclaim" in o.never_drawn
+
+
+def test_a_user_variant_cut_by_the_time_budget_is_no_pass_until_a_run_counts_it() -> None:
+    cut = Record("f.py:V", "no_lost_write", "holds", ok=False)
+    cut.extra = {"cut_by_time_budget": True, "changes_unmeasured": True}
+    (alone,) = merge([cut])
+    assert not alone.ok
+    assert unreached_changes([alone]) == ["?"]  # exit 4
+    ch = changes_of(COPY_FIRST)
+    assert ch is not None
+    counted = Record(
+        "f.py:V",
+        "no_lost_write",
+        "holds",
+        changes=summary(ch, {"migrate_flush_before_copy": [2, 1]}),
+    )
+    (both,) = merge([cut, counted])
+    assert both.ok
+    assert unreached_changes([both]) == []
