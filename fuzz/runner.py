@@ -20,7 +20,7 @@ from tlbfuzz.fuzz.changes import (
     asking_kinds,
     changes_of,
     instrument,
-    steer_from,
+    steered_kinds,
     summary,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
@@ -248,11 +248,11 @@ def fuzz_variant(
     steer: tuple[str, ...] = ()
     counts: dict[str, list[int]] = {}
     searched = variant  # a user's variant: instrumented for the search, reported as itself
-    reach: dict[str, Reach] = {}
+    reach: dict[str, Reach] | None = None  # the probe's: to steer, or to say where to look
     if changes is not None:
-        reach = asking_kinds(variant, changes)
         if config is None:
-            steer = steer_from(variant, reach)
+            reach = asking_kinds(variant, changes)
+            steer = steered_kinds(variant, reach)
         searched, tally = instrument(variant, changes)
     kinds = budget_kinds(variant.paths())
     never_drawn = tuple(
@@ -329,12 +329,13 @@ def fuzz_variant(
                     on_outcome(o)
             break
         prop = err.violation.prop
-        config, schedule = fewer_cpus(variant, err.config, err.schedule, [prop])
-        hit = first_violation(World.initial(variant, config), schedule, [prop])
+        # the finding's own config: ``config`` stays what the next runs draw from
+        found, schedule = fewer_cpus(variant, err.config, err.schedule, [prop])
+        hit = first_violation(World.initial(variant, found), schedule, [prop])
         assert hit is not None and hit[0] == len(schedule), "minimised schedule must replay"
         o = Finding(
             variant,
-            config,
+            found,
             prop,
             hit[1],
             schedule,

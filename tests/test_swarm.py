@@ -142,3 +142,29 @@ def test_a_run_on_fewer_properties_keeps_the_failing_example_a_run_on_more_saved
     held, _, _ = run(v, rest, Settings(s, max_examples=20), cpus=2)
     assert held is None
     assert all(value in list(db.fetch(key)) for key, value in saved)
+
+
+def test_after_a_finding_the_next_run_still_draws_its_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fuzz_variant goes on with the properties not yet broken. The runs after a finding
+    used to get the finding's minimised model as a fixed ``config`` (the variable was
+    reused), so every later held claim covered that one model only."""
+    from tlbfuzz.fuzz import runner
+
+    given: list[Config | None] = []
+    real = runner.run_swarm
+
+    def recording(*args: object, **kwargs: object) -> object:
+        given.append(args[6])  # type: ignore[arg-type]  # run_one's config, positional
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "run_swarm", recording)
+    outcomes = fuzz_variant(
+        VARIANTS["rfc-async-posted"],
+        ["no_use_after_free", "no_deadlock"],
+        profile="ci",
+        max_examples=200,
+    )
+    assert [type(o).__name__ for o in outcomes] == ["Finding", "Held"]
+    assert given == [None, None]  # both runs drew their models
