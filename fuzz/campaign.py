@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from tlbfuzz.fuzz.profiles import ENGINES
-from tlbfuzz.fuzz.results import Record, merge
+from tlbfuzz.fuzz.results import Record, judge_changes, merge
 from tlbfuzz.protocol import VARIANTS
 
 if TYPE_CHECKING:
@@ -197,35 +197,23 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
                 extra={"found_length": o.found_length, "cpus": o.config.cpus},
             )
         ]
-    from tlbfuzz.fuzz.changes import unreached
-
-    missed = unreached(o.changes) if o.changes is not None else []
-    return [
-        Record(
-            item.ref,
-            o.prop,
-            "holds",
-            seed=item.seed,
-            examples=o.examples,
-            steps=o.steps,
-            seconds=o.seconds,
-            message=(
-                "held, but the search never reached "
-                + ", ".join(f"{n}()" for n in missed)
-                + ", which the variant changes"
-                if missed
-                else ""
-            ),
-            ok=not missed,  # no pass: the held cell says nothing about the patch
-            windows=dict(o.windows) or None,  # a Held without counts: not measured
-            changes=o.changes,
-            extra=(
-                {"never_drawn": list(o.never_drawn), "budget_fixed": o.budget_fixed}
-                if o.never_drawn
-                else {}
-            ),
-        )
-    ]
+    held = Record(
+        item.ref,
+        o.prop,
+        "holds",
+        seed=item.seed,
+        examples=o.examples,
+        steps=o.steps,
+        seconds=o.seconds,
+        windows=dict(o.windows) or None,  # a Held without counts: not measured
+        changes=o.changes,
+        extra=(
+            {"never_drawn": list(o.never_drawn), "budget_fixed": o.budget_fixed}
+            if o.never_drawn
+            else {}
+        ),
+    )
+    return [judge_changes(held)]
 
 
 def run_item(
@@ -484,9 +472,7 @@ class Campaign:
                 r.extra = {"cut_by_time_budget": True}
                 if item.ref not in VARIANTS:  # a user's variant: its changes go uncounted
                     r.extra["changes_unmeasured"] = True
-                    r.ok = False
-                    r.message = "the time budget stopped it before its changes were counted"
-                self.records.append(r)
+                self.records.append(judge_changes(r))
         if self.progress:
             self.err(f"  {item.ref} (round {item.round}): stopped by the time budget")
 

@@ -12,12 +12,15 @@ ran: its "held" would be a miss that looks like a pass. So:
   or reads a switch that differs. Which method reads which switch is read from the source of
   ``Variant`` (``self.<switch>`` and ``self.<method>()`` inside each method), not listed.
 - ``instrument`` wraps those decisions: each ask also asks the base, and a ``Tally`` counts
-  the asks and the answers that differed. ``tlbfuzz fuzz`` and ``explore`` print it below
-  their held cells, ``never asked`` and ``never answered otherwise`` included.
+  how often each was reached and answered otherwise. ``tlbfuzz fuzz`` and ``explore`` print
+  it below their held cells (``summary_lines``), ``NEVER REACHED`` and ``NEVER ANSWERED
+  OTHERWISE`` included; a change never reached makes the held no pass
+  (``tlbfuzz.fuzz.results.judge_changes``).
 - ``steered_kinds`` is the steering: the kinds of kernel path the fuzzer draws only when
-  asked (``BudgetKind.fuzz_max == 0``: reclaim, migration, NUMA hinting...) whose steps ask a
-  changed decision, found by a short deterministic probe. ``fuzz_variant`` draws them too,
-  so a patch to migration's flush gets migrations without a ``--budget``.
+  asked (``BudgetKind.fuzz_max == 0``: reclaim, migration, NUMA hinting...) that reach a
+  changed decision, found by a short deterministic probe (``asking_kinds``).
+  ``fuzz_variant`` draws them too, so a patch to migration's flush gets migrations without a
+  ``--budget`` (``examples/copy_before_flush.py``).
 
 Built-in variants are not instrumented: their differences are the subject of the corpus and
 the race table, and their streams are what the tests assert.
@@ -364,17 +367,12 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach
     }
 
 
-def steered_kinds(v: Variant, changes: Changes, cpus: int = 2) -> tuple[str, ...]:
+def steered_kinds(v: Variant, reach: Mapping[str, Reach]) -> tuple[str, ...]:
     """The kinds the fuzzer draws only when asked (``fuzz_max == 0``) that it should draw
-    for this variant: those that reach a changed decision no drawn kind reaches (a patch to
-    migration's flush needs migrations; a patch to should_flush_tlb() gets flushes anyway).
-    A kind whose paths need a shape of the model (khugepaged's ``anon_pages=0``) is left
-    out: the drawn models do not have it."""
-    return steer_from(v, asking_kinds(v, changes, cpus))
-
-
-def steer_from(v: Variant, reach: Mapping[str, Reach]) -> tuple[str, ...]:
-    """``steered_kinds`` from ``asking_kinds``' answer."""
+    for this variant, from ``asking_kinds``' answer: those that reach a changed decision no
+    drawn kind reaches (a patch to migration's flush needs migrations; a patch to
+    should_flush_tlb() gets flushes anyway). A kind whose paths need a shape of the model
+    (khugepaged's ``anon_pages=0``) is left out: the drawn models do not have it."""
     kinds = budget_kinds(v.paths())
     drawn = {k.name for k in kinds if k.fuzz_max}
     steer: set[str] = set()
@@ -421,8 +419,8 @@ def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
         mine["reached"] += d["reached"]
         mine["otherwise"] += d["otherwise"]
         for key in ("reached_by", "alone"):
-            if key in d:
-                mine[key] = sorted(set(mine.get(key, [])) | set(d[key]))
+            if key in d:  # both lists are in the order of the kinds: keep it
+                mine[key] = list(dict.fromkeys([*mine.get(key, []), *d[key]]))
         if mine["reached"]:  # a hint for what was never reached
             mine.pop("reached_by", None)
             mine.pop("alone", None)

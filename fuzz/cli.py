@@ -23,7 +23,6 @@ from tlbfuzz.fuzz.changes import (
     instrument,
     summary,
     summary_lines,
-    unreached,
 )
 from tlbfuzz.fuzz.corpus import (
     BOUNDS,
@@ -39,7 +38,7 @@ from tlbfuzz.fuzz.corpus import (
 )
 from tlbfuzz.fuzz.inputs import UsageError
 from tlbfuzz.fuzz.mail import FORMATS, machine, render_as
-from tlbfuzz.fuzz.results import Record, windows_lines
+from tlbfuzz.fuzz.results import Record, judge_changes, unexercised, windows_lines
 from tlbfuzz.fuzz.user import Registry, UserVariantError, cli_variant
 from tlbfuzz.protocol import (
     DEFAULT_PROPERTIES,
@@ -210,7 +209,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             else 3
             if campaign.lost
             else 4
-            if unreached_changes(records)
+            if unexercised(records)
             else 0
         )
     meta = {
@@ -225,14 +224,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     }
     _write_results(args, "fuzz", records, dt, meta)
     return status
-
-
-def unreached_changes(records: list[Record]) -> list[str]:
-    """The changed decisions a held record of a user's variant never reached, or ``?`` for
-    one whose changes went uncounted (exit 4)."""
-    out = [name for r in records if r.changes is not None for name in unreached(r.changes)]
-    uncounted = any(r.changes is None and r.extra.get("changes_unmeasured") for r in records)
-    return out + ["?"] if uncounted else out
 
 
 def _err(text: str) -> None:
@@ -528,11 +519,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
             changes=summarised,
             extra={"depth": res.depth, "exhausted": res.exhausted},
         )
-        missed = unreached(summarised) if summarised is not None else []
-        if missed:  # no pass: the held says nothing about the patch
-            records[p].ok = False
-            records[p].message += "; never reached: " + ", ".join(f"{n}()" for n in missed)
-    status = 1 if found else 4 if unreached_changes(list(records.values())) else 0
+        judge_changes(records[p])
+        if not records[p].ok:
+            records[p].message = f"{verdict}; {records[p].message}"
+    status = 1 if found else 4 if unexercised(records.values()) else 0
     _write_results(args, "explore", [records[p] for p in props], dt, {"exit_status": status})
     return status
 

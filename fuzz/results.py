@@ -212,11 +212,30 @@ def merge(records: Iterable[Record]) -> list[Record]:
             cur.changes = add_summaries(cur.changes, r.changes)
             if cur.changes is not None:
                 cur.extra.pop("changes_unmeasured", None)  # another run counted them
-            missed = unreached(cur.changes) if cur.changes is not None else []
-            unmeasured = bool(cur.extra.get("changes_unmeasured"))
-            cur.ok = not missed and not unmeasured  # merged runs may reach what one did not
-            cur.message = r.message if missed or unmeasured else ""
+            judge_changes(cur)  # merged runs may reach what one did not
     return list(out.values())
+
+
+def judge_changes(r: Record) -> Record:
+    """A held record is a pass unless it is of a user's variant whose changes the search never
+    reached (``tlbfuzz.fuzz.changes``) or never counted (the time budget stopped every run):
+    then the held says nothing about the patch, ``ok`` is false (JUnit fails it, and
+    ``fuzz`` and ``explore`` exit 4) and ``message`` says why."""
+    missed = unreached(r.changes) if r.changes is not None else []
+    if missed:
+        r.ok = False
+        r.message = "held, but the search never reached " + ", ".join(f"{n}()" for n in missed)
+    elif r.changes is None and r.extra.get("changes_unmeasured"):
+        r.ok = False
+        r.message = "the time budget stopped it before its changes were counted"
+    else:
+        r.ok = True
+    return r
+
+
+def unexercised(records: Iterable[Record]) -> bool:
+    """Whether a held record says nothing about the user's patch (exit 4)."""
+    return any(r.verdict == "holds" and not r.ok for r in records)
 
 
 def add_windows(a: dict[str, int] | None, b: dict[str, int] | None) -> dict[str, int] | None:

@@ -20,8 +20,8 @@ from tlbfuzz.fuzz.changes import (
     summary_lines,
 )
 from tlbfuzz.fuzz.check import assert_holds
-from tlbfuzz.fuzz.cli import main, unreached_changes
-from tlbfuzz.fuzz.results import Record, merge, schema
+from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.results import Record, judge_changes, merge, schema, unexercised
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import load_user_variant
 from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Step, Variant, World, parse
@@ -37,14 +37,6 @@ EXAMPLES = ROOT / "examples"
 
 
 @attrs.frozen
-class CopyFirst(Variant):
-    """Migration copies the page before the batched flush (a broken patch)."""
-
-    def migrate_flush_before_copy(self, path: str) -> bool:
-        return False
-
-
-@attrs.frozen
 class SameAnswer(Variant):
     """Overrides should_flush_tlb() without changing a single answer."""
 
@@ -56,7 +48,18 @@ def _current(cls: type[Variant], name: str) -> Variant:
     return cls(**{**attrs.asdict(VARIANTS["linux-current"], recurse=False), "name": name})
 
 
-COPY_FIRST = _current(CopyFirst, "copy-first")
+COPY_FIRST_REF = f"{EXAMPLES / 'copy_before_flush.py'}:VARIANT"
+COPY_FIRST = load_user_variant(EXAMPLES / "copy_before_flush.py", "VARIANT").variant
+"""Migration copies the page before the batched flush (a broken patch)."""
+
+
+def _held(counts: dict[str, list[int]] | None = None, **extra: object) -> Record:
+    """A held record of the copy-first variant, with ``counts`` of its change (None: not
+    counted), judged as the campaign judges it."""
+    ch = changes_of(COPY_FIRST)
+    assert ch is not None
+    changes = None if counts is None else summary(ch, counts)
+    return judge_changes(Record("f.py:V", "no_lost_write", "holds", changes=changes, extra=extra))
 
 
 def test_a_built_in_variant_has_no_changes() -> None:
@@ -113,7 +116,7 @@ def test_equally_near_bases_each_measure_the_switch_they_set_otherwise() -> None
         attrs.evolve(
             VARIANTS["linux-current"], name="current-5.2-switch", clear_cpumask_on_switch=True
         ),
-        _current(CopyFirst, "copy-first"),
+        COPY_FIRST,
     ],
     ids=lambda v: v.name,
 )
@@ -141,12 +144,13 @@ def test_an_instrumented_variant_walks_exactly_as_the_variant(variant: Variant) 
 def test_a_migration_patch_is_steered_to_migrations_and_a_flush_patch_is_not() -> None:
     ch = changes_of(COPY_FIRST)
     assert ch is not None
-    assert steered_kinds(COPY_FIRST, ch) == ("migrate",)
+    assert steered_kinds(COPY_FIRST, asking_kinds(COPY_FIRST, ch)) == ("migrate",)
     same = _current(SameAnswer, "same")
     ch = changes_of(same)
     assert ch is not None
-    assert "madvise" in asking_kinds(same, ch)["should_flush_tlb"].alone
-    assert steered_kinds(same, ch) == ()  # the drawn paths flush anyway
+    reach = asking_kinds(same, ch)
+    assert "madvise" in reach["should_flush_tlb"].alone
+    assert steered_kinds(same, reach) == ()  # the drawn paths flush anyway
 
 
 def test_a_decision_only_a_reclaim_batch_makes_asked_is_steered_to_reclaim() -> None:
@@ -155,7 +159,10 @@ def test_a_decision_only_a_reclaim_batch_makes_asked_is_steered_to_reclaim() -> 
     v = load_user_variant(EXAMPLES / "before_3ea277194daa.py", "VARIANT").variant
     ch = changes_of(v)
     assert ch is not None
-    assert "reclaim" in steered_kinds(v, ch)
+    reach = asking_kinds(v, ch)["flush_tlb_batched_pending"]
+    assert not reach.alone
+    assert "reclaim" in reach.helped
+    assert "reclaim" in steered_kinds(v, {"flush_tlb_batched_pending": reach})
 
 
 def _migrate_once(v: Variant) -> tuple[World, str]:
@@ -243,16 +250,9 @@ def test_explore_says_never_reached_for_a_change_its_budget_never_runs(
 
 
 def test_a_change_one_path_reaches_alone_is_hinted_with_its_budget(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (tmp_path / "v.py").write_text(
-        "import attrs\nfrom tlbfuzz.protocol import VARIANTS, Variant\n\n\n"
-        "@attrs.frozen\nclass CopyFirst(Variant):\n"
-        "    def migrate_flush_before_copy(self, path: str) -> bool:\n        return False\n\n\n"
-        "V = CopyFirst(\n"
-        '    **{**attrs.asdict(VARIANTS["linux-current"], recurse=False), "name": "cf"}\n)\n'
-    )
-    argv = ["explore", "-v", f"{tmp_path / 'v.py'}:V", "--budget", "munmap=1"]
+    argv = ["explore", "-v", COPY_FIRST_REF, "--budget", "munmap=1"]
     code = main([*argv, "--file-pages", "0", "-p", "no_use_after_free"])
     text = " ".join(capsys.readouterr().out.split())
     assert code == 4
@@ -261,16 +261,10 @@ def test_a_change_one_path_reaches_alone_is_hinted_with_its_budget(
 
 
 def test_a_records_changes_add_up_over_runs_and_survive_json() -> None:
-    ch = changes_of(COPY_FIRST)
-    assert ch is not None
-    one = Record("f.py:V", "no_lost_write", "holds", changes=summary(ch, {}))
-    two = Record(
-        "f.py:V",
-        "no_lost_write",
-        "holds",
-        changes=summary(ch, {"migrate_flush_before_copy": [3, 2]}),
-    )
+    one, two = _held({}), _held({"migrate_flush_before_copy": [3, 2]})
+    assert not one.ok  # alone, it never reached the change
     (merged,) = merge([one, two])
+    assert merged.ok
     assert merged.changes is not None
     assert merged.changes["decisions"]["migrate_flush_before_copy"] == {
         "why": "overridden",
@@ -340,19 +334,10 @@ def test_a_held_run_names_the_paths_it_never_started(
 
 
 def test_a_user_variant_cut_by_the_time_budget_is_no_pass_until_a_run_counts_it() -> None:
-    cut = Record("f.py:V", "no_lost_write", "holds", ok=False)
-    cut.extra = {"cut_by_time_budget": True, "changes_unmeasured": True}
+    cut = _held(None, cut_by_time_budget=True, changes_unmeasured=True)
     (alone,) = merge([cut])
     assert not alone.ok
-    assert unreached_changes([alone]) == ["?"]  # exit 4
-    ch = changes_of(COPY_FIRST)
-    assert ch is not None
-    counted = Record(
-        "f.py:V",
-        "no_lost_write",
-        "holds",
-        changes=summary(ch, {"migrate_flush_before_copy": [2, 1]}),
-    )
-    (both,) = merge([cut, counted])
+    assert unexercised([alone])  # exit 4
+    (both,) = merge([cut, _held({"migrate_flush_before_copy": [2, 1]})])
     assert both.ok
-    assert unreached_changes([both]) == []
+    assert not unexercised([both])
