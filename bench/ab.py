@@ -25,17 +25,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def medians(out: str) -> dict[int, float]:
-    """``median  CPUS  RATE`` lines of bench_model's output."""
+def medians(out: str, label: str = "median") -> dict[int, float]:
+    """``median  CPUS  RATE`` lines of bench_model's output (or another ``label``'s)."""
     found = {}
     for line in out.splitlines():
-        m = re.match(r"median\s+(\d+)\s+([\d,]+)", line)
+        m = re.match(label + r"\s+(\d+)\s+([\d,]+)", line)
         if m:
             found[int(m.group(1))] = float(m.group(2).replace(",", ""))
     return found
 
 
-def run(tree: Path, args: list[str], bench: str = "model") -> dict[int, float]:
+def run(tree: Path, args: list[str], bench: str = "model") -> tuple[dict[int, float], ...]:
     """One run of ``bench_<bench>`` on the model of ``tree``: bench_model as that tree has
     it; bench_states as this tree has it (it imports either layout's model)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -50,7 +50,7 @@ def run(tree: Path, args: list[str], bench: str = "model") -> dict[int, float]:
         text=True,
         check=True,
     )
-    return medians(r.stdout)
+    return medians(r.stdout), medians(r.stdout, "rss")
 
 
 def main() -> None:
@@ -72,9 +72,12 @@ def main() -> None:
         )
         try:
             runs: dict[str, list[dict[int, float]]] = {"old": [], "new": []}
+            rss: dict[str, list[dict[int, float]]] = {"old": [], "new": []}
             for i in range(args.rounds):
-                runs["old"].append(run(old, args.bench_args, args.bench))
-                runs["new"].append(run(ROOT, args.bench_args, args.bench))
+                for side, tree in (("old", old), ("new", ROOT)):
+                    rate, mem = run(tree, args.bench_args, args.bench)
+                    runs[side].append(rate)
+                    rss[side].append(mem)
                 print(f"round {i + 1}: old {runs['old'][-1]}  new {runs['new'][-1]}", flush=True)
         finally:
             subprocess.run(
@@ -86,6 +89,12 @@ def main() -> None:
         o = statistics.median(r[cpus] for r in runs["old"])
         n = statistics.median(r[cpus] for r in runs["new"])
         print(f"{cpus:>4} {o:>14,.0f} {n:>14,.0f} {n / o:>8.2f}")
+    if all(rss["old"]) and all(rss["new"]):  # the benchmark printed its peak memory
+        print(f"\n{'cpus':>4} {'old peak MB':>14} {'new peak MB':>14} {'new/old':>8}")
+        for cpus in sorted(rss["old"][0]):
+            o = statistics.median(r[cpus] for r in rss["old"])
+            n = statistics.median(r[cpus] for r in rss["new"])
+            print(f"{cpus:>4} {o:>14,.0f} {n:>14,.0f} {n / o:>8.2f}")
 
 
 if __name__ == "__main__":

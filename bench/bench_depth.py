@@ -12,7 +12,7 @@ import argparse
 import time
 
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Config, World
-from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol.search import Collapse, bfs
 
 
 class _OutOfTime(Exception):
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("-v", "--variant", default="linux-current")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--no-symmetry", action="store_true", help="store full snapshots")
+    ap.add_argument("--no-symmetry", action="store_true", help="no symmetry reduction")
     args = ap.parse_args()
     start = World.initial(VARIANTS[args.variant], Config(cpus=args.cpus))
     t0 = time.perf_counter()
@@ -35,7 +35,7 @@ def main() -> None:
         if dt > args.seconds:
             raise _OutOfTime
 
-    key = None if args.no_symmetry else symmetric_fingerprint
+    key = Collapse(symmetric=not args.no_symmetry)
     try:
         r = bfs(start, DEFAULT_PROPERTIES, 200, 50_000_000, key=key, on_level=level)
         print(f"ended: depth {r.depth}, {r.states:,} states, violation {r.violation}")

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, PATHS, VARIANTS, Budget, Config, Step, World
-from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol.search import Collapse, bfs
 
 NOT_MM = ("tlbfuzz.protocol.tlb", "tlbfuzz.protocol.smp")
 KINDS = tuple(
@@ -45,7 +45,7 @@ def run(variant: str, kind: str, seconds: float) -> str:
 
     try:
         r = bfs(
-            start, DEFAULT_PROPERTIES, 200, 20_000_000, key=symmetric_fingerprint, on_level=level
+            start, DEFAULT_PROPERTIES, 200, 20_000_000, key=Collapse(symmetric=True), on_level=level
         )
     except OutOfTime:
         dt = time.perf_counter() - t0

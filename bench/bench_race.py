@@ -44,7 +44,7 @@ from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN
 from tlbfuzz.fuzz.walker import pct_walk, random_walk
 from tlbfuzz.protocol import VARIANTS, Config, World
-from tlbfuzz.protocol.search import bfs, fewer_cpus, symmetric_fingerprint
+from tlbfuzz.protocol.search import Collapse, bfs, fewer_cpus
 
 RANDOM: Final = ("swarm", "hyp-ci", "hyp-nightly", "walker", "pct")
 
@@ -94,7 +94,7 @@ def trial(variant: str, prop: str, strategy: str, seed: int, budget: int) -> Tri
 def bfs_trial(variant: str, prop: str) -> Trial:
     t0 = time.perf_counter()
     start = World.initial(VARIANTS[variant], config(**NEEDS[(variant, prop)]))
-    b = bfs(start, [prop], 20, 3_000_000, key=symmetric_fingerprint)
+    b = bfs(start, [prop], 20, 3_000_000, key=Collapse(symmetric=True))
     n = len(b.schedule) if b.schedule else 0
     return b.schedule is not None, time.perf_counter() - t0, b.states, b.states, n
 

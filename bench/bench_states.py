@@ -10,13 +10,15 @@ counted as the CLI counts them), cut after ``--states`` unique states so that ol
 commits finish too. The model is imported by name (``--package``: ``tlbfuzz.protocol``, or
 ``protocol`` in trees before the tlbfuzz layout), so ``bench.ab`` can run this file against
 another tree.
-Prints ``median 2 RATE`` (the line ``bench.ab`` reads) with the states, depth and seconds.
+Prints ``median 2 RATE`` (the line ``bench.ab`` reads) with the states, depth and seconds, and
+``rss 2 MB``, the process's peak resident memory (``bench.ab`` prints it too).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import resource
 import time
 from typing import TYPE_CHECKING
 
@@ -54,6 +56,8 @@ def main() -> None:
     dt = time.perf_counter() - t0
     print(f"{args.variant} --budget {args.budget}: {r.states} states, depth {r.depth}, {dt:.1f} s")
     print(f"median 2 {r.states / dt:,.0f}")
+    # Peak resident memory of the whole process (the model, the visited set, the frontier).
+    print(f"rss 2 {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f}")
 
 
 if __name__ == "__main__":

@@ -393,7 +393,7 @@ def _left_out(text: str | None) -> frozenset[str]:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+    from tlbfuzz.protocol.search import Collapse, bfs
 
     _, v = _variants([args.variant])[0]
     props = _props(args.property)
@@ -404,7 +404,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             args.corpus, "--corpus", [folder_for(args.variant, args.corpus).name]
         )
     t0 = time.perf_counter()
-    key = None if args.no_symmetry else symmetric_fingerprint
+    key = Collapse(symmetric=not args.no_symmetry)
 
     def progress(depth: int, states: int) -> None:
         rate = states / max(time.perf_counter() - t0, 1e-9)
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--no-symmetry",
         action="store_true",
-        help="store full states, not fingerprints equal for states that differ by CPU names",
+        help="states that differ only by CPU names are different states (default: one)",
     )
     e.add_argument("--corpus", type=Path, default=DEFAULT_FINDINGS)
     _output_options(e)

@@ -147,7 +147,7 @@ def walk(
                     prio[lane] = low
                     low -= 1
                 a = acts[rng.randrange(len(acts))]
-            w.apply(a)
+            w.apply_enabled(a)  # taken from its enabled lists
             schedule.append(a)
             steps += 1
             for name in reached(w, asked):

@@ -65,7 +65,7 @@ def gup_fast_pmd(w: World, cpu: int) -> None:
 
 def no_table(w: World, cpu: int) -> bool:
     """``pmd_none(pmd)``: nothing to walk."""
-    return w.cpus[cpu].locals.table == NO_PFN
+    return w.cpus.peek(cpu).locals.table == NO_PFN
 
 
 def gup_fast_pte(w: World, cpu: int) -> None:

@@ -59,11 +59,11 @@ def walk(w: World, cpu: int, va: int, write: bool, who: str) -> TlbEntry | None:
     A walk that starts from a cached PMD entry whose page-table page has been freed reads
     whatever that page holds now: no_walk_of_freed_page_table, and no translation results.
     """
-    c = w.cpus[cpu]
+    c = w.cpus.peek(cpu)  # taken (w.cpus[cpu]) only once the walk fills
     mm_id = c.cr3_mm
     if mm_id <= INIT_MM:
         return None
-    mm = w.mms[mm_id]
+    mm = w.mms.peek(mm_id)  # taken only to set A/D
     asid = c.cr3_asid
     pwc = c.pwc.get(asid)
     if pwc is not None:
@@ -80,6 +80,7 @@ def walk(w: World, cpu: int, va: int, write: bool, who: str) -> TlbEntry | None:
         if mm.pgtable_pfn == NO_PFN:
             return None
         pt = w.frames[mm.pgtable_pfn]
+        c = w.cpus[cpu]
         c.pwc[asid] = PwcEntry(mm_id, mm.pgtable_pfn, pt.version)
     pte = mm.ptes.get(va)
     if pte is None or not pte.present:
@@ -88,9 +89,9 @@ def walk(w: World, cpu: int, va: int, write: bool, who: str) -> TlbEntry | None:
         return None
     if not pte.accessed or (write and not pte.dirty):
         pte = pte._replace(accessed=True, dirty=pte.dirty or write)
-        mm.ptes[va] = pte
+        w.mms[mm_id].ptes[va] = pte
     entry = TlbEntry(pte.pfn, w.frames[pte.pfn].version, pte.writable, pte.dirty, pte.seq)
-    c.tlb[(asid, va)] = entry
+    w.cpus[cpu].tlb[(asid, va)] = entry
     return entry
 
 
@@ -105,7 +106,7 @@ def tlb_fill_enabled(w: World, c: Cpu, va: int) -> bool:
     pwc = c.pwc.get(c.cr3_asid)
     if pwc is not None and w.frames[pwc.pfn].version != pwc.frame_version:
         return True  # the walk reads a freed page-table page: worth exploring
-    mm = w.mms[c.cr3_mm]
+    mm = w.mms.peek(c.cr3_mm)
     if mm.pgtable_pfn == NO_PFN:
         return False
     pte = mm.ptes.get(va)
@@ -114,8 +115,8 @@ def tlb_fill_enabled(w: World, c: Cpu, va: int) -> bool:
 
 def use_entry(w: World, cpu: int, va: int, e: TlbEntry, write: bool, who: str) -> None:
     """An architectural access through translation ``e``."""
-    c = w.cpus[cpu]
-    retired = w.mms[c.cr3_mm].retired.get(va)
+    c = w.cpus.peek(cpu)
+    retired = w.mms.peek(c.cr3_mm).retired.get(va)
     if retired is not None and e.pte_seq < retired[0] and (write or retired[1] == REMOVED):
         what = "removed" if retired[1] == REMOVED else "write-protected"
         w.report(
@@ -154,8 +155,8 @@ def _written(w: World, cpu: int, va: int, e: TlbEntry, frame: Frame, who: str) -
         w.frames[e.pfn] = frame
     if frame.kind == FILE:
         w.frames[e.pfn] = frame._replace(modified=True)
-    mm_id = w.cpus[cpu].cr3_mm
-    mm = w.mms[mm_id]
+    mm_id = w.cpus.peek(cpu).cr3_mm
+    mm = w.mms.peek(mm_id)
     if mm.soft_dirty_clean:
         clean = mm.soft_dirty_clean.get(va)
         pte = mm.ptes.get(va)
@@ -180,13 +181,15 @@ def _written(w: World, cpu: int, va: int, e: TlbEntry, frame: Frame, who: str) -
 def _clear_refs_in_flight(w: World, mm_id: int, va: int) -> bool:
     """Another clear_refs of the mm has cleaned ``va`` and not returned (its locals still
     list what it cleaned, ``Locals.wrote``): a write now may count as one before it."""
-    return any(c.locals.mm == mm_id and any(v == va for v, _ in c.locals.wrote) for c in w.cpus)
+    return any(
+        c.locals.mm == mm_id and any(v == va for v, _ in c.locals.wrote) for c in w.cpus.each()
+    )
 
 
 def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
     """A load or store to user address ``va`` in CR3's address space, by user code or by a
     kernel uaccess. Returns what happened, for the trace."""
-    c = w.cpus[cpu]
+    c = w.cpus.peek(cpu)  # a hit changes nothing of the CPU
     if who != "user" and c.own_loaded_mm() != c.task:
         w.report(
             UACCESS_IN_CURRENT_MM,
@@ -202,7 +205,7 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
             use_entry(w, cpu, va, e, write, who)
             return f"TLB hit pfn {e.pfn}"
         if e.writable and e.dirty:
-            mm = w.mms[c.cr3_mm]
+            mm = w.mms.peek(c.cr3_mm)
             if va in mm.write_protected:
                 w.report(
                     NO_WRITE_AFTER_WRITE_PROTECT,
@@ -212,7 +215,7 @@ def access(w: World, cpu: int, va: int, write: bool, who: str) -> str:
             use_entry(w, cpu, va, e, write, who)
             return f"TLB hit W=1 D=1 pfn {e.pfn}: no walk"
         # W=0: #PF, which invalidates the entry; W=1 D=0: walk like a TLB miss.
-        del c.tlb[key]
+        del w.cpus[cpu].tlb[key]
     e = walk(w, cpu, va, write, who)
     if e is not None:
         use_entry(w, cpu, va, e, write, who)
@@ -326,11 +329,11 @@ _WRITE: dict[str, Callable[[Cpu, int], None]] = {  # the per-CPU variables a sto
 def _memory(w: World, cpu: int, loc: Hashable) -> int:
     """What memory holds at ``loc`` (what every other CPU reads)."""
     if isinstance(loc, str):
-        return int(getattr(w.cpus[cpu], loc))
+        return int(getattr(w.cpus.peek(cpu), loc))
     assert isinstance(loc, tuple)
     kind, key = loc
     if kind == "tlb_gen":
-        return int(w.mms[key].tlb_gen)
+        return int(w.mms.peek(key).tlb_gen)
     return int(w.csds[key].locked)
 
 
@@ -373,12 +376,12 @@ def plain_store(w: World, cpu: int, loc: Hashable, value: int) -> None:
 def read_tlb_gen(w: World, cpu: int, mm_id: int) -> int:
     """``atomic64_read(&mm->context.tlb_gen)`` on ``cpu``: its own buffered store (only a
     variant with a plain increment buffers one), else memory."""
-    c = w.cpus[cpu]
+    c = w.cpus.peek(cpu)
     if c.store_buffer:
         own = c.own(("tlb_gen", mm_id))
         if own is not None:
             return own
-    return w.mms[mm_id].tlb_gen
+    return w.mms.peek(mm_id).tlb_gen
 
 
 def store_buffer_drain(w: World, cpu: int) -> None:
@@ -390,5 +393,5 @@ def store_buffer_drain(w: World, cpu: int) -> None:
 
 def fence(w: World, cpu: int) -> None:
     """A locked or serialising instruction, or ``smp_mb()``: the whole buffer drains first."""
-    while w.cpus[cpu].store_buffer:
+    while w.cpus.peek(cpu).store_buffer:
         store_buffer_drain(w, cpu)

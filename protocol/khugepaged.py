@@ -152,7 +152,7 @@ def _collapse_may_start(w: World, cpu: int, lv: Locals) -> bool:
     pfn = file_page(w, lv.mm, lv.va)
     if pfn == NO_PFN or page_locked(w, pfn):
         return False
-    mm = w.mms[lv.mm]
+    mm = w.mms.peek(lv.mm)
     if mm.pgtable_pfn == NO_PFN:
         return False
     return not any(p.mapped and w.frames[p.pfn].kind == ANON for p in mm.ptes.values())

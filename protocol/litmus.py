@@ -438,9 +438,13 @@ class LitmusWorld(Snapshotted):
         return out
 
     def apply(self, action: Action) -> None:
-        cpu = action.cpu
         if action not in self.enabled_actions():
             raise ActionNotEnabled(f"{action} is not enabled")
+        self.apply_enabled(action)
+
+    def apply_enabled(self, action: Action) -> None:
+        """``apply()`` of an action from ``enabled_actions()``, unchecked (the explorer's)."""
+        cpu = action.cpu
         if action.op == DRAIN:
             self.buffers, self.memory = self.machine.drain(self.buffers, self.memory, cpu)
             return

@@ -95,7 +95,7 @@ def do_wp_page(w: World, cpu: int) -> None:
 
 def no_copy(w: World, cpu: int) -> bool:
     """A skip: the fault reused the page, found nothing to do, or gave up the copy."""
-    return w.cpus[cpu].locals.orig_seq < 0
+    return w.cpus.peek(cpu).locals.orig_seq < 0
 
 
 def wp_page_copy__cow_user_page(w: World, cpu: int) -> None:
@@ -156,7 +156,7 @@ def _wp_fault_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """User code writes ``va`` and faults: no translation on this CPU lets the write through
     (a cached W=1 D=1 entry would), the PTE is read-only in a writable vma (do_wp_page()),
     and ``mmap_read_lock()`` (mainline: the per-VMA lock) would not sleep."""
-    c = w.cpus[cpu]
+    c = w.cpus.peek(cpu)
     e = c.tlb.get((c.cr3_asid, lv.va))
     if e is not None and e.writable and e.dirty:
         return False

@@ -64,8 +64,8 @@ def change_prot_numa_done(w: World, cpu: int) -> None:
 def _numa_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """task_numa_work() scans current->mm: an anonymous page mapped present at ``va`` (the
     scan skips others), and ``mmap_read_lock()`` would not sleep (no writer)."""
-    mm_id = w.cpus[cpu].task
-    pte = w.mms[mm_id].ptes.get(lv.va)
+    mm_id = w.cpus.peek(cpu).task
+    pte = w.mms.peek(mm_id).ptes.get(lv.va)
     if pte is None or not pte.present or w.frames[pte.pfn].kind != ANON:
         return False
     return mmap_lock_writer(w, mm_id) < 0

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 def mmap_lock_writer(w: World, mm_id: int) -> int:
     """The CPU holding ``mm->mmap_lock`` for write, or -1. Derived from the CPUs' paths (their
     ``locals.mmap_lock``), never stored, so it cannot go stale."""
-    for cpu, c in enumerate(w.cpus):
+    for cpu, c in enumerate(w.cpus.each()):
         if c.locals.mmap_lock == 2 and _lock_mm(c) == mm_id:
             return cpu
     return -1
@@ -93,20 +93,22 @@ def _lock_mm(c: Cpu) -> int:
 
 def mmap_locked(w: World, mm_id: int) -> bool:
     """Some CPU holds ``mm->mmap_lock`` (for read or write)."""
-    return any(c.locals.mmap_lock and _lock_mm(c) == mm_id for c in w.cpus)
+    return any(c.locals.mmap_lock and _lock_mm(c) == mm_id for c in w.cpus.each())
 
 
 def ptl_held(w: World, mm_id: int, cpu: int) -> bool:
     """Another CPU than ``cpu`` holds the PTL of mm's one PTE table (``pte_lockptr()``)."""
     return any(
-        c.locals.ptl and c.locals.mm == mm_id for other, c in enumerate(w.cpus) if other != cpu
+        c.locals.ptl and c.locals.mm == mm_id
+        for other, c in enumerate(w.cpus.each())
+        if other != cpu
     )
 
 
 def ptl_free(w: World, cpu: int) -> bool:
     """A step's guard: ``spin_lock(ptl)`` of the mm in ``cpu``'s locals (or, for a syscall's
     first step, current->mm's) can be taken now."""
-    return not ptl_held(w, _lock_mm(w.cpus[cpu]), cpu)
+    return not ptl_held(w, _lock_mm(w.cpus.peek(cpu)), cpu)
 
 
 def zap_pte_range(w: World, cpu: int) -> None:
@@ -196,7 +198,7 @@ def _batched_flushed(w: World, cpu: int) -> None:
 def no_batched_flush(w: World, cpu: int) -> bool:
     """A skip: flush_tlb_batched_pending() found nothing to flush (the PTE changes ran in the
     step that took the PTL)."""
-    return not w.cpus[cpu].locals.batched_flush
+    return not w.cpus.peek(cpu).locals.batched_flush
 
 
 def _tlb_flush_rmaps(w: World, cpu: int) -> None:
@@ -303,13 +305,13 @@ def gather_is_empty(w: World, cpu: int) -> bool:
     """``tlb_flush_mmu_tlbonly()``'s early return: 5.2 ``if (!tlb->end) return;``, mainline
     ``if (!(tlb->freed_tables || tlb->cleared_ptes || ...)) return;`` -- the same for every
     gather modelled here: nothing was recorded and nothing forced."""
-    lv = w.cpus[cpu].locals
+    lv = w.cpus.peek(cpu).locals
     return not (lv.cleared or lv.freed_tables or lv.fullmm)
 
 
 def no_forced_flush(w: World, cpu: int) -> bool:
     """The forced flush of zap_pte_range() is skipped: nothing dirty forced it."""
-    return not w.cpus[cpu].locals.force_flush
+    return not w.cpus.peek(cpu).locals.force_flush
 
 
 def tlb_finish_mmu(w: World, cpu: int) -> None:
@@ -548,7 +550,7 @@ def free_page(w: World, pfn: int, by: str) -> None:
 def ptl_not_held(w: World, cpu: int) -> bool:
     """A skip: the step before dropped the PTL (or never took it), so the flush that a
     ``ptep_clear_flush()`` makes under it, and the steps up to its unlock, do not run."""
-    return not w.cpus[cpu].locals.ptl
+    return not w.cpus.peek(cpu).locals.ptl
 
 
 def alloc_user_page(w: World, mm_id: int, va: int) -> int:
@@ -589,7 +591,7 @@ def page_locked(w: World, pfn: int) -> bool:
     reclaim from ``trylock_page()`` to the free (paths with ``locks_page``: the page is in
     their ``Locals.page``). Derived from the CPUs' paths rather than stored, so it cannot go
     stale."""
-    return pfn != NO_PFN and any(c.path and c.locals.page == pfn for c in w.cpus)
+    return pfn != NO_PFN and any(c.path and c.locals.page == pfn for c in w.cpus.each())
 
 
 def _mkclean_walks(w: World, cpu: int) -> bool:
@@ -691,7 +693,7 @@ def in_i_mmap(w: World, mm_id: int) -> bool:
 
 def no_gather(w: World, cpu: int) -> bool:
     """A skip: truncation found no vma, so it opened no gather and zaps nothing."""
-    return not w.cpus[cpu].locals.pending
+    return not w.cpus.peek(cpu).locals.pending
 
 
 def truncate_inode_pages(w: World, cpu: int) -> None:
@@ -739,7 +741,7 @@ def nmi(w: World, cpu: int, va: int) -> None:
 
 
 def _copy_from_user_nmi(w: World, cpu: int, va: int) -> None:
-    c = w.cpus[cpu]
+    c = w.cpus.peek(cpu)
     if not w.variant.nmi_uaccess_okay(w, cpu):
         return
     if c.cr3_mm != c.task:
@@ -757,33 +759,33 @@ def _copy_from_user_nmi(w: World, cpu: int, va: int) -> None:
 
 def present_pte(w: World, cpu: int, lv: Locals) -> bool:
     """current->mm maps ``va`` (its PTE is present)."""
-    pte = w.mms[w.cpus[cpu].task].ptes.get(lv.va)
+    pte = w.mms.peek(w.cpus.peek(cpu).task).ptes.get(lv.va)
     return pte is not None and pte.present
 
 
 def _madvise_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """A vma maps ``va`` (present PTE or not: a PTE already clear finds nothing to change), and
     ``mmap_read_lock()`` would not sleep (no writer)."""
-    mm_id = w.cpus[cpu].task
-    return lv.va in w.mms[mm_id].vma_writable and mmap_lock_writer(w, mm_id) < 0
+    mm_id = w.cpus.peek(cpu).task
+    return lv.va in w.mms.peek(mm_id).vma_writable and mmap_lock_writer(w, mm_id) < 0
 
 
 def _munmap_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """The mapping still exists, and ``mmap_write_lock()`` would not sleep."""
-    mm_id = w.cpus[cpu].task
-    return bool(w.mms[mm_id].vma_writable) and not mmap_locked(w, mm_id)
+    mm_id = w.cpus.peek(cpu).task
+    return bool(w.mms.peek(mm_id).vma_writable) and not mmap_locked(w, mm_id)
 
 
 def _mprotect_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """A vma maps ``va`` (writable or already read-only, PTE present or not), and
     ``mmap_write_lock()`` would not sleep."""
-    mm_id = w.cpus[cpu].task
-    return lv.va in w.mms[mm_id].vma_writable and not mmap_locked(w, mm_id)
+    mm_id = w.cpus.peek(cpu).task
+    return lv.va in w.mms.peek(mm_id).vma_writable and not mmap_locked(w, mm_id)
 
 
 def _uaccess_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """The address is mapped, or this CPU still caches a translation for it."""
-    c = w.cpus[cpu]
+    c = w.cpus.peek(cpu)
     return present_pte(w, cpu, lv) or (c.cr3_asid, lv.va) in c.tlb
 
 
@@ -854,7 +856,7 @@ FORCED_FLUSH = Inline("flush_tlb_mm_range", FLUSH_TLB_MM_RANGE.expand, skip=no_f
 PTE_UNMAP_UNLOCK = Step(
     "zap_pte_range__pte_unmap_unlock",
     zap_pte_range__pte_unmap_unlock,
-    skip=lambda w, cpu: not w.cpus[cpu].locals.ptl,
+    skip=lambda w, cpu: not w.cpus.peek(cpu).locals.ptl,
     c="pte_unmap_unlock()",
 )
 NESTED = Step(

@@ -135,8 +135,8 @@ def mremap_done(w: World, cpu: int) -> None:
 def _mremap_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """current->mm maps an anonymous page at ``va`` (present or PROT_NONE), an address is
     free to move it to, and ``mmap_write_lock()`` would not sleep."""
-    mm_id = w.cpus[cpu].task
-    mm = w.mms[mm_id]
+    mm_id = w.cpus.peek(cpu).task
+    mm = w.mms.peek(mm_id)
     pte = mm.ptes.get(lv.va)
     return (
         lv.va in mm.vma_writable

@@ -58,12 +58,12 @@ def tlb_gen_soundness(w: World) -> Violation | None:
     slot predates a PTE change whose flush request had ``new_tlb_gen <= k``. This is the
     invariant flush_tlb_func() states: "we've always done all needed flushes to catch up to
     local_tlb_gen"."""
-    for cpu, c in enumerate(w.cpus):
+    for cpu, c in enumerate(w.cpus.each()):
         for (asid, va), e in c.tlb.items():
             ctx_id, local_tlb_gen = c.ctxs[asid]
             if ctx_id <= 0:
                 continue
-            for new_tlb_gen, fva, seq in w.mms[ctx_id].flush_log:
+            for new_tlb_gen, fva, seq in w.mms.peek(ctx_id).flush_log:
                 if fva == va and new_tlb_gen <= local_tlb_gen and e.pte_seq < seq:
                     return Violation(
                         TLB_GEN_SOUNDNESS,
@@ -82,7 +82,7 @@ def no_lost_write(w: World) -> Violation | None:
     for pfn, f in enumerate(w.frames):
         if f.kind != FILE or not f.modified or f.page_dirty:
             continue
-        pte = w.mms[f.mm].ptes.get(f.va)
+        pte = w.mms.peek(f.mm).ptes.get(f.va)
         if pte is not None and pte.mapped and pte.pfn == pfn and pte.dirty:
             continue
         return Violation(
@@ -110,7 +110,7 @@ def user_never_lazy(w: World) -> Violation | None:
     """A CPU whose current task is a user task is not in lazy TLB mode: ``enter_lazy_tlb()``
     is for kernel threads, and switch_mm_irqs_off() clears ``is_lazy`` before the switch to
     a user task completes."""
-    for cpu, c in enumerate(w.cpus):
+    for cpu, c in enumerate(w.cpus.each()):
         if c.task != KTHREAD and c.own_is_lazy():
             return Violation(
                 USER_NEVER_LAZY,
@@ -125,7 +125,7 @@ def ptes_map_own_frames(w: World) -> Violation | None:
     a page-table page, or a frame reallocated to someone else; and it lives in a page table
     the PMD still points at (free_pgtables() and khugepaged's retract_page_tables() free only
     a table whose PTEs are gone)."""
-    for mm_id, mm in enumerate(w.mms):
+    for mm_id, mm in enumerate(w.mms.each()):
         for va, pte in mm.ptes.items():
             if not pte.mapped:  # present, or PROT_NONE: the kernel's pte_present()
                 continue
@@ -154,12 +154,12 @@ def rmap_matches_ptes(w: World) -> Violation | None:
     after the flush that the path then owes. Mainline mm/rmap.c, page_remove_rmap() and
     folio_add_*_rmap(); 5.2 the same, without the delayed rmap."""
     busy: set[int] = set()
-    for c in w.cpus:
+    for c in w.cpus.each():
         if c.path:
             lv = c.locals
             busy.update(lv.pfns, lv.rmaps)
             busy.add(lv.page)
-    mapped = {pte.pfn for mm in w.mms for pte in mm.ptes.values() if pte.mapped}
+    mapped = {pte.pfn for mm in w.mms.each() for pte in mm.ptes.values() if pte.mapped}
     for pfn, f in enumerate(w.frames):
         if f.kind not in (ANON, FILE) or pfn in busy or f.mapped == (pfn in mapped):
             continue
@@ -181,10 +181,10 @@ def tlb_flush_pending_balanced(w: World) -> Violation | None:
     flight from the checks that read the count (include/linux/mm_types.h, mainline and 5.2:
     inc_tlb_flush_pending(), dec_tlb_flush_pending(), mm_tlb_flush_pending())."""
     owed = [0] * len(w.mms)
-    for c in w.cpus:
+    for c in w.cpus.each():
         if c.locals.pending:
             owed[c.locals.mm] += 1
-    for mm_id, mm in enumerate(w.mms):
+    for mm_id, mm in enumerate(w.mms.each()):
         if mm.tlb_flush_pending != owed[mm_id]:
             return Violation(
                 TLB_FLUSH_PENDING_BALANCED,
@@ -202,10 +202,10 @@ def tlb_entry_matches_its_pte(w: World) -> Violation | None:
     D, so an entry of the current version is what a walk would fill now. An entry whose page
     no longer belongs to the slot's mm at that address is stale by construction and left to
     the other properties (a broken variant may keep one)."""
-    for cpu, c in enumerate(w.cpus):
+    for cpu, c in enumerate(w.cpus.each()):
         for (asid, va), e in c.tlb.items():
             mm_id = c.ctxs[asid][0]
-            pte = w.mms[mm_id].ptes.get(va) if mm_id else None
+            pte = w.mms.peek(mm_id).ptes.get(va) if mm_id else None
             if pte is None or pte.seq != e.pte_seq:
                 continue
             f = w.frames[e.pfn]

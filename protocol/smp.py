@@ -59,7 +59,7 @@ def flush_targets(w: World, cpu: int, info: FlushTlbInfo) -> list[int]:
 
 def send_ipis_enabled(w: World, cpu: int) -> bool:
     """csd_lock() spins while the csd of a previous (asynchronous) request is still locked."""
-    info = w.cpus[cpu].flush_tlb_info
+    info = w.cpus.peek(cpu).flush_tlb_info
     assert info is not None
     return all(not w.csds[CsdKey(cpu, t, CSD_MANY)].locked for t in flush_targets(w, cpu, info))
 
@@ -100,19 +100,19 @@ def csd_lock_wait_enabled(w: World, cpu: int) -> bool:
     """``csd_lock_wait()`` on each target's csd: smp_cond_load_acquire(!CSD_FLAG_LOCK)."""
     return all(
         not w.csds[CsdKey(cpu, t, CSD_MANY)].locked
-        for t in for_each_cpu(w.cpus[cpu].locals.targets)
+        for t in for_each_cpu(w.cpus.peek(cpu).locals.targets)
     )
 
 
 def csd_lock_wait_skipped(w: World, cpu: int) -> bool:
     """No wait when nothing was sent, or for an ASYNC csd of a variant that does not wait."""
-    lv = w.cpus[cpu].locals
+    lv = w.cpus.peek(cpu).locals
     return lv.targets == 0 or not w.variant.initiator_waits(w.site(cpu), lv.sync)
 
 
 def smp_call_function_single_enabled(w: World, cpu: int) -> bool:
     """``csd_lock(csd)``: this CPU's single-call csd for that target must be free."""
-    return not w.csds[CsdKey(cpu, w.cpus[cpu].locals.target, CSD_SINGLE)].locked
+    return not w.csds[CsdKey(cpu, w.cpus.peek(cpu).locals.target, CSD_SINGLE)].locked
 
 
 def smp_call_function_single(w: World, cpu: int) -> None:

@@ -15,14 +15,24 @@ ASID slots, page frame numbers (pfn) and virtual addresses (page aligned, ``0x10
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Self, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    NamedTuple,
+    Self,
+    SupportsIndex,
+    TypeVar,
+    overload,
+)
 
 import attrs
 
 from tlbfuzz.protocol.tso import Store, newest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Sequence
+    from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
 # --- sentinels (kernel names) -------------------------------------------------------------
 INIT_MM: Final = 0
@@ -349,6 +359,9 @@ def perm_rcu(rcu: tuple[tuple[int, int], ...], perm: Sequence[int]) -> tuple[tup
 # Field metadata: how a field is copied, frozen for the snapshot, and renamed with CPUs.
 MUTABLE: Final = {"copy": dict, "freeze": _items}
 """A dict field: copied by ``copy()``, frozen to sorted items by ``snapshot()``."""
+PARTS: Final = {"parts": True}
+"""A ``Shared`` list of records (a world's CPUs, its mms): each record is a part of the state
+that a copy shares until it changes, and that the explorer's key snapshots on its own."""
 NOT_STATE: Final = {"snapshot": False}
 """Not model state (the variant, the configuration, tables derived from them): left out of
 the snapshot, shared by ``copy()``."""
@@ -376,6 +389,10 @@ class Snapshotted:
     __slots__ = ()
     Snapshot: ClassVar[Any]
     perms: ClassVar[tuple[tuple[str, Callable[[Any, Sequence[int]], Any]], ...]]
+    parts: ClassVar[tuple[str, ...]]
+    """The fields that are ``Shared`` lists of records (``PARTS`` metadata), in field order."""
+    rest_names: ClassVar[tuple[str, ...]]
+    """The other state fields, in field order: those of ``rest()``."""
 
     def copy(self) -> Self:
         """An independent copy: the fields changed in place are copied (``copy`` metadata),
@@ -386,8 +403,96 @@ class Snapshotted:
         """A named tuple of every state field (its fields by name: ``snapshot().cpus``)."""
         raise NotImplementedError  # replaced by derive(): generated for the record's fields
 
+    def rest(self) -> tuple[Any, ...]:
+        """The snapshot's fields other than ``parts``, in field order: with a snapshot of each
+        record of each part, all of the state (the explorer's collapsed key)."""
+        raise NotImplementedError  # replaced by derive(): generated for the record's fields
+
 
 _S = TypeVar("_S", bound=Snapshotted)
+
+
+_ALL: Final = slice(None)
+
+
+class Shared(list[_S]):
+    """The CPUs or the mms of a world: a list of records that a world shares with its copies
+    until one of them changes a record (copy-on-write).
+
+    ``World.copy()`` copies the list, not the records (``share()``); the first time either world
+    takes a record out of the list (``w.cpus[i]``, or iterating), it gets its own copy of it, so
+    code that changes a record it took out of the list can never change another world. ``owned``
+    is a bit per record: set, this list's record is its own (``-1``: all of them). The explorer
+    reads ``owned`` after a step to snapshot only the records the step took out; the rest are
+    its parent's (``tlbfuzz.protocol.search.bfs``).
+
+    Reading without taking ownership, ``peek(i)`` and ``each()``, is for code that only reads
+    (the properties, the windows, the enabled actions): a record read that way must not be
+    changed. Ownership is per record, not per field: over-taking costs a copy, never soundness."""
+
+    __slots__ = ("owned",)
+    owned: int
+
+    @classmethod
+    def of(cls, records: Iterable[_S]) -> Shared[_S]:
+        """A list that owns every one of ``records``."""
+        new = cls(records)
+        new.owned = -1
+        return new
+
+    if TYPE_CHECKING:
+
+        def peek(self, i: int) -> _S: ...
+
+        def each(self) -> Iterator[_S]: ...
+
+    else:
+        peek = list.__getitem__
+        each = list.__iter__
+
+    def share(self) -> Shared[_S]:
+        """The copy for ``World.copy()``: both lists hold the same records, and neither owns
+        any of them any more."""
+        self.owned = 0
+        new = Shared(list.__getitem__(self, _ALL))  # from a plain list: __iter__ takes all
+        new.owned = 0
+        return new
+
+    @overload
+    def __getitem__(self, i: SupportsIndex, /) -> _S: ...
+
+    @overload
+    def __getitem__(self, i: slice, /) -> list[_S]: ...
+
+    def __getitem__(self, i: SupportsIndex | slice, /) -> _S | list[_S]:
+        try:
+            if self.owned >> i & 1:  # type: ignore[operator]  # a slice or -i: below
+                return list.__getitem__(self, i)
+        except (TypeError, ValueError):
+            self._own_all()
+            return list.__getitem__(self, i)
+        return self._own(i)  # type: ignore[arg-type]  # an int: the shift took it
+
+    def _own(self, i: int) -> _S:
+        r: _S = list.__getitem__(self, i).copy()
+        list.__setitem__(self, i, r)
+        self.owned |= 1 << i
+        return r
+
+    def _own_all(self) -> None:
+        if self.owned != -1:
+            for i in range(len(self)):
+                if not self.owned >> i & 1:
+                    self._own(i)
+            self.owned = -1
+
+    def __iter__(self) -> Iterator[_S]:
+        self._own_all()
+        return list.__iter__(self)
+
+    def __setitem__(self, i: Any, value: Any) -> None:
+        self._own_all()
+        list.__setitem__(self, i, value)
 
 
 def derive(cls: type[_S]) -> type[_S]:
@@ -423,14 +528,19 @@ def derive(cls: type[_S]) -> type[_S]:
             frozen.append(f"freeze_{i}(self.{f.name})")
         else:
             frozen.append(f"self.{f.name}")
+    cls.parts = tuple(names[i] for i in state if fields[i].metadata.get("parts"))
+    cls.rest_names = tuple(names[i] for i in state if not fields[i].metadata.get("parts"))
+    rest = [v for i, v in zip(state, frozen, strict=True) if not fields[i].metadata.get("parts")]
     # Attribute names are the record's own field names (identifiers checked by attrs).
     exec(
         f"def copy(self):\n    return cls({', '.join(copied)})\n"
-        f"def snapshot(self):\n    return snap(Snapshot, ({', '.join(frozen)},))\n",
+        f"def snapshot(self):\n    return snap(Snapshot, ({', '.join(frozen)},))\n"
+        f"def rest(self):\n    return ({''.join(v + ', ' for v in rest)})\n",
         scope,
     )
     cls.copy = scope["copy"]  # type: ignore[method-assign]
     cls.snapshot = scope["snapshot"]  # type: ignore[method-assign]
+    cls.rest = scope["rest"]  # type: ignore[method-assign]
     return cls
 
 

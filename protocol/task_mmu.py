@@ -112,8 +112,8 @@ def clear_refs_done(w: World, cpu: int) -> None:
 
 def _clear_refs_may_start(w: World, cpu: int, lv: Locals) -> bool:
     """current->mm has a mapping, and its mmap_lock is free for the variant's mode."""
-    mm_id = w.cpus[cpu].task
-    if not w.mms[mm_id].vma_writable:
+    mm_id = w.cpus.peek(cpu).task
+    if not w.mms.peek(mm_id).vma_writable:
         return False
     if w.variant.clear_refs_takes_mmap_write_lock(w.site(cpu)):
         return not mmap_locked(w, mm_id)

@@ -310,7 +310,7 @@ SWITCH = BudgetKind("switch", default=2, fuzz_max=3)
 
 
 def _enter_lazy_may_start(w: World, cpu: int, lv: Locals) -> bool:
-    return w.cpus[cpu].task != KTHREAD
+    return w.cpus.peek(cpu).task != KTHREAD
 
 
 def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
@@ -321,7 +321,7 @@ def _leaves_lazy(w: World, cpu: int, nxt: int) -> bool:
 
 def _switch_mm_may_start(w: World, cpu: int, lv: Locals) -> bool:
     nxt = lv.next_task
-    return nxt != w.cpus[cpu].task and not _leaves_lazy(w, cpu, nxt)
+    return nxt != w.cpus.peek(cpu).task and not _leaves_lazy(w, cpu, nxt)
 
 
 ENTER_LAZY_TLB = register(

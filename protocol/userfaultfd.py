@@ -69,8 +69,8 @@ def _uffd_wp_may_start(w: World, cpu: int, lv: Locals) -> bool:
     and populated), and ``mmap_read_lock()`` would not sleep (no writer)."""
     if not w.variant.has_uffd_wp(w.site(cpu)):
         return False
-    mm_id = w.cpus[cpu].task
-    mm = w.mms[mm_id]
+    mm_id = w.cpus.peek(cpu).task
+    mm = w.mms.peek(mm_id)
     pte = mm.ptes.get(lv.va)
     if lv.va not in mm.vma_writable or pte is None or not pte.mapped:
         return False

@@ -185,7 +185,7 @@ class Variant:
         on_each_cpu_cond_mask(tlb_is_not_lazy, ...)``. Today's should_flush_tlb() also
         skips CPUs that have another mm loaded (they left mm_cpumask lazily).
         """
-        c = w.cpus[cpu]
+        c = w.cpus.peek(cpu)
         if info.freed_tables and self.ipi_lazy_if_freed_tables:
             return True
         if c.is_lazy:
@@ -338,7 +338,7 @@ class Variant:
         """try_to_unmap_one(): ``should_defer_flush(mm, flags)``: TTU_BATCH_FLUSH (reclaim
         passes it) and x86 ``arch_tlbbatch_should_defer()``: another CPU is in mm_cpumask
         (``cpumask_any_but(mm_cpumask(mm), get_cpu()) < nr_cpu_ids``)."""
-        return bool(w.mms[mm].cpumask & ~(1 << cpu))
+        return bool(w.mms.peek(mm).cpumask & ~(1 << cpu))
 
     def pte_accessible_checks_flush_pending(self, at: Site) -> bool:
         """arch/x86/include/asm/pgtable.h pte_accessible(): ``if (pte_flags(a) &
@@ -459,7 +459,7 @@ class Variant:
     def nmi_uaccess_okay(self, w: World, cpu: int) -> bool:
         """``loaded_mm == current->mm`` (so not LOADED_MM_SWITCHING); with RFC 11 also no
         asynchronous flush_tlb_func() dequeued but not yet finished on this CPU."""
-        c = w.cpus[cpu]
+        c = w.cpus.peek(cpu)
         if c.own_loaded_mm() != c.task:
             return False
         return not (self.nmi_checks_async_flush and c.async_func_in_progress == FLUSH_TLB_FUNC)

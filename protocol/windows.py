@@ -45,7 +45,7 @@ class Window:
 def active_kinds(w: World) -> frozenset[str]:
     """The budget kinds some CPU of ``w`` may still start (its world's budgets)."""
     return frozenset(
-        k.name for i, k in enumerate(w.kernel.kinds) if any(c.budget[i] for c in w.cpus)
+        k.name for i, k in enumerate(w.kernel.kinds) if any(c.budget[i] for c in w.cpus.each())
     )
 
 
@@ -58,7 +58,7 @@ def windows_of(w: World) -> tuple[str, ...]:
 
 def _flush_in_flight(w: World) -> bool:
     """Some CPU is inside a kernel path, or some flush csd is queued or being handled."""
-    if any(c.path for c in w.cpus):
+    if any(c.path for c in w.cpus.each()):
         return True
     return any(csd.locked and csd.func == FLUSH_TLB_FUNC for csd in w.csds.values())
 
@@ -66,12 +66,12 @@ def _flush_in_flight(w: World) -> bool:
 def stale_entry_during_flush(w: World) -> bool:
     """A CPU caches a translation that a PTE change has retired (the entry predates the PTE's
     current contents), while a flush is still in flight."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         for (asid, va), e in c.tlb.items():
             ctx_id = c.ctxs[asid][0] if 0 <= asid < len(c.ctxs) else 0
             if ctx_id <= 0:
                 continue
-            pte = w.mms[ctx_id].ptes.get(va)
+            pte = w.mms.peek(ctx_id).ptes.get(va)
             if pte is not None and pte.seq > e.pte_seq and _flush_in_flight(w):
                 return True
     return False
@@ -84,7 +84,7 @@ def flush_ipi_pending_after_return(w: World) -> bool:
         key.kind == CSD_MANY
         and csd.locked
         and csd.func == FLUSH_TLB_FUNC
-        and not w.cpus[key.sender].path
+        and not w.cpus.peek(key.sender).path
         for key, csd in w.csds.items()
     )
 
@@ -92,13 +92,13 @@ def flush_ipi_pending_after_return(w: World) -> bool:
 def loaded_mm_cr3_disagree(w: World) -> bool:
     """``cpu_tlbstate.loaded_mm`` and CR3 name different mms (switch_mm_irqs_off() between
     its two writes): the window nmi_uaccess_okay() must refuse."""
-    return any(c.own_loaded_mm() != c.cr3_mm for c in w.cpus)
+    return any(c.own_loaded_mm() != c.cr3_mm for c in w.cpus.each())
 
 
 def flush_csd_behind_cross_call(w: World) -> bool:
     """A flush csd waits behind another subsystem's cross-call on one CPU, queued or in the
     batch its IPI handler took (Peter Zijlstra's question in the review)."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         funcs = [w.csds[k].func for k in c.queue]
         if c.irq is not None:
             funcs = [it.func for it in c.irq] + funcs
@@ -109,7 +109,7 @@ def flush_csd_behind_cross_call(w: World) -> bool:
 
 def freed_table_still_cached(w: World) -> bool:
     """A page-table page was freed while a CPU's paging-structure cache still points at it."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         for pwc in c.pwc.values():
             if w.frames[pwc.pfn].version != pwc.frame_version:
                 return True
@@ -119,14 +119,14 @@ def freed_table_still_cached(w: World) -> bool:
 def nested_gathers(w: World) -> bool:
     """Two gathers of one mm are open at once (``tlb_flush_pending > 1``): the case
     ``mm_tlb_flush_nested()`` exists for."""
-    return any(mm.tlb_flush_pending > 1 for mm in w.mms)
+    return any(mm.tlb_flush_pending > 1 for mm in w.mms.each())
 
 
 def syscall_found_nothing(w: World) -> bool:
     """A madvise, munmap, mprotect or UFFDIO_WRITEPROTECT is past its PTE changes without
     having recorded one (its PTEs were already changed by someone else) and has not
     returned."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         # pc 0 opens the gather, pc 1 changes the PTEs under the PTL (unless reclaim's batch
         # is flushed first: then they come after that flush)
         if c.path in ("madvise", "munmap", "mprotect", "uffd_wp") and c.pc > 1:
@@ -139,7 +139,7 @@ def syscall_found_nothing(w: World) -> bool:
 def unmapped_page_still_cached(w: World) -> bool:
     """A file page the rmap no longer finds (``page_mapped()`` is false) is still reachable
     through some CPU's TLB: the window writeback's page_mkclean() cannot see."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         for e in c.tlb.values():
             f = w.frames[e.pfn]
             if f.kind == FILE and not f.mapped and f.version == e.frame_version:
@@ -152,12 +152,12 @@ def page_in_move_still_cached(w: World) -> bool:
     ``Path.allocates``) is still reachable through another CPU's TLB: a write there before
     the copy is taken is kept, after it is lost (no_write_lost_to_copy)."""
     paths = w.kernel.paths
-    for cpu, c in enumerate(w.cpus):
+    for cpu, c in enumerate(w.cpus.each()):
         if not (c.path and c.locals.pfns and paths[c.path].allocates):
             continue
         old = c.locals.pfns[0]
         version = w.frames[old].version
-        for other, o in enumerate(w.cpus):
+        for other, o in enumerate(w.cpus.each()):
             if other != cpu and any(
                 e.pfn == old and e.frame_version == version for e in o.tlb.values()
             ):
@@ -168,14 +168,14 @@ def page_in_move_still_cached(w: World) -> bool:
 def clean_pte_still_writable(w: World) -> bool:
     """A present PTE that is read-only and not soft-dirty (what clear_refs leaves) is still
     cached writable, from before, by some CPU: a write there sets no soft-dirty bit."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         for (asid, va), e in c.tlb.items():
             if not e.writable:
                 continue
             ctx_id = c.ctxs[asid][0] if 0 <= asid < len(c.ctxs) else 0
             if ctx_id <= 0:
                 continue
-            pte = w.mms[ctx_id].ptes.get(va)
+            pte = w.mms.peek(ctx_id).ptes.get(va)
             if (
                 pte is not None
                 and pte.present
@@ -190,7 +190,7 @@ def clean_pte_still_writable(w: World) -> bool:
 def old_address_still_cached(w: World) -> bool:
     """A CPU caches a page of an mm at an address other than the one the page is now at
     (mremap moved it): one frame reachable at two addresses, until the old one is flushed."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         for (asid, va), e in c.tlb.items():
             f = w.frames[e.pfn]
             if f.version != e.frame_version or f.va == va:
@@ -204,7 +204,7 @@ def old_address_still_cached(w: World) -> bool:
 def retracted_table_still_cached(w: World) -> bool:
     """A page table no PMD points to any more (khugepaged retracted it) and not yet freed is
     still in the paging-structure cache of a CPU whose CR3 can walk its mm (running or lazy)."""
-    for c in w.cpus:
+    for c in w.cpus.each():
         pwc = c.pwc.get(c.cr3_asid)
         if pwc is None or c.cr3_mm <= 0:
             continue
@@ -212,7 +212,7 @@ def retracted_table_still_cached(w: World) -> bool:
         if (
             f.version == pwc.frame_version
             and f.kind == PGTABLE
-            and w.mms[f.mm].pgtable_pfn != pwc.pfn
+            and w.mms.peek(f.mm).pgtable_pfn != pwc.pfn
         ):
             return True
     return False

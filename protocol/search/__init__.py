@@ -2,11 +2,12 @@
 (``bfs``), making a violating schedule small (``reduce``: replay, ddmin, minimise, fewest CPUs),
 symmetry reduction (``symmetry``) and random walks with the randomness passed in (``walk``)."""
 
-from tlbfuzz.protocol.search.bfs import SearchResult, bfs
+from tlbfuzz.protocol.search.bfs import Collapse, SearchResult, bfs
 from tlbfuzz.protocol.search.reduce import ddmin, drop_cpu, fewer_cpus, first_violation, minimise
 from tlbfuzz.protocol.search.symmetry import permuted_snapshot, rename_cpus, symmetric_fingerprint
 
 __all__ = [
+    "Collapse",
     "SearchResult",
     "bfs",
     "ddmin",

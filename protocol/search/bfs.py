@@ -6,10 +6,13 @@ Pure and deterministic like the rest of ``protocol/``: the same inputs give the 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from tlbfuzz.protocol.search.symmetry import renamed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -40,15 +43,16 @@ def bfs(
     max_depth: int,
     max_states: int = 1_000_000,
     allowed: Callable[[Action], bool] | None = None,
-    key: Callable[[World], object] | None = None,
+    key: Callable[[World], object] | Collapse | None = None,
     on_level: Callable[[int, int], None] | None = None,
     on_violation: Callable[[list[Action], Violation], bool] | None = None,
     windows: bool = False,
 ) -> SearchResult:
     """Breadth-first search from ``start`` for a state breaking one of ``props``: the first
     found is at the least depth. ``allowed`` restricts the actions tried; ``key`` maps a world
-    to what the visited set stores (default: its full snapshot); ``on_level(depth, states)`` is
-    called as each level is finished (for a progress line).
+    to what the visited set stores (default: its snapshot, collapsed: ``Collapse()``;
+    ``Collapse(symmetric=True)`` for symmetry reduction);
+    ``on_level(depth, states)`` is called as each level is finished (for a progress line).
 
     With ``on_violation``, the search goes on past a violation: the callback gets the shortest
     schedule of each property the first time one breaks (so every property's own minimum, not
@@ -73,8 +77,17 @@ def bfs(
                 counts[name] += 1
 
     reported: set[str] = set()
-    key = key or (lambda w: w.snapshot())
-    seen = {key(start)}
+    collapse = key if isinstance(key, Collapse) else Collapse() if key is None else None
+    whole = None if isinstance(key, Collapse) else key  # a key of whole worlds, if given
+    memos: list[Memo | None] = []  # with collapse: what each world's children start from
+    seen: set[object]
+    if collapse is not None:
+        k0, memo0 = collapse.key(start, None)
+        memos.append(memo0)
+        seen = {k0}
+    else:
+        assert whole is not None
+        seen = {whole(start)}
     visit(start)
     parents: dict[int, tuple[int, Action]] = {}
     worlds = [start]
@@ -93,16 +106,24 @@ def bfs(
         if depth >= max_depth:
             break
         w = worlds[i]
+        parent = memos[i] if collapse is not None else None
         for a in w.enabled_actions():
             if allowed is not None and not allowed(a):
                 continue
             x = w.copy()
-            x.apply(a)
-            k = key(x)
+            x.apply_enabled(a)
+            k: object
+            if collapse is not None:
+                k, memo = collapse.key(x, parent)
+            else:
+                assert whole is not None
+                k = whole(x)
             if k in seen:
                 continue
             seen.add(k)
             worlds.append(x)
+            if collapse is not None:
+                memos.append(memo)
             index = len(worlds) - 1
             parents[index] = (i, a)
             visit(x)
@@ -123,10 +144,97 @@ def bfs(
             frontier.append(index)
             next_level_end = index + 1
         worlds[i] = None  # type: ignore[call-overload]  # free the explored level as we go
+        if collapse is not None:
+            memos[i] = None
     exhausted = not frontier and depth < max_depth
     return SearchResult(
         None, None, min(depth, max_depth), len(seen), True, exhausted, reached=counts
     )
+
+
+Memo = list[list[int]]
+"""What ``Collapse`` keeps of a world for its children: per renaming of the CPUs (one without
+symmetry), the numbers of the renamed records and of the renamed rest, in snapshot order."""
+
+
+class Collapse:
+    """The visited set's key of a world, collapsed (Spin's COLLAPSE compression, Holzmann,
+    "State compression in SPIN", 1997): each CPU's and each mm's snapshot, and the snapshot of
+    the rest of the world, is numbered once in a table of the search, and a state is the tuple of
+    its numbers. Equal keys are equal snapshots (``World.snapshot()``), so the search visits
+    exactly the states it visited with whole snapshots as keys; a state costs a tuple of a few
+    ints in the visited set instead of every TLB entry and PTE.
+
+    Copy-on-write makes it incremental: a step takes out of its world's ``Shared`` lists only
+    the records it touches (``tlbfuzz.protocol.state.Shared.owned``), so every other CPU and mm
+    is its parent's, number and all, and is neither copied nor snapshotted again.
+
+    ``symmetric``: states equal up to renaming CPUs get one key, as with
+    ``symmetric_fingerprint``, but exactly: per renaming, the numbers of the renamed records
+    (``permuted_snapshot``'s renaming, record by record), and the key is the least of those
+    tuples. Numbering is one-to-one, so two states share the key only if one is a renaming of
+    the other; ``symmetric_fingerprint`` keeps a hash, at a small risk of a collision."""
+
+    def __init__(self, symmetric: bool = False) -> None:
+        self.ids: dict[object, int] = {}
+        self.symmetric = symmetric
+        self._perms: list[tuple[int, ...]] | None = None
+
+    def _number(self, snap: object) -> int:
+        n = self.ids.get(snap)
+        if n is None:
+            n = self.ids[snap] = len(self.ids)
+        return n
+
+    def key(self, w: World, parent: Memo | None) -> tuple[tuple[int, ...], Memo]:
+        """``w``'s key, and its memo for its children; ``parent``: the memo of the world ``w``
+        was copied from before it took a step (None: number every record)."""
+        perms = self._perms
+        if perms is None:
+            n = len(w.cpus) if self.symmetric else 1
+            perms = self._perms = list(itertools.permutations(range(n)))
+        memo: Memo = []
+        for p, perm in enumerate(perms):
+            renaming = p > 0  # the first is the identity
+            if parent is not None:
+                out = list(parent[p])
+            else:
+                out = [0] * (sum(len(getattr(w, name)) for name in w.parts) + 1)
+            j = 0
+            for name in w.parts:
+                records = getattr(w, name)
+                cpu_order = renaming and name == "cpus"
+                owned = records.owned if parent is not None else -1
+                if owned == -1:
+                    owned = (1 << len(records)) - 1
+                while owned:  # the records this step took: numbered again
+                    low = owned & -owned
+                    i = low.bit_length() - 1
+                    owned ^= low
+                    r = records.peek(i)
+                    snap = r.snapshot()
+                    if renaming:
+                        snap = renamed(snap, r.perms, perm)
+                    out[j + (perm[i] if cpu_order else i)] = self._number(snap)
+                j += len(records)
+            rest = w.rest()
+            if renaming:
+                rest = _renamed_rest(w, rest, perm)
+            out[j] = self._number(rest)
+            memo.append(out)
+        key = tuple(memo[0]) if len(memo) == 1 else min(tuple(v) for v in memo)
+        return key, memo
+
+
+def _renamed_rest(w: World, rest: tuple[Any, ...], perm: tuple[int, ...]) -> tuple[Any, ...]:
+    """``w.rest()`` with CPU ``i`` renamed ``perm[i]`` in every field that names CPUs."""
+    names = w.rest_names
+    out = list(rest)
+    for name, fn in w.perms:
+        if name in names:
+            at = names.index(name)
+            out[at] = fn(out[at], perm)
+    return tuple(out)
 
 
 def _path(parents: dict[int, tuple[int, Action]], index: int) -> list[Action]:

@@ -27,12 +27,14 @@ def permuted_snapshot(w: World, perm: Sequence[int]) -> tuple[object, ...]:
     snap: Any = w.snapshot()
     cpus: list[object] = [None] * len(w.cpus)
     for i, c in enumerate(snap.cpus):
-        cpus[perm[i]] = _renamed(c, Cpu.perms, perm)
-    mms = tuple(_renamed(m, Mm.perms, perm) for m in snap.mms)
-    return _renamed(snap._replace(cpus=tuple(cpus), mms=mms), type(w).perms, perm)  # type: ignore[no-any-return]
+        cpus[perm[i]] = renamed(c, Cpu.perms, perm)
+    mms = tuple(renamed(m, Mm.perms, perm) for m in snap.mms)
+    return renamed(snap._replace(cpus=tuple(cpus), mms=mms), type(w).perms, perm)  # type: ignore[no-any-return]
 
 
-def _renamed(snap: Any, perms: Iterable[tuple[str, Any]], perm: Sequence[int]) -> Any:
+def renamed(snap: Any, perms: Iterable[tuple[str, Any]], perm: Sequence[int]) -> Any:
+    """A record's snapshot with CPU ``i`` renamed ``perm[i]`` in the fields ``perms`` names
+    (its class's ``perms``: each field's renaming function)."""
     return snap._replace(**{name: fn(getattr(snap, name), perm) for name, fn in perms})
 
 
