@@ -391,8 +391,8 @@ class Snapshotted:
     perms: ClassVar[tuple[tuple[str, Callable[[Any, Sequence[int]], Any]], ...]]
     parts: ClassVar[tuple[str, ...]]
     """The fields that are ``Shared`` lists of records (``PARTS`` metadata), in field order."""
-    rest_names: ClassVar[tuple[str, ...]]
-    """The other state fields, in field order: those of ``rest()``."""
+    rest_perms: ClassVar[tuple[tuple[int, Callable[[Any, Sequence[int]], Any]], ...]]
+    """``perms`` for ``rest()``: (position in ``rest()``, renaming function)."""
 
     def copy(self) -> Self:
         """An independent copy: the fields changed in place are copied (``copy`` metadata),
@@ -529,7 +529,8 @@ def derive(cls: type[_S]) -> type[_S]:
         else:
             frozen.append(f"self.{f.name}")
     cls.parts = tuple(names[i] for i in state if fields[i].metadata.get("parts"))
-    cls.rest_names = tuple(names[i] for i in state if not fields[i].metadata.get("parts"))
+    rest_names = [names[i] for i in state if not fields[i].metadata.get("parts")]
+    cls.rest_perms = tuple((rest_names.index(n), fn) for n, fn in cls.perms if n in rest_names)
     rest = [v for i, v in zip(state, frozen, strict=True) if not fields[i].metadata.get("parts")]
     # Attribute names are the record's own field names (identifiers checked by attrs).
     exec(

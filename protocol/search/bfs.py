@@ -77,17 +77,10 @@ def bfs(
                 counts[name] += 1
 
     reported: set[str] = set()
-    collapse = key if isinstance(key, Collapse) else Collapse() if key is None else None
-    whole = None if isinstance(key, Collapse) else key  # a key of whole worlds, if given
-    memos: list[Memo | None] = []  # with collapse: what each world's children start from
-    seen: set[object]
-    if collapse is not None:
-        k0, memo0 = collapse.key(start, None)
-        memos.append(memo0)
-        seen = {k0}
-    else:
-        assert whole is not None
-        seen = {whole(start)}
+    keys = key if isinstance(key, Collapse) else Collapse() if key is None else _Whole(key)
+    k0, memo0 = keys.key(start, None)
+    memos: list[Memo | None] = [memo0]  # what each world's children start from
+    seen: set[object] = {k0}
     visit(start)
     parents: dict[int, tuple[int, Action]] = {}
     worlds = [start]
@@ -106,24 +99,18 @@ def bfs(
         if depth >= max_depth:
             break
         w = worlds[i]
-        parent = memos[i] if collapse is not None else None
+        parent = memos[i]
         for a in w.enabled_actions():
             if allowed is not None and not allowed(a):
                 continue
             x = w.copy()
             x.apply_enabled(a)
-            k: object
-            if collapse is not None:
-                k, memo = collapse.key(x, parent)
-            else:
-                assert whole is not None
-                k = whole(x)
+            k, memo = keys.key(x, parent)
             if k in seen:
                 continue
             seen.add(k)
             worlds.append(x)
-            if collapse is not None:
-                memos.append(memo)
+            memos.append(memo)
             index = len(worlds) - 1
             parents[index] = (i, a)
             visit(x)
@@ -144,8 +131,7 @@ def bfs(
             frontier.append(index)
             next_level_end = index + 1
         worlds[i] = None  # type: ignore[call-overload]  # free the explored level as we go
-        if collapse is not None:
-            memos[i] = None
+        memos[i] = None
     exhausted = not frontier and depth < max_depth
     return SearchResult(
         None, None, min(depth, max_depth), len(seen), True, exhausted, reached=counts
@@ -226,14 +212,25 @@ class Collapse:
         return key, memo
 
 
+class _Whole:
+    """A key of whole worlds (``bfs(key=f)``: ``symmetric_fingerprint``, a snapshot) in the
+    shape of ``Collapse.key``, with nothing kept for the children."""
+
+    def __init__(self, of: Callable[[World], object]) -> None:
+        self.of = of
+
+    def key(self, w: World, parent: Memo | None) -> tuple[object, Memo]:
+        return self.of(w), _NO_MEMO
+
+
+_NO_MEMO: Memo = []
+
+
 def _renamed_rest(w: World, rest: tuple[Any, ...], perm: tuple[int, ...]) -> tuple[Any, ...]:
     """``w.rest()`` with CPU ``i`` renamed ``perm[i]`` in every field that names CPUs."""
-    names = w.rest_names
     out = list(rest)
-    for name, fn in w.perms:
-        if name in names:
-            at = names.index(name)
-            out[at] = fn(out[at], perm)
+    for at, fn in w.rest_perms:
+        out[at] = fn(out[at], perm)
     return tuple(out)
 
 
