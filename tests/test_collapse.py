@@ -10,7 +10,7 @@ from tests.schedules import MECHANISMS
 from tests.test_copy_paths import _world, settle
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol.search import Collapse, bfs
 from tlbfuzz.protocol.state import FREE, NO_PFN, PGTABLE
 
 _LAZY = next(m for m in MECHANISMS if m.key == "collapse-flush-reaches-lazy-cpus")
@@ -67,7 +67,7 @@ def test_5_2_frees_a_retracted_table_a_lazy_cpu_still_caches_the_bug_3ef938c3503
         World.initial(VARIANTS["linux-5.2"], config),
         ["no_walk_of_freed_page_table"],
         200,
-        key=symmetric_fingerprint,
+        key=Collapse(symmetric=True),
     )
     assert r.violation is not None and r.schedule is not None
     assert len(r.schedule) == 12

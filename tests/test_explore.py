@@ -21,7 +21,7 @@ from tlbfuzz.protocol import (
     World,
     budget_kinds,
 )
-from tlbfuzz.protocol.search import bfs, symmetric_fingerprint
+from tlbfuzz.protocol.search import Collapse, bfs
 
 
 def config(**budget: int) -> Config:
@@ -74,7 +74,7 @@ def _params(nightly: bool) -> list[tuple[str, str]]:
 
 def _check_shortest(variant: str, prop: str) -> None:
     start = World.initial(VARIANTS[variant], config(**NEEDS[(variant, prop)]))
-    r = bfs(start, [prop], 20, key=symmetric_fingerprint)  # the same lengths (tested below)
+    r = bfs(start, [prop], 20, key=Collapse(symmetric=True))  # the same lengths (tested below)
     assert r.schedule is not None, f"{variant} holds {prop} in this configuration"
     assert len(r.schedule) == SHORTEST[(variant, prop)], [str(a) for a in r.schedule]
 
@@ -97,7 +97,7 @@ def test_handler_window_shapes_are_shortest_without_a_switch(
     variant: str, prop: str, length: int
 ) -> None:
     start = World.initial(VARIANTS[variant], HANDLER_WINDOW[(variant, prop, length)])
-    r = bfs(start, [prop], 20, key=symmetric_fingerprint)
+    r = bfs(start, [prop], 20, key=Collapse(symmetric=True))
     assert r.schedule is not None
     assert len(r.schedule) == length
 
@@ -161,7 +161,7 @@ def test_symmetry_reduction_keeps_shortest_lengths(variant: str, prop: str, cpus
     budget = NEEDS.get((variant, prop), {"madvise": 1})
     start = World.initial(VARIANTS[variant], attrs.evolve(config(**budget), cpus=cpus))
     plain = bfs(start, [prop], 20)
-    sym = bfs(start, [prop], 20, key=symmetric_fingerprint)
+    sym = bfs(start, [prop], 20, key=Collapse(symmetric=True))
     assert plain.schedule is not None
     assert sym.schedule is not None
     assert len(sym.schedule) == len(plain.schedule)
@@ -172,7 +172,7 @@ def test_symmetric_state_count_is_pinned() -> None:
     """Like the plain count above: the whole space of linux-5.2 with one munmap per CPU, 2 CPUs,
     up to renaming CPUs."""
     start = World.initial(VARIANTS["linux-5.2"], config(munmap=1))
-    r = bfs(start, DEFAULT_PROPERTIES, 200, key=symmetric_fingerprint)
+    r = bfs(start, DEFAULT_PROPERTIES, 200, key=Collapse(symmetric=True))
     assert r.exhausted
     # 1321 before issue 9, 1545 before tlb_gather_mmu() was split from the zap
     assert r.states == 2219, f"{r.states} unique states up to CPU renaming"
@@ -207,9 +207,9 @@ def test_search_past_a_violation_gives_each_property_its_own_shortest() -> None:
         got[violation.prop] = len(schedule)
         return len(got) < len(props)
 
-    r = bfs(start, props, 10, key=symmetric_fingerprint, on_violation=record)
+    r = bfs(start, props, 10, key=Collapse(symmetric=True), on_violation=record)
     assert r.violation is not None and r.violation.prop == "no_use_after_free"  # the last
-    alone = {p: bfs(start, [p], 10, key=symmetric_fingerprint).schedule for p in props}
+    alone = {p: bfs(start, [p], 10, key=Collapse(symmetric=True)).schedule for p in props}
     assert got == {p: len(s) for p, s in alone.items() if s is not None}
     assert got == {"no_write_after_write_protect": 7, "no_use_after_free": 9}
 
