@@ -9,7 +9,7 @@ NMI, then starting a new kernel path; the page allocator's reuse of free frames 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import attrs
 
@@ -194,10 +194,6 @@ def _mms_snapshot(mms: Shared[Mm]) -> tuple[object, ...]:
     return tuple(map(Mm.snapshot, mms.each()))
 
 
-def _share(records: Shared[Any]) -> Shared[Any]:
-    return records.share()
-
-
 @derive
 @attrs.define(slots=True)
 class World(Snapshotted):
@@ -205,10 +201,12 @@ class World(Snapshotted):
 
     variant: Variant = attrs.field(eq=False, repr=False, metadata=NOT_STATE)
     config: Config = attrs.field(eq=False, repr=False, metadata=NOT_STATE)
-    cpus: Shared[Cpu] = attrs.field(metadata={"copy": _share, "freeze": _cpus_snapshot, **PARTS})
+    cpus: Shared[Cpu] = attrs.field(
+        metadata={"copy": Shared.share, "freeze": _cpus_snapshot, **PARTS}
+    )
     """Shared with copies until changed (``Shared``): take a CPU out (``w.cpus[i]``) to change
     it; ``w.cpus.peek(i)`` only to read it."""
-    mms: Shared[Mm] = attrs.field(metadata={"copy": _share, "freeze": _mms_snapshot, **PARTS})
+    mms: Shared[Mm] = attrs.field(metadata={"copy": Shared.share, "freeze": _mms_snapshot, **PARTS})
     """Index = mm id; mms[0] is init_mm (no user mappings). Shared like ``cpus``."""
     frames: list[Frame] = attrs.field(metadata={"copy": list, "freeze": tuple})
     csds: dict[CsdKey, Csd] = attrs.field(metadata={**MUTABLE, "perm": perm_csds})
