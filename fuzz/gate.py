@@ -8,7 +8,10 @@ the shards did not cover (a partial run) is reported but does not fail. ``--coll
 copies the schedule files the night created into DIR, for upload. Exit 2: unreadable input.
 
 Fails too on a reachability window (``tlbfuzz.protocol.windows``) that a variant's held runs, over
-every shard, never reached: its held properties say nothing about that window. A window a
+every shard, never reached: its held properties say nothing about that window. And on a held
+property of a user's variant (``-v FILE.py:NAME``) whose changed decisions the night's runs,
+over every shard, never reached (``tlbfuzz.fuzz.changes``): such a held says nothing about the
+patch, as ``fuzz`` says by exiting 4; a night that only says "held" would pass it. A window a
 variant cannot reach by construction is listed, with the reason, under ``unreachable_windows``
 (``{variant: {window: reason}}``); such a window that was reached after all fails the night as
 well (the reason is false, or the model changed). A variant with no held record, or whose
@@ -26,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from tlbfuzz.fuzz.results import Record, merge
+from tlbfuzz.fuzz.changes import unreached as unreached_changes
+from tlbfuzz.fuzz.results import Record, judge_changes, merge
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -53,6 +57,11 @@ class Verdict:
     unreachable_but_reached: list[WindowMiss] = attrs.field(factory=list)
     windows_unmeasured: list[str] = attrs.field(factory=list)
     """Variants with held records but no window counts (cut by the time budget)."""
+    unexercised: list[Record] = attrs.field(factory=list)
+    """Held records of a user's variant whose changed decisions no run reached."""
+    changes_unmeasured: list[Record] = attrs.field(factory=list)
+    """Held records of a user's variant whose every run the time budget stopped before its
+    changes were counted: noted, like windows not measured."""
 
     @property
     def ok(self) -> bool:
@@ -61,6 +70,7 @@ class Verdict:
             or self.unreached
             or self.windows_never_reached
             or self.unreachable_but_reached
+            or self.unexercised
         )
 
 
@@ -81,7 +91,15 @@ def judge(docs: Sequence[dict[str, Any]], expect: dict[str, Any]) -> Verdict:
             unreached.append(r)
     new = sorted({r.schedule_file for r in records if r.new and r.schedule_file})
     never, wrong, unmeasured = _judge_windows(records, expect.get("unreachable_windows", {}))
-    return Verdict(broken, unreached, uncovered, new, never, wrong, unmeasured)
+    # merge() added up each held record's changes over every shard
+    held = [r for r in records if r.verdict == "holds"]
+    unexercised = [r for r in held if r.changes is not None and unreached_changes(r.changes)]
+    changes_unmeasured = [
+        r for r in held if r.changes is None and r.extra.get("changes_unmeasured")
+    ]
+    return Verdict(
+        broken, unreached, uncovered, new, never, wrong, unmeasured, unexercised, changes_unmeasured
+    )
 
 
 def _judge_windows(
@@ -152,10 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"FAIL {m.variant}: window {m.window} is listed as unreachable, but {m.steps} "
             "steps reached it (fix unreachable_windows or the model)"
         )
+    for r in v.unexercised:
+        print(f"FAIL {r.variant} {r.property}: {judge_changes(r).message}")
     for variant, prop in v.uncovered:
         print(f"note {variant} {prop}: not fuzzed to the end by these shards")
     for variant in v.windows_unmeasured:
         print(f"note {variant}: windows not measured (every held run cut by the time budget)")
+    for r in v.changes_unmeasured:
+        print(f"note {r.variant} {r.property}: {judge_changes(r).message}")
     if args.collect and v.new_files:
         dest = Path(args.collect)
         for f in v.new_files:

@@ -13,7 +13,7 @@ from tests.schedules import SHORTEST
 from tests.test_fuzz import CLEAN
 from tlbfuzz.fuzz.cli import _config
 from tlbfuzz.fuzz.gate import judge, main
-from tlbfuzz.fuzz.results import Record
+from tlbfuzz.fuzz.results import Record, judge_changes
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, World
 from tlbfuzz.protocol.search import bfs
 from tlbfuzz.protocol.windows import WINDOWS
@@ -153,6 +153,49 @@ def test_unreachable_windows_name_real_variants_and_windows_each_with_a_reason()
         assert set(windows) <= set(WINDOWS), variant
         assert set(windows) != set(WINDOWS), f"{variant}: a variant reaching no window"
         assert all(isinstance(why, str) and len(why) > 20 for why in windows.values())
+
+
+# --- a user's variant whose changes the night never reached -------------------------------
+
+
+def user_held(reached: int | None, **extra: object) -> Record:
+    """A held record of a user's variant (``--variants f.py``) with one changed decision,
+    reached ``reached`` times (None: not counted), judged as a shard judges it."""
+    changes = None
+    if reached is not None:
+        decision = {"why": "overridden in f.py", "reached": reached, "otherwise": reached}
+        changes = {"base": "linux-current", "decisions": {"flush_tlb_func": decision}}
+    rec = Record("f.py:V", "no_lost_write", "holds", examples=10, steps=100, changes=changes)
+    rec.extra = dict(extra)
+    return judge_changes(rec)
+
+
+def test_a_user_variant_held_without_reaching_its_change_fails_the_night_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert gate(tmp_path, doc(user_held(0))) == 1
+    out = capsys.readouterr().out
+    fails = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert fails == [
+        "FAIL f.py:V no_lost_write: held, but the search never reached flush_tlb_func()"
+    ]
+
+
+def test_a_user_variants_change_reached_in_another_shard_passes() -> None:
+    assert not judge([doc(user_held(0))], EXPECT).ok
+    v = judge([doc(user_held(0)), doc(user_held(3))], EXPECT)
+    assert (v.unexercised, v.ok) == ([], True)
+
+
+def test_a_user_variants_changes_not_counted_are_noted_not_failed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cut = user_held(None, cut_by_time_budget=True, changes_unmeasured=True)
+    v = judge([doc(cut)], EXPECT)
+    assert ([r.variant for r in v.changes_unmeasured], v.ok) == (["f.py:V"], True)
+    assert gate(tmp_path, doc(cut)) == 0
+    out = capsys.readouterr().out
+    assert "note f.py:V no_lost_write: the time budget stopped it before its changes" in out
 
 
 EXPLORE_BUDGETS = (
