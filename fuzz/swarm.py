@@ -164,15 +164,25 @@ def plans(
     """Hypothesis's draw of a plan: the machine's configuration and focus, a scheduler, a
     seed."""
     cfgs = configs(variant) if config_strategy is None else config_strategy
-    return cfgs.flatmap(
-        lambda c: st.builds(
-            Plan,
-            st.just(c),
-            focus(variant, c),
-            st.sampled_from(SCHEDULERS),
-            st.integers(0, 2**32 - 1),
-        )
-    )
+    made: dict[Config, st.SearchStrategy[Plan]] = {}
+
+    def rest(config: Config) -> st.SearchStrategy[Plan]:
+        # One strategy per configuration, as ``focus`` is one, so that Hypothesis validates
+        # it once and not at every example: the same draws (the ``ci`` stream does not
+        # move), in less time (``bench/bench_machine.py``'s plans rows). Kept per call, not
+        # process-wide: a user's variant is instrumented anew for every run.
+        s = made.get(config)
+        if s is None:
+            s = made[config] = st.builds(
+                Plan,
+                st.just(config),
+                focus(variant, config),
+                st.sampled_from(SCHEDULERS),
+                st.integers(0, 2**32 - 1),
+            )
+        return s
+
+    return cfgs.flatmap(rest)
 
 
 __all__ = ["SCHEDULERS", "Lanes", "Plan", "Walked", "plans", "walk"]
