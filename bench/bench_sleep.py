@@ -200,7 +200,8 @@ def main() -> None:
     full: list[float] = []
     slept: list[float] = []
     n = t_full = t_slept = 0
-    for i in range(max(args.rounds, 1)):
+    rounds = max(args.rounds, 1)
+    for i in range(rounds):
         for only in (None, oracle.explored) if i % 2 == 0 else (oracle.explored, None):
             gc.collect()
             states, transitions, seconds = timed(start, args.depth, oracle.keys, only)
@@ -218,7 +219,7 @@ def main() -> None:
     a, b = statistics.median(full), statistics.median(slept)
     print(f"transitions per state: plain {t_full / n:.2f}, sleep sets {t_slept / n:.2f}")
     print(f"  (of which woken again: {oracle.woken:,})")
-    print(f"states/s, median of {args.rounds}: plain {n / a:,.0f}, with the oracle's sleep sets")
+    print(f"states/s, median of {rounds}: plain {n / a:,.0f}, with the oracle's sleep sets")
     print(f"  {n / b:,.0f}: at most {a / b:.2f} times faster")
 
 

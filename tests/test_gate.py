@@ -197,8 +197,20 @@ def test_a_user_variants_changes_not_counted_fail_the_night(
     assert gate(tmp_path, doc(cut)) == 1
     out = capsys.readouterr().out
     assert "FAIL f.py:V no_lost_write: the time budget stopped it before its changes" in out
-    bare = user_held(None)  # an old shard's record, say: no counts and no flag
-    assert not judge([doc(bare)], EXPECT).ok
+    # no counts and no flag: a file that names a built-in variant as it is (no changes),
+    # which fuzz passes with exit 0; so does the gate
+    assert judge([doc(user_held(None))], EXPECT).unexercised == []
+
+
+def test_a_violation_of_a_user_variant_fails_the_night_with_its_replay_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = Record("f.py:V", "no_lost_write", "violates", length=8, schedule_file="f/x.json",
+                 message="a lost write", ok=False)  # fmt: skip
+    assert gate(tmp_path, doc(bad)) == 1
+    out = capsys.readouterr().out
+    assert "FAIL f.py:V must hold no_lost_write, but: a lost write" in out
+    assert "replay: tlbfuzz replay f/x.json" in out
 
 
 def test_a_user_variant_is_let_off_the_windows_its_base_cannot_reach() -> None:
@@ -212,8 +224,13 @@ def test_a_user_variant_is_let_off_the_windows_its_base_cannot_reach() -> None:
     assert (v.windows_never_reached, v.unexercised, v.ok) == ([], [], True)
     rec.windows = dict.fromkeys(WINDOWS, 5)  # the exempt ones reached too
     assert judge([doc(rec)], EXPECT).ok
-    rec.windows = reached(base, **{w: 0 for w in WINDOWS if w not in exempt})
+    closed = {w: 0 for w in WINDOWS if w not in exempt}
+    rec.windows = reached(base, **closed)
     assert not judge([doc(rec)], EXPECT).ok
+    # windows the patch closes: listed under its own reference, with the reason
+    listed = {**EXPECT["unreachable_windows"], "f.py:V": dict.fromkeys(closed, "it closes it")}
+    own = {"unreachable_windows": listed}
+    assert judge([doc(rec)], EXPECT | own).ok
 
 
 def test_the_shard_script_hands_a_held_patch_without_reached_changes_to_the_gate() -> None:
