@@ -171,7 +171,7 @@ def _coins(kinds: tuple[str, ...]) -> st.SearchStrategy[frozenset[str]]:
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # bounded: a user's variant is instrumented anew per run
 def focus(variant: Variant, config: Config) -> st.SearchStrategy[Focus]:
     """Per CPU: up to two kernel paths it may start, one way to fill its TLB (two in a third
     of the draws), whether NMIs hit it, whether it sends another subsystem's cross-call, and
