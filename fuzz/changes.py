@@ -63,7 +63,11 @@ class Changes:
 
     @property
     def base(self) -> str:
-        return " or ".join(self.bases)
+        """The bases as a summary records them (``summary``; ``bases_of`` reads them back)."""
+        return _OR.join(self.bases)
+
+
+_OR: Final = " or "
 
 
 @cache
@@ -455,6 +459,11 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
             f"{name}() ({d['why']}): {said}", 72, initial_indent="    ", subsequent_indent="      "
         )
     return out
+
+
+def bases_of(s: Mapping[str, Any]) -> list[str]:
+    """The built-in variants a summary's changes are measured against (``Changes.bases``)."""
+    return str(s["base"]).split(_OR)
 
 
 def unreached(s: Mapping[str, Any]) -> list[str]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from tlbfuzz.fuzz.changes import unreached as unreached_changes
+from tlbfuzz.fuzz.changes import bases_of
 from tlbfuzz.fuzz.results import Record, judge_changes, merge
 from tlbfuzz.protocol import VARIANTS
 
@@ -101,18 +101,9 @@ def judge(docs: Sequence[dict[str, Any]], expect: dict[str, Any]) -> Verdict:
             unreached.append(r)
     new = sorted({r.schedule_file for r in records if r.new and r.schedule_file})
     never, wrong, unmeasured = _judge_windows(records, expect.get("unreachable_windows", {}))
-    # merge() added up each held record's changes over every shard
-    # as ``fuzz`` judges them (``results.judge_changes``, its exit 4)
-    unexercised = [
-        r
-        for r in records
-        if r.verdict == "holds"
-        and (
-            unreached_changes(r.changes)
-            if r.changes is not None
-            else bool(r.extra.get("changes_unmeasured"))
-        )
-    ]
+    # merge() added up each held record's changes over every shard; judged as fuzz judges
+    # them for its exit 4
+    unexercised = [r for r in records if r.verdict == "holds" and not judge_changes(r).ok]
     return Verdict(broken, unreached, uncovered, new, never, wrong, unmeasured, unexercised)
 
 
@@ -159,8 +150,8 @@ def _bases_exempt(
     held records name, ``tlbfuzz.fuzz.changes``; none known: none)."""
     for r in records:
         if r.variant == variant and r.changes is not None:
-            bases = str(r.changes["base"]).split(" or ")
-            return set.intersection(*(set(unreachable.get(b, {})) for b in bases))
+            listed = (set(unreachable.get(b, {})) for b in bases_of(r.changes))
+            return set.intersection(*listed)
     return set()
 
 
@@ -200,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "steps reached it (fix unreachable_windows or the model)"
         )
     for r in v.unexercised:
-        print(f"FAIL {r.variant} {r.property}: {judge_changes(r).message}")
+        print(f"FAIL {r.variant} {r.property}: {r.message}")
     for variant, prop in v.uncovered:
         print(f"note {variant} {prop}: not fuzzed to the end by these shards")
     for variant in v.windows_unmeasured:

@@ -4,6 +4,8 @@ the test suite and with .ci/nightly."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -233,11 +235,28 @@ def test_a_user_variant_is_let_off_the_windows_its_base_cannot_reach() -> None:
     assert judge([doc(rec)], EXPECT | own).ok
 
 
-def test_the_shard_script_hands_a_held_patch_without_reached_changes_to_the_gate() -> None:
-    """``fuzz`` exits 4 on it; ``run`` must take that as a result for the gate, as it takes
-    1, not as a failed shard (which would fail the job before the gate merged the shards)."""
-    script = (ROOT / ".ci" / "nightly").read_text()
-    assert "if [[ $status -ne 0 && $status -ne 1 && $status -ne 4 ]]; then" in script
+@pytest.mark.parametrize(("fuzz_exit", "shard_exit"), [(0, 0), (1, 0), (4, 0), (2, 2), (3, 3)])
+def test_the_shard_script_hands_fuzz_results_to_the_gate_and_fails_on_the_rest(
+    tmp_path: Path, fuzz_exit: int, shard_exit: int
+) -> None:
+    """``fuzz`` exits 4 on a user's patch held without reaching its changes; ``run`` must
+    take that as a result for the gate, as it takes 1 (a violation), not as a failed shard,
+    which would fail the job before the gate merged the shards. A stand-in ``python`` on the
+    PATH exits as ``fuzz`` would."""
+    stub = tmp_path / "bin" / "python"
+    stub.parent.mkdir()
+    stub.write_text(f"#!/bin/sh\nexit {fuzz_exit}\n")
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}"}
+    env["NIGHTLY_OUT"] = str(tmp_path / "out")
+    r = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "nightly"), "run", "1/1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == shard_exit, r.stderr
 
 
 EXPLORE_BUDGETS = (
