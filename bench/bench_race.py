@@ -1,7 +1,18 @@
-"""A race between search strategies on the review's concerns (2 CPUs, default budgets).
+"""A race between search strategies on the review's concerns (2 CPUs, default budgets), and
+on the mm layer's orderings.
 
-The rows are ``tests/schedules.py: RACES``: the shortest race of each (variant, property) of
-the review, and concern 4's own race with the 2019 switch window closed.
+The rows (``--rows``):
+
+- ``review`` (default): ``tests/schedules.py: RACES``, the shortest race of each (variant,
+  property) of the review, and concern 4's own race with the 2019 switch window closed;
+- ``mm``: ``tests/schedules.py: MECHANISMS``, each ordering of the mm layer moved (the
+  ``moved`` variant, a patch as a reviewer would write it in a variant file) and the property
+  the move breaks. They run as ``tlbfuzz fuzz -v FILE:VARIANT`` runs a reviewer's file: the
+  search is steered to the kinds of path that reach the changed decision, the model has the
+  mechanism's shape (``--mms 1`` and the like) and CPU count (2 unless it needs 3), and the
+  budgets are the defaults. ``min`` is the shortest schedule under the mechanism's own small
+  budgets (``tests/test_mm.py`` proves it); the defaults can allow a shorter one. Strategies
+  ``swarm`` and ``hyp-ci`` only.
 
 Every random strategy gets the same fixed budget of model steps per seed (``--steps``,
 30,000 by default) and runs over ``--seeds`` seeds; a seed that spends its budget without a
@@ -25,6 +36,7 @@ in the time), and the shortest length reported after minimisation.
   (``tests/test_explore.py: NEEDS``), one deterministic run.
 
     python -m bench.bench_race --seeds 20 --jobs 2        # the README's table
+    python -m bench.bench_race --seeds 20 --jobs 2 --rows mm --strategies swarm
 """
 
 from __future__ import annotations
@@ -32,14 +44,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import Final
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Final, NamedTuple
 
 from hypothesis import settings as Settings
 
-from tests.schedules import RACE_VARIANTS, RACES
+from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES
 from tests.test_explore import NEEDS, config
-from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES
+from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
 from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN
 from tlbfuzz.fuzz.walker import pct_walk, random_walk
@@ -49,6 +61,41 @@ from tlbfuzz.protocol.search import Collapse, bfs, fewer_cpus
 RANDOM: Final = ("swarm", "hyp-ci", "hyp-nightly", "walker", "pct")
 
 Trial = tuple[bool, float, int, int, int]  # found, seconds, executions, steps, length
+
+
+class Row(NamedTuple):
+    """A row of the table: what is printed first, and what ``trial`` runs."""
+
+    label: str
+    prop: str
+    min: int
+    mechanism: str | None = None  # a MECHANISMS key: the mm layer's row of that ordering
+
+
+def rows(which: str) -> list[Row]:
+    """The rows ``--rows`` names, from the tests' own tables (nothing listed here)."""
+    if which == "review":
+        return [Row(v, p, n) for (v, p), n in RACES.items()]
+    return [Row(m.key, m.prop, len(m.schedule), m.key) for m in MECHANISMS]
+
+
+def mm_trial(key: str, strategy: str, seed: int, budget: int) -> Trial:
+    """A mechanism's moved variant fuzzed as ``tlbfuzz fuzz`` fuzzes a reviewer's file (the
+    search steered to the changed decision), in the mechanism's shape, with the ``ci``
+    profile's engine (``swarm``) or the rule machine (``hyp-ci``)."""
+    m = next(m for m in MECHANISMS if m.key == key)
+    shape: dict[str, Any] = dict(m.shape)
+    cpus = shape.pop("cpus", 2)
+    per = PROFILES["ci"].stateful_step_count
+    s = Settings(PROFILES["ci"], max_examples=budget // per, phases=NO_SHRINK, database=None)
+    engine: Engine = "swarm" if strategy == "swarm" else "machine"
+    t0 = time.perf_counter()
+    (o,) = fuzz_variant(
+        m.moved, [m.prop], settings=s, seed=seed, cpus=cpus, shape=shape, engine=engine
+    )
+    if isinstance(o, Finding):
+        return True, time.perf_counter() - t0, o.examples, o.steps, len(o.schedule)
+    return False, 0.0, o.examples, o.steps, 0
 
 
 def trial(variant: str, prop: str, strategy: str, seed: int, budget: int) -> Trial:
@@ -104,42 +151,45 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--steps", type=int, default=30_000, help="model steps per seed")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--only", help="substring of VARIANT:PROPERTY")
+    ap.add_argument("--rows", choices=("review", "mm"), default="review")
+    ap.add_argument("--only", help="substring of VARIANT:PROPERTY (mm: ORDERING:PROPERTY)")
     ap.add_argument("--strategies", default=",".join((*RANDOM, "bfs")))
     args = ap.parse_args()
     strategies = args.strategies.split(",")
-    concerns = [k for k in RACES if not args.only or args.only in f"{k[0]}:{k[1]}"]
+    if args.rows == "mm" and set(strategies) - {"swarm", "hyp-ci"}:
+        ap.error("--rows mm runs the strategies swarm and hyp-ci only")
+    table = [r for r in rows(args.rows) if not args.only or args.only in f"{r.label}:{r.prop}"]
+    width = max(24, *(len(r.label) for r in table))
     print(
-        f"{'variant':<24} {'property':<28} {'min':>3} {'strategy':<11} {'found':>6} "
+        f"{'variant' if args.rows == 'review' else 'ordering':<{width}} {'property':<28} "
+        f"{'min':>3} {'strategy':<11} {'found':>6} "
         f"{'med s':>6} {'med execs':>9} {'med steps':>9} {'len':>4}",
         flush=True,
     )
+
+    def jobs(pool: ProcessPoolExecutor, r: Row, s: str) -> list[Future[Trial]]:
+        if r.mechanism is not None:
+            return [pool.submit(mm_trial, r.mechanism, s, i, args.steps) for i in range(args.seeds)]
+        if s == "bfs":  # no BFS budgets for some rows (tests/test_explore.py: NEEDS)
+            return [pool.submit(bfs_trial, r.label, r.prop)] if (r.label, r.prop) in NEEDS else []
+        return [pool.submit(trial, r.label, r.prop, s, i, args.steps) for i in range(args.seeds)]
+
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = {
-            (k, s): (
-                [pool.submit(trial, *k, s, seed, args.steps) for seed in range(args.seeds)]
-                if s != "bfs"
-                else [pool.submit(bfs_trial, *k)]
-                if k in NEEDS
-                else []
-            )
-            for k in concerns
-            for s in strategies
-        }
-        for k in concerns:
+        futures = {(r, s): jobs(pool, r, s) for r in table for s in strategies}
+        for r in table:
             for s in strategies:
-                results = [f.result() for f in futures[(k, s)]]
-                if not results:  # no BFS budgets for this row (tests/test_explore.py: NEEDS)
+                results = [f.result() for f in futures[(r, s)]]
+                if not results:
                     continue
-                hits = [r for r in results if r[0]]
+                hits = [t for t in results if t[0]]
                 med = statistics.median
                 print(
-                    f"{k[0]:<24} {k[1]:<28} {RACES[k]:>3} {s:<11} "
+                    f"{r.label:<{width}} {r.prop:<28} {r.min:>3} {s:<11} "
                     f"{len(hits):>3}/{len(results):<2} "
-                    f"{(med(r[1] for r in hits) if hits else float('nan')):>6.1f} "
-                    f"{(med(r[2] for r in hits) if hits else 0):>9.0f} "
-                    f"{(med(r[3] for r in hits) if hits else 0):>9.0f} "
-                    f"{(min(r[4] for r in hits) if hits else 0):>4}",
+                    f"{(med(t[1] for t in hits) if hits else float('nan')):>6.1f} "
+                    f"{(med(t[2] for t in hits) if hits else 0):>9.0f} "
+                    f"{(med(t[3] for t in hits) if hits else 0):>9.0f} "
+                    f"{(min(t[4] for t in hits) if hits else 0):>4}",
                     flush=True,
                 )
 
