@@ -371,19 +371,38 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach
     }
 
 
-def steered_kinds(v: Variant, reach: Mapping[str, Reach]) -> tuple[str, ...]:
+def steered_kinds(
+    v: Variant, reach: Mapping[str, Reach], shape: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
     """The kinds the fuzzer draws only when asked (``fuzz_max == 0``) that it should draw
     for this variant, from ``asking_kinds``' answer: those that reach a changed decision no
     drawn kind reaches (a patch to migration's flush needs migrations; a patch to
     should_flush_tlb() gets flushes anyway). A kind whose paths need a shape of the model
-    (khugepaged's ``anon_pages=0``) is left out: the drawn models do not have it."""
+    (khugepaged's ``anon_pages=0``) is left out unless the run's ``shape`` (``tlbfuzz fuzz
+    --anon-pages 0``) has it: other models cannot start it."""
     kinds = budget_kinds(v.paths())
     drawn = {k.name for k in kinds if k.fuzz_max}
     steer: set[str] = set()
     for r in reach.values():
         if not r.kinds & drawn:
             steer |= r.kinds
-    return tuple(k.name for k in kinds if k.name in steer and not k.shape)
+    have = shape or {}
+    return tuple(
+        k.name
+        for k in kinds
+        if k.name in steer and all(f in have and have[f] == n for f, n in k.shape)
+    )
+
+
+def toward_kinds(v: Variant, steer: tuple[str, ...]) -> frozenset[str]:
+    """The focus kinds (``machine.focus``) of the paths of the kinds drawn only for this
+    variant (``steered_kinds``), which the focus is steered to as well. Not the drawn kinds
+    that reach a change: they come up at the rate the focus was tuned for, and steering to
+    them lowered the rate on the orderings whose race needs another path on the other CPU
+    (``bench/bench_race.py --rows mm``, README)."""
+    return frozenset(
+        p.focus_kind for p in v.paths().values() if p.budget.name in steer and not p.background
+    )
 
 
 def summary(

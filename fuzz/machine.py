@@ -171,8 +171,19 @@ def _coins(kinds: tuple[str, ...]) -> st.SearchStrategy[frozenset[str]]:
     )
 
 
+def _with_path(f: Focus, paths: frozenset[str], on: bool, cpu: int, kind: str) -> Focus:
+    """``f`` with ``kind`` as the only one of ``paths`` that ``cpu`` starts (if ``on``): it
+    keeps its accesses and coins, and stays as sparse as a drawn CPU."""
+    if not on:
+        return f
+    kinds = tuple(k - paths | {kind} if i == cpu else k for i, k in enumerate(f.kinds))
+    return attrs.evolve(f, kinds=kinds)
+
+
 @functools.lru_cache(maxsize=1024)  # bounded: a user's variant is instrumented anew per run
-def focus(variant: Variant, config: Config) -> st.SearchStrategy[Focus]:
+def focus(
+    variant: Variant, config: Config, toward: frozenset[str] = frozenset()
+) -> st.SearchStrategy[Focus]:
     """Per CPU: up to two kernel paths it may start, one way to fill its TLB (two in a third
     of the draws), whether NMIs hit it, whether it sends another subsystem's cross-call, and
     (in a quarter of the draws) whether its caches evict; and the addresses of the run (one
@@ -186,7 +197,13 @@ def focus(variant: Variant, config: Config) -> st.SearchStrategy[Focus]:
     crowd out the access it needs (the switch-window NMI needs context_switch, nmi and an
     access on one CPU). Four variants of this draw were compared at 30,000 model steps on
     concerns 2-5 over the same 10 seeds (one-off; ``bench/bench_race.py`` measures the kept
-    one): this one found 20 of 40, the denser draws 16-17."""
+    one): this one found 20 of 40, the denser draws 16-17.
+
+    ``toward``: focus kinds of the paths drawn only for a patch under review, because they
+    reach its changed decisions (``tlbfuzz.fuzz.changes.toward_kinds``); in half the draws
+    one CPU runs one of them instead of the paths it drew. A decision the search never
+    reaches cannot break anything, and the plain draw puts a given path on some CPU in about
+    a fifth of the plans (``bench/bench_race.py --rows mm`` compares)."""
     per_cpu = st.builds(
         _cpu_focus,
         st.sampled_from(path_sets(path_kinds(variant, config))).flatmap(st.sampled_from),
@@ -198,11 +215,25 @@ def focus(variant: Variant, config: Config) -> st.SearchStrategy[Focus]:
         RARE,
     )
     vas = Kernel.of(variant, config).vas
-    return st.builds(
+    plain = st.builds(
         Focus,
         kinds=st.tuples(*[per_cpu] * config.cpus),
         vas=st.sampled_from([*[frozenset({va}) for va in vas] * 2, frozenset(vas)]),
         ipi_weight=st.sampled_from([4, 1, 2]),
+    )
+    paths = path_kinds(variant, config)
+    steer = [k for k in paths if k in toward]
+    if not steer:  # the plain draw, unchanged: the ci, dev and nightly streams depend on it
+        return plain
+    # A patch under review (``toward``: paths drawn only because they reach its changes):
+    # in half the draws one CPU runs one of them instead of its own draw of paths.
+    return st.builds(
+        _with_path,
+        plain,
+        st.just(frozenset(paths)),
+        st.booleans(),
+        st.integers(0, config.cpus - 1),
+        st.sampled_from(steer),
     )
 
 
@@ -211,6 +242,8 @@ class TlbMachine(RuleBasedStateMachine):
 
     variant: ClassVar[Variant]
     properties: ClassVar[tuple[str, ...]]
+    toward: ClassVar[frozenset[str]] = frozenset()
+    """Focus kinds to steer to (``focus``): the paths that reach a patch's changes."""
     # Statistics, for the CLI's "held after N examples, M steps".
     examples: ClassVar[int] = 0
     steps: ClassVar[int] = 0
@@ -296,15 +329,17 @@ def _setup(self: TlbMachine, config: Config, data: st.DataObject) -> None:
     self.asked = windows_of(self.world)
     for name in self.asked:  # a window scoped to kinds this example's budgets allow
         type(self).windows.setdefault(name, 0)
-    self.focus = data.draw(focus(self.variant, config), label="focus")
+    self.focus = data.draw(focus(self.variant, config, self.toward), label="focus")
 
 
 def machine_for(
     variant: Variant,
     props: tuple[str, ...],
     config_strategy: st.SearchStrategy[Config] | None = None,
+    toward: frozenset[str] = frozenset(),
 ) -> type[TlbMachine]:
-    """A TlbMachine subclass named after the variant (and the property, if only one)."""
+    """A TlbMachine subclass named after the variant (and the property, if only one);
+    ``toward`` steers its focus (``focus``)."""
     unknown = [p for p in props if p not in PROPERTIES]
     if unknown:
         raise KeyError(f"unknown property {unknown[0]!r}")
@@ -314,6 +349,7 @@ def machine_for(
     body: dict[str, object] = {
         "variant": variant,
         "properties": props,
+        "toward": toward,
         "examples": 0,
         "steps": 0,
         "windows": {name: 0 for name, win in WINDOWS.items() if not win.kinds},

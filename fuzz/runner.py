@@ -22,6 +22,7 @@ from tlbfuzz.fuzz.changes import (
     instrument,
     steered_kinds,
     summary,
+    toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
@@ -87,13 +88,14 @@ def run_machine(
     windows: dict[str, int] | None = None,
     shape: Mapping[str, Any] | None = None,
     steer: tuple[str, ...] = (),
+    toward: frozenset[str] = frozenset(),
 ) -> tuple[PropertyViolated | None, int, int]:
     """One Hypothesis run; returns (the violation raised, examples, steps). ``on_progress``
     gets (examples, steps) as each example starts. ``config`` fixes the model's size and
     budgets (else they are drawn, with ``cpus`` CPUs if given). ``windows``, if given, gets
     the run's steps per reachability window added. ``shape``: Config fields every drawn
     config has (``--memory-model tso``); ``steer``: kinds drawn only for this variant
-    (``configs``)."""
+    (``configs``); ``toward``: focus kinds to steer the focus to (``machine.focus``)."""
     sizes = (cpus,) if cpus else (2, 3)
     strategy = (
         st.just(config)
@@ -102,7 +104,7 @@ def run_machine(
         if cpus or shape or steer
         else None  # the machine's own draw, unchanged: the dev and nightly streams depend on it
     )
-    machine = machine_for(variant, props, strategy)
+    machine = machine_for(variant, props, strategy, toward)
     machine.on_example = on_progress
     if seed is not None:
         machine = hypothesis_seed(seed)(machine)
@@ -182,13 +184,14 @@ def run_swarm(
     shape: Mapping[str, Any] | None = None,
     steer: tuple[str, ...] = (),
     walks_per_plan: int = WALKS_PER_PLAN,
+    toward: frozenset[str] = frozenset(),
 ) -> tuple[PropertyViolated | None, int, int]:
     """``run_machine``'s contract with the swarm engine (``fuzz/swarm.py``): Hypothesis
     draws one plan per example and the model walks it, ``stateful_step_count`` steps a walk,
     ``walks_per_plan`` walks an example."""
     sizes = (cpus,) if cpus else (2, 3)
     drawn = st.just(config) if config else configs(variant, sizes, shape, steer)
-    strategy = plans(variant, drawn)
+    strategy = plans(variant, drawn, toward)
     lanes = Lanes()
     depth = settings.stateful_step_count
     total = [0, 0]  # examples, steps
@@ -246,13 +249,15 @@ def fuzz_variant(
     run_one = run_swarm if (engine or ENGINES[profile]) == "swarm" else run_machine
     changes = changes_of(variant)
     steer: tuple[str, ...] = ()
+    toward: frozenset[str] = frozenset()
     counts: dict[str, list[int]] = {}
     searched = variant  # a user's variant: instrumented for the search, reported as itself
     reach: dict[str, Reach] | None = None  # the probe's: to steer, or to say where to look
     if changes is not None:
         if config is None:
             reach = asking_kinds(variant, changes)
-            steer = steered_kinds(variant, reach)
+            steer = steered_kinds(variant, reach, shape)
+            toward = toward_kinds(variant, steer)
         searched, tally = instrument(variant, changes)
     kinds = budget_kinds(variant.paths())
     never_drawn = tuple(
@@ -295,6 +300,7 @@ def fuzz_variant(
             windows,
             shape,
             steer,
+            toward=toward,
         )
         if changes is not None:
             for name, (reached, otherwise) in tally.take().items():

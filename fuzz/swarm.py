@@ -159,10 +159,12 @@ def walk(
 
 
 def plans(
-    variant: Variant, config_strategy: st.SearchStrategy[Config] | None = None
+    variant: Variant,
+    config_strategy: st.SearchStrategy[Config] | None = None,
+    toward: frozenset[str] = frozenset(),
 ) -> st.SearchStrategy[Plan]:
-    """Hypothesis's draw of a plan: the machine's configuration and focus, a scheduler, a
-    seed."""
+    """Hypothesis's draw of a plan: the machine's configuration and focus (steered
+    ``toward`` a patch's paths, ``machine.focus``), a scheduler, a seed."""
     cfgs = configs(variant) if config_strategy is None else config_strategy
     made: dict[Config, st.SearchStrategy[Plan]] = {}
 
@@ -176,7 +178,7 @@ def plans(
             s = made[config] = st.builds(
                 Plan,
                 st.just(config),
-                focus(variant, config),
+                focus(variant, config, toward),
                 st.sampled_from(SCHEDULERS),
                 st.integers(0, 2**32 - 1),
             )
