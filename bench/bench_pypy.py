@@ -3,8 +3,9 @@
 Issue 12 asks to "measure PyPy as an option" for the explorer's cost per state. PyPy's own
 builds (Python 3.10 and 3.11) are not downloadable from this machine; Debian's ``pypy3``
 package is (``apt-get install pypy3``: PyPy 7.3.11, Python 3.9). The project needs 3.11, but
-the model (``protocol/``) uses only two things 3.9 lacks, so this script runs a copy of it that
-3.9 can import:
+the explorer's modules of the model (``protocol/``) use only three names 3.9 lacks, so this
+script runs a copy of it in which 3.9 imports them (``protocol/litmus.py``, the litmus tests,
+also builds ``X | Y`` unions at run time; the question never imports it):
 
 - ``zip(..., strict=True)`` (3.10) loses ``strict=True``: the lengths are equal wherever the
   model zips, so this drops a check, not a result;

@@ -184,7 +184,7 @@ def main() -> None:
     if args.rows == "mm" and set(strategies) - {"swarm", "hyp-ci"}:
         ap.error("--rows mm runs the strategies swarm and hyp-ci only")
     table = [r for r in rows(args.rows) if not args.only or args.only in f"{r.label}:{r.prop}"]
-    width = max(24, *(len(r.label) for r in table))
+    width = max([24, *(len(r.label) for r in table)])
     print(
         f"{'variant' if args.rows == 'review' else 'ordering':<{width}} {'property':<28} "
         f"{'min':>3} {'strategy':<11} {'found':>6} "

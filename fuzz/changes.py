@@ -386,11 +386,9 @@ def steered_kinds(
     for r in reach.values():
         if not r.kinds & drawn:
             steer |= r.kinds
-    have = shape or {}
+    model = attrs.evolve(Config(), **(shape or {}))  # the run's shape, defaults included
     return tuple(
-        k.name
-        for k in kinds
-        if k.name in steer and all(f in have and have[f] == n for f, n in k.shape)
+        k.name for k in kinds if k.name in steer and all(getattr(model, f) == n for f, n in k.shape)
     )
 
 

@@ -203,7 +203,8 @@ def focus(
     reach its changed decisions (``tlbfuzz.fuzz.changes.toward_kinds``); in half the draws
     one CPU runs one of them instead of the paths it drew. A decision the search never
     reaches cannot break anything, and the plain draw puts a given path on some CPU in about
-    a fifth of the plans (``bench/bench_race.py --rows mm`` compares)."""
+    a fifth of the plans (``tests/test_changes.py: _share_with`` counts it;
+    ``bench/bench_race.py --rows mm`` compares the searches)."""
     per_cpu = st.builds(
         _cpu_focus,
         st.sampled_from(path_sets(path_kinds(variant, config))).flatmap(st.sampled_from),

@@ -188,7 +188,7 @@ def run_swarm(
 ) -> tuple[PropertyViolated | None, int, int]:
     """``run_machine``'s contract with the swarm engine (``fuzz/swarm.py``): Hypothesis
     draws one plan per example and the model walks it, ``stateful_step_count`` steps a walk,
-    ``walks_per_plan`` walks an example."""
+    ``walks_per_plan`` walks an example; ``steer`` and ``toward`` as ``run_machine``'s."""
     sizes = (cpus,) if cpus else (2, 3)
     drawn = st.just(config) if config else configs(variant, sizes, shape, steer)
     strategy = plans(variant, drawn, toward)

@@ -12,6 +12,7 @@ from bench.bench_race import the_moved_race
 from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2
 from tests.test_mm import _config
 from tlbfuzz.protocol import World, parse
+from tlbfuzz.protocol.search import first_violation
 
 if TYPE_CHECKING:
     from tests.schedules import Mechanism
@@ -32,4 +33,6 @@ def test_the_5_2_switch_window_on_a_moved_5_2_is_the_kernels_own_race() -> None:
     assert m.kernel.name == "linux-5.2"
     assert m.prop == SWITCH_WINDOW_5_2.prop
     config = World.initial(m.moved, SWITCH_WINDOW_5_2.config).config
-    assert not the_moved_race(m, config, [parse(s) for s in SWITCH_WINDOW_5_2.schedule])
+    schedule = [parse(s) for s in SWITCH_WINDOW_5_2.schedule]
+    assert first_violation(World.initial(m.moved, config), schedule, [m.prop]) is not None
+    assert not the_moved_race(m, config, schedule)

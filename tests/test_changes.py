@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 import jsonschema
@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 
+from tlbfuzz.fuzz import runner
 from tlbfuzz.fuzz.changes import (
     asking_kinds,
     changes_of,
@@ -24,7 +25,7 @@ from tlbfuzz.fuzz.changes import (
 )
 from tlbfuzz.fuzz.check import assert_holds
 from tlbfuzz.fuzz.cli import main
-from tlbfuzz.fuzz.machine import Focus, focus
+from tlbfuzz.fuzz.machine import Focus, focus, machine_for
 from tlbfuzz.fuzz.results import Record, judge_changes, merge, schema, unexercised
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import load_user_variant
@@ -192,6 +193,38 @@ def test_the_focus_is_steered_toward_the_paths_drawn_for_the_patch_alone() -> No
     ch = changes_of(same)
     assert ch is not None
     assert toward_kinds(same, steered_kinds(same, asking_kinds(same, ch))) == frozenset()
+
+
+def test_a_patch_run_hands_its_steering_to_either_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fuzz_variant`` gives the engine the kinds drawn for the patch alone (``steer``, with
+    the run's shape) and the focus kinds to steer to (``toward``); the rule machine keeps
+    them for its focus draw."""
+    asked: dict[str, tuple[tuple[object, ...], dict[str, object]]] = {}
+
+    def engine(name: str) -> object:
+        def run(*args: object, **kwargs: object) -> tuple[None, int, int]:
+            asked[name] = (args, kwargs)
+            return None, 0, 0
+
+        return run
+
+    monkeypatch.setattr(runner, "run_swarm", engine("swarm"))
+    monkeypatch.setattr(runner, "run_machine", engine("machine"))
+    reclaim = load_user_variant(EXAMPLES / "before_3ea277194daa.py", "VARIANT").variant
+    collapse = load_user_variant(EXAMPLES / "before_3ef938c35035.py", "VARIANT").variant
+    for name in ("swarm", "machine"):
+        fuzz_variant(reclaim, ["no_write_after_write_protect"], "ci", max_examples=1, engine=name)
+        args, kwargs = asked[name]
+        assert "reclaim" in cast("tuple[str, ...]", args[9])
+        assert "reclaim" in cast("frozenset[str]", kwargs["toward"])
+        shape = {"mms": 1, "anon_pages": 0}
+        props = ["no_walk_of_freed_page_table"]
+        fuzz_variant(collapse, props, "ci", max_examples=1, shape=shape, engine=name)
+        args, kwargs = asked[name]
+        assert "collapse" in cast("tuple[str, ...]", args[9])
+        assert "collapse" in cast("frozenset[str]", kwargs["toward"])
+    toward = frozenset({"reclaim"})
+    assert machine_for(reclaim, ("no_write_after_write_protect",), None, toward).toward == toward
 
 
 def _share_with(variant: Variant, config: Config, kind: str, toward: frozenset[str]) -> float:
