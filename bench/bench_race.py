@@ -86,14 +86,14 @@ class Row(NamedTuple):
     label: str
     prop: str
     min: int
-    mechanism: str | None = None  # a MECHANISMS key: the mm layer's row of that ordering
+    mm: bool = False  # ``label`` is a MECHANISMS key: the mm layer's row of that ordering
 
 
 def rows(which: str) -> list[Row]:
     """The rows ``--rows`` names, from the tests' own tables (nothing listed here)."""
     if which == "review":
         return [Row(v, p, n) for (v, p), n in RACES.items()]
-    return [Row(m.key, m.prop, len(m.schedule), m.key) for m in MECHANISMS]
+    return [Row(m.key, m.prop, len(m.schedule), mm=True) for m in MECHANISMS]
 
 
 def mm_trial(key: str, strategy: str, seed: int, budget: int) -> Trial:
@@ -194,8 +194,8 @@ def main() -> None:
     )
 
     def jobs(pool: ProcessPoolExecutor, r: Row, s: str) -> list[Future[Trial]]:
-        if r.mechanism is not None:
-            return [pool.submit(mm_trial, r.mechanism, s, i, args.steps) for i in range(args.seeds)]
+        if r.mm:
+            return [pool.submit(mm_trial, r.label, s, i, args.steps) for i in range(args.seeds)]
         if s == "bfs":  # no BFS budgets for some rows (tests/test_explore.py: NEEDS)
             return [pool.submit(bfs_trial, r.label, r.prop)] if (r.label, r.prop) in NEEDS else []
         return [pool.submit(trial, r.label, r.prop, s, i, args.steps) for i in range(args.seeds)]
@@ -217,7 +217,7 @@ def main() -> None:
                     f"{(med(t.executions for t in hits) if hits else 0):>9.0f} "
                     f"{(med(t.steps for t in hits) if hits else 0):>9.0f} "
                     f"{(min(t.length for t in hits) if hits else 0):>4}"
-                    + (f" {own:>10}" if r.mechanism is not None else ""),
+                    + (f" {own:>10}" if r.mm else ""),
                     flush=True,
                 )
 

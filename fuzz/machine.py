@@ -205,9 +205,10 @@ def focus(
     reaches cannot break anything, and the plain draw puts a given path on some CPU in about
     a fifth of the plans (``tests/test_changes.py: _share_with`` counts it;
     ``bench/bench_race.py --rows mm`` compares the searches)."""
+    paths = path_kinds(variant, config)
     per_cpu = st.builds(
         _cpu_focus,
-        st.sampled_from(path_sets(path_kinds(variant, config))).flatmap(st.sampled_from),
+        st.sampled_from(path_sets(paths)).flatmap(st.sampled_from),
         st.sampled_from((ACCESS_SETS[:3], ACCESS_SETS[:3], ACCESS_SETS[3:])).flatmap(
             st.sampled_from
         ),
@@ -222,9 +223,8 @@ def focus(
         vas=st.sampled_from([*[frozenset({va}) for va in vas] * 2, frozenset(vas)]),
         ipi_weight=st.sampled_from([4, 1, 2]),
     )
-    paths = path_kinds(variant, config)
-    steer = [k for k in paths if k in toward]
-    if not steer:  # the plain draw, unchanged: the ci, dev and nightly streams depend on it
+    steered = [k for k in paths if k in toward]
+    if not steered:  # the plain draw, unchanged: the ci, dev and nightly streams depend on it
         return plain
     # A patch under review (``toward``: paths drawn only because they reach its changes):
     # in half the draws one CPU runs one of them instead of its own draw of paths.
@@ -234,7 +234,7 @@ def focus(
         st.just(frozenset(paths)),
         st.booleans(),
         st.integers(0, config.cpus - 1),
-        st.sampled_from(steer),
+        st.sampled_from(steered),
     )
 
 
@@ -244,7 +244,7 @@ class TlbMachine(RuleBasedStateMachine):
     variant: ClassVar[Variant]
     properties: ClassVar[tuple[str, ...]]
     toward: ClassVar[frozenset[str]] = frozenset()
-    """Focus kinds to steer to (``focus``): the paths that reach a patch's changes."""
+    """Focus kinds to steer to (``focus``): the paths drawn for a patch alone."""
     # Statistics, for the CLI's "held after N examples, M steps".
     examples: ClassVar[int] = 0
     steps: ClassVar[int] = 0

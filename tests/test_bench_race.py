@@ -10,16 +10,12 @@ import pytest
 
 from bench.bench_race import the_moved_race
 from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2
-from tests.test_mm import _config
+from tests.test_mm import _config, _key
 from tlbfuzz.protocol import World, parse
 from tlbfuzz.protocol.search import first_violation
 
 if TYPE_CHECKING:
     from tests.schedules import Mechanism
-
-
-def _key(m: Mechanism) -> str:
-    return m.key
 
 
 @pytest.mark.parametrize("m", MECHANISMS, ids=_key)

@@ -241,9 +241,9 @@ def _share_with(variant: Variant, config: Config, kind: str, toward: frozenset[s
 
 
 def test_a_patchs_focus_gives_a_cpu_a_path_that_reaches_its_change_in_half_the_draws() -> None:
-    """``machine.focus``: the plain draw gives a CPU a reclaim in about a fifth of the plans
-    (measured: 0.17); steered to it, one CPU gets it instead of its own paths in half the
-    draws besides (0.54 in all)."""
+    """``machine.focus``: the plain draw gives some CPU a reclaim in about a fifth of the
+    plans; steered to it, one CPU gets it instead of its own paths in half the draws
+    besides."""
     v = load_user_variant(EXAMPLES / "before_3ea277194daa.py", "VARIANT").variant
     config = Config(cpus=2, budget=Budget.only(reclaim=1, mprotect=1, madvise=1, munmap=1))
     plain = _share_with(v, config, "reclaim", frozenset())
