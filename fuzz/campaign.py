@@ -232,11 +232,12 @@ def run_item(
     from hypothesis import settings as Settings
 
     from tlbfuzz.fuzz.canon import canonical
+    from tlbfuzz.fuzz.changes import changes_of, on_base_lines, on_bases
     from tlbfuzz.fuzz.corpus import CorpusError, Entry, save, target
     from tlbfuzz.fuzz.mail import render_as
     from tlbfuzz.fuzz.profiles import PROFILES
     from tlbfuzz.fuzz.runner import Finding, fuzz_variant
-    from tlbfuzz.fuzz.user import UserVariantError, cli_variant
+    from tlbfuzz.fuzz.user import UserVariantError, cli_variant, replay_command
     from tlbfuzz.protocol import World
     from tlbfuzz.protocol.search import first_violation
 
@@ -252,6 +253,7 @@ def run_item(
         settings = Settings(settings, database=open_database(plan.database, plan.profile))
     out: list[Record] = []
     corpus = Path(plan.corpus)
+    changes = changes_of(v)  # a user's variant: its findings are replayed on its bases
 
     def on_outcome(o: Outcome) -> None:
         if not isinstance(o, Finding):
@@ -278,6 +280,7 @@ def run_item(
             violation.message,
         )
         path = target(entry, corpus)
+        bases = () if changes is None else on_bases(changes, config, schedule, o.prop)
         emit(
             "show",
             render_as(
@@ -287,7 +290,8 @@ def run_item(
                 schedule,
                 o.prop,
                 violation,
-                replay_cmd=f"tlbfuzz replay {path}",
+                replay_cmd=replay_command(item.ref, path),
+                paragraphs=on_base_lines(o.prop, bases, schedule),
             ),
         )
         error = None
@@ -307,6 +311,8 @@ def run_item(
         rec = _records(plan, item, o, path if error is None else None, created)[0]
         if error is not None:
             rec.extra["not_saved"] = error
+        if bases:
+            rec.extra["on_bases"] = {b.base: b.to_dict() for b in bases}
         out.append(rec)
         emit("finding", (rec.to_dict(), line, error))
 

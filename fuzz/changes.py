@@ -41,7 +41,9 @@ from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Path, Step, V
 from tlbfuzz.protocol.paths import budget_kinds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
+
+    from tlbfuzz.protocol import Action
 
 NOT_SWITCHES: Final = frozenset({"name", "summary", "kernel_ref"})
 """Fields of a variant that describe it and decide nothing."""
@@ -486,3 +488,67 @@ def bases_of(s: Mapping[str, Any]) -> list[str]:
 def unreached(s: Mapping[str, Any]) -> list[str]:
     """The changed decisions a summary says the search never reached."""
     return [name for name, d in s["decisions"].items() if not d["reached"]]
+
+
+@attrs.frozen
+class OnBase:
+    """A finding's schedule replayed on one of its variant's bases (``Changes.bases``):
+    ``breaks`` (the base breaks the same property, at ``step``: the race is not the patch's),
+    ``holds`` (every step runs and the property survives) or ``refuses`` (the base cannot take
+    ``step``: it runs its code otherwise there, e.g. a path of the patch's own)."""
+
+    base: str
+    verdict: str
+    step: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "step": self.step}
+
+
+def on_bases(
+    changes: Changes, config: Config, schedule: Sequence[Action], prop: str
+) -> tuple[OnBase, ...]:
+    """``schedule``, which breaks ``prop`` on a user's variant, replayed step by step on each
+    of its bases. A reviewer needs this before blaming a patch: a patch on linux-5.2 inherits
+    5.2's switch window, and a run on it may well find that first (``bench/bench_race.py``
+    counts such seeds as the kernel's ``own``). Only this schedule is replayed: a base that
+    holds here may still break by another one."""
+    out = []
+    for name in changes.bases:
+        w = World.initial(VARIANTS[name], config)
+        verdict, at = "holds", 0
+        for i, a in enumerate(schedule, 1):
+            if not w.is_enabled(a):
+                verdict, at = "refuses", i
+                break
+            w.apply(a)
+            if w.violations([prop]):
+                verdict, at = "breaks", i
+                break
+        out.append(OnBase(name, verdict, at))
+    return tuple(out)
+
+
+def on_base_lines(prop: str, found: Sequence[OnBase], schedule: Sequence[Action]) -> list[str]:
+    """What a finding's mail says of its bases (``on_bases``), a paragraph per base."""
+    from tlbfuzz.fuzz.mail import c_text
+
+    out = []
+    for o in found:
+        base = f"{o.base} (the built-in variant it differs least from)"
+        if o.verdict == "breaks":
+            text = (
+                f"Not the patch's own race: the same schedule breaks {prop} on {base} too, "
+                f"at step {o.step}."
+            )
+        elif o.verdict == "holds":
+            text = f"The patch's: on {base}, the same schedule runs and {prop} holds."
+        else:
+            a = schedule[o.step - 1]
+            who = "alloc" if a.cpu < 0 else f"CPU{a.cpu}"
+            text = (
+                f"The patch's: {base} cannot take step {o.step} of this schedule "
+                f"({who} {c_text(a)})."
+            )
+        out.append(text)
+    return out

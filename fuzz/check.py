@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlbfuzz.fuzz.canon import canonical
-from tlbfuzz.fuzz.changes import unreached
+from tlbfuzz.fuzz.changes import changes_of, on_base_lines, on_bases, unreached
 from tlbfuzz.fuzz.corpus import Entry, save
 from tlbfuzz.fuzz.mail import render_mail
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
-from tlbfuzz.fuzz.user import cli_variant
+from tlbfuzz.fuzz.user import cli_variant, replay_command
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Variant
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def assert_holds(
         cpus=cpus,
     )
     texts = []
+    changes = changes_of(v)  # a user's variant: each finding is replayed on its bases
     unchecked = [o.prop for o in outcomes if not isinstance(o, Finding) and o.examples == 0]
     if unchecked or len(outcomes) < len(properties or DEFAULT_PROPERTIES):
         raise AssertionError(f"{v.name}: not checked: {', '.join(unchecked) or 'some'}")
@@ -95,8 +96,19 @@ def assert_holds(
                 o.violation.message,
             )
             path, _ = save(entry, Path(corpus))
-            replay_cmd = f"tlbfuzz replay {path}"
-        texts.append(render_mail(v, o.config, o.schedule, o.prop, o.violation, replay_cmd))
+            replay_cmd = replay_command(ref, path)
+        said = () if changes is None else on_bases(changes, o.config, o.schedule, o.prop)
+        texts.append(
+            render_mail(
+                v,
+                o.config,
+                o.schedule,
+                o.prop,
+                o.violation,
+                replay_cmd,
+                paragraphs=on_base_lines(o.prop, said, o.schedule),
+            )
+        )
     if texts:
         raise AssertionError(f"{v.name} breaks what it must hold:\n\n" + "\n\n".join(texts))
     missed = sorted(

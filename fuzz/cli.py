@@ -21,6 +21,8 @@ from tlbfuzz.fuzz.changes import (
     asking_kinds,
     changes_of,
     instrument,
+    on_base_lines,
+    on_bases,
     summary,
     summary_lines,
 )
@@ -39,7 +41,7 @@ from tlbfuzz.fuzz.corpus import (
 from tlbfuzz.fuzz.inputs import UsageError
 from tlbfuzz.fuzz.mail import FORMATS, machine, render_as
 from tlbfuzz.fuzz.results import Record, judge_changes, unexercised, windows_lines
-from tlbfuzz.fuzz.user import Registry, UserVariantError, cli_variant
+from tlbfuzz.fuzz.user import Registry, UserVariantError, cli_variant, replay_command
 from tlbfuzz.protocol import (
     DEFAULT_PROPERTIES,
     PROPERTIES,
@@ -295,10 +297,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         print(render_python(e), end="")
         return 0
-    replay_cmd = f"tlbfuzz replay {args.path}"
+    replay_cmd = replay_command(e.variant_ref, args.path)
+    changes = changes_of(e.variant)
+    said: list[str] = []
+    if changes is not None and e.prop and e.expect == "violates":
+        bases = on_bases(changes, e.config, e.schedule, e.prop)
+        said = on_base_lines(e.prop, bases, e.schedule)
     print(
         render_as(
-            args.format, e.variant, e.config, e.schedule, e.prop, None, replay_cmd, expect=e.expect
+            args.format,
+            e.variant,
+            e.config,
+            e.schedule,
+            e.prop,
+            None,
+            replay_cmd,
+            expect=e.expect,
+            paragraphs=said,
         )
     )
     return 0

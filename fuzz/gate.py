@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from tlbfuzz.fuzz.changes import bases_of
-from tlbfuzz.fuzz.results import Record, judge_changes, merge
+from tlbfuzz.fuzz.results import Record, base_breaks, judge_changes, merge
+from tlbfuzz.fuzz.user import replay_command
 from tlbfuzz.protocol import VARIANTS
 
 if TYPE_CHECKING:
@@ -172,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     v = judge(docs, expect)
     for r in v.broken_must_hold:
         print(f"FAIL {r.variant} must hold {r.property}, but: {r.message}")
-        print(f"     replay: tlbfuzz replay {r.schedule_file}")
+        if base_breaks(r):
+            print("     (the same schedule breaks its base too: the race is not the patch's own)")
+        print(f"     replay: {replay_command(r.variant, r.schedule_file)}")
     for r in v.unreached:
         cut = (
             " (its last run stopped by the time budget)"

@@ -360,9 +360,11 @@ def render_mail(
     title: str | None = None,
     expect: str = "violates",
     name: str | None = None,
+    paragraphs: Sequence[str] = (),
 ) -> str:
     """The schedule as a mail-ready diagram, at most ``WIDTH`` columns. ``expect`` is what the
-    corpus file claims: a ``holds`` file is titled as a schedule the property survives."""
+    corpus file claims: a ``holds`` file is titled as a schedule the property survives.
+    ``paragraphs``: said after the why (``tlbfuzz.fuzz.changes.on_base_lines``)."""
     name = name or variant.name
     w = World.initial(variant, config)
     steps: list[tuple[Action, list[str]]] = []
@@ -397,6 +399,8 @@ def render_mail(
             lines += _wrap(plain(why.message), indent="  ", first="Why: ")
         else:
             lines.append("It holds: no step above breaks it.")
+    for text in paragraphs:
+        lines += _wrap(text, indent="  ", first="")
     if replay_cmd:
         lines += ["", "Replay:", *shell_lines(replay_cmd)]
     return "\n".join(line.rstrip() for line in lines)
@@ -416,6 +420,7 @@ def render_as(
     replay_cmd: str | None = None,
     title: str | None = None,
     expect: str = "violates",
+    paragraphs: Sequence[str] = (),
 ) -> str:
     """A schedule in ``fmt``: ``mail`` (72 columns, the default) or ``wide`` (the lanes with an
     effect column, ``tlbfuzz.fuzz.report``)."""
@@ -424,5 +429,7 @@ def render_as(
 
         if title is None and prop and expect == "holds":
             title = f"{variant.name}: {prop} holds over these {len(schedule)} steps"
-        return render(variant, config, schedule, prop, violation, replay_cmd, title)
-    return render_mail(variant, config, schedule, prop, violation, replay_cmd, title, expect)
+        return render(variant, config, schedule, prop, violation, replay_cmd, title, paragraphs)
+    return render_mail(
+        variant, config, schedule, prop, violation, replay_cmd, title, expect, paragraphs=paragraphs
+    )

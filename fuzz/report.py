@@ -113,8 +113,10 @@ def render(
     violation: Violation | None = None,
     replay_cmd: str | None = None,
     title: str | None = None,
+    paragraphs: Sequence[str] = (),
 ) -> str:
-    """The schedule as per-CPU lanes with effects, the broken property and the replay command."""
+    """The schedule as per-CPU lanes with effects, the broken property, ``paragraphs`` and the
+    replay command."""
     from tlbfuzz.fuzz.mail import machine
 
     cpus = config.cpus
@@ -146,6 +148,7 @@ def render(
     elif prop:
         found = w.violations([prop])
         lines.append(f"why: {found[0].message}" if found else f"{prop} holds")
+    lines += paragraphs
     if replay_cmd:
         lines.append(f"replay: {replay_cmd}")
     return "\n".join(lines)

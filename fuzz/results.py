@@ -21,6 +21,7 @@ from xml.etree import ElementTree as ET
 import attrs
 
 from tlbfuzz.fuzz.changes import add_summaries, summary_lines, unreached
+from tlbfuzz.fuzz.user import replay_command
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -177,7 +178,7 @@ def _summary(r: Record) -> str:
     if r.examples is not None:
         parts.append(f"{r.examples} examples")
     if r.schedule_file:
-        parts.append(f"replay: tlbfuzz replay {r.schedule_file}")
+        parts.append(f"replay: {replay_command(r.variant, r.schedule_file)}")
     return ", ".join(parts)
 
 
@@ -263,6 +264,13 @@ def _unit(command: str) -> str:
     return "states" if command == "explore" else "steps"
 
 
+def base_breaks(r: Record) -> bool:
+    """Whether a user's variant's finding also breaks one of its bases, replayed there
+    (``tlbfuzz.fuzz.changes.on_bases``)."""
+    found: dict[str, dict[str, Any]] = r.extra.get("on_bases") or {}
+    return any(b.get("verdict") == "breaks" for b in found.values())
+
+
 def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
     """Variant by property: the length of the shortest violation, ``held``, ``unchecked``
     (nothing ran), ``error`` (the variant's code failed), ``interrupted`` or ``-`` (no
@@ -273,7 +281,7 @@ def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
             continue
         row = rows.setdefault(r.variant, {})
         if r.verdict == "violates":
-            row[r.property] = str(r.length)
+            row[r.property] = str(r.length) + (" (base)" if base_breaks(r) else "")
         elif r.verdict == "holds":
             row[r.property] = "held*" if r.extra.get("cut_by_time_budget") else "held"
             row["tried"] = f"{r.examples} examples, {r.steps} steps"
@@ -294,6 +302,12 @@ def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
     out.append(
         "(a number: the length of the shortest violating schedule found, minimised; held: no "
         "violation in the examples and steps tried, added up over the variant's runs"
+        + (
+            "; (base): the same schedule breaks the variant's base too, so the race is not"
+            " the patch's own"
+            if any(c.endswith(" (base)") for row in rows.values() for c in row.values())
+            else ""
+        )
         + (
             "; held*: the time budget stopped its last run"
             if any("held*" in row.values() for row in rows.values())

@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import itertools
 import os
+import shlex
 import stat
 import sys
 import traceback
@@ -288,6 +289,14 @@ def split_ref(ref: str) -> tuple[str, str] | None:
     return file, attr
 
 
+def replay_command(ref: str | None, path: object) -> str:
+    """The command that replays a corpus file of the variant ``ref``. A corpus file never
+    loads code, so a user variant's file (``file.py:NAME``) goes with ``--variants``."""
+    parts = None if ref is None or ref in VARIANTS else split_ref(ref)
+    variants = "" if parts is None else f"--variants {shlex.quote(parts[0])} "
+    return f"tlbfuzz replay {variants}{shlex.quote(str(path))}"
+
+
 def cli_variant(ref: str) -> Variant:
     """A variant the user typed: a built-in name or ``path.py:NAME`` (runs that file)."""
     if ref in VARIANTS:
@@ -356,6 +365,7 @@ __all__ = [
     "checked_variant",
     "cli_variant",
     "load_user_variant",
+    "replay_command",
     "split_ref",
     "variants_in",
 ]

@@ -13,11 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 
+from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2
+from tests.test_mm import _config as _mechanism_config
+from tests.test_mm import _key as _mechanism_key
 from tlbfuzz.fuzz import runner
 from tlbfuzz.fuzz.changes import (
     asking_kinds,
     changes_of,
     instrument,
+    on_base_lines,
+    on_bases,
     steered_kinds,
     summary,
     summary_lines,
@@ -34,6 +39,7 @@ from tlbfuzz.protocol import Path as KernelPath
 from tlbfuzz.protocol.paths import VA
 
 if TYPE_CHECKING:
+    from tests.schedules import Mechanism
     from tlbfuzz.protocol import Site
     from tlbfuzz.protocol.state import FlushTlbInfo, Locals
 
@@ -429,3 +435,56 @@ def test_a_user_variant_cut_by_the_time_budget_is_no_pass_until_a_run_counts_it(
     (both,) = merge([cut, _held({"migrate_flush_before_copy": [2, 1]})])
     assert both.ok
     assert not unexercised([both])
+
+
+@pytest.mark.parametrize(
+    "m", [m for m in MECHANISMS if changes_of(m.moved) is not None], ids=_mechanism_key
+)
+def test_a_moved_orderings_race_is_said_to_be_the_patchs_as_its_base_refuses_or_survives_it(
+    m: Mechanism,
+) -> None:
+    changes = changes_of(m.moved)
+    assert changes is not None
+    schedule = [parse(s) for s in m.schedule]
+    (found,) = on_bases(changes, _mechanism_config(m), schedule, m.prop)
+    assert found.base == m.kernel.name
+    if m.blocked_at is None:
+        assert (found.verdict, found.step) == ("holds", 0)
+    else:
+        assert (found.verdict, found.step) == ("refuses", m.blocked_at + 1)
+    (line,) = on_base_lines(m.prop, [found], schedule)
+    assert line.startswith("The patch's:"), line
+
+
+def test_the_5_2_switch_window_found_on_a_patch_of_5_2_is_said_to_break_its_base_too() -> None:
+    (m,) = [m for m in MECHANISMS if m.key == "gup-fast-walks-with-irqs-off-on-5.2"]
+    changes = changes_of(m.moved)
+    assert changes is not None and changes.bases == ("linux-5.2",)
+    config = World.initial(m.moved, SWITCH_WINDOW_5_2.config).config
+    schedule = [parse(s) for s in SWITCH_WINDOW_5_2.schedule]
+    (found,) = on_bases(changes, config, schedule, m.prop)
+    assert (found.verdict, found.step) == ("breaks", len(schedule))
+    (line,) = on_base_lines(m.prop, [found], schedule)
+    assert line.startswith("Not the patch's own race"), line
+
+
+def test_a_patch_finding_says_whose_race_it_is_and_its_replay_command_replays_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """examples/new_path.py frees a page in a path of its own, which linux-current cannot
+    start; the printed replay command must work as printed (a corpus file never loads code,
+    so it names the variant file)."""
+    ref = f"{EXAMPLES / 'new_path.py'}:VARIANT"
+    corpus, results = tmp_path / "corpus", tmp_path / "r.json"
+    args = ["fuzz", "-v", ref, "-p", "no_use_after_free", "--profile", "ci"]
+    code = main([*args, "--corpus", str(corpus), "--json", str(results)])
+    out = " ".join(capsys.readouterr().out.split())  # the mail's lines unwrapped
+    assert code == 1, out
+    assert "The patch's: linux-current (the built-in variant it differs least from) cannot" in out
+    (record,) = json.loads(results.read_text())["results"]
+    assert record["extra"]["on_bases"] == {"linux-current": {"verdict": "refuses", "step": 2}}
+    (saved,) = corpus.rglob("*.json")
+    printed = f"tlbfuzz replay --variants {EXAMPLES / 'new_path.py'} {saved}"
+    assert printed in out.replace("\\ ", ""), out  # the command's continuation lines joined
+    assert main(printed.split()[1:]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out

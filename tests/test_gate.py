@@ -212,7 +212,21 @@ def test_a_violation_of_a_user_variant_fails_the_night_with_its_replay_command(
     assert gate(tmp_path, doc(bad)) == 1
     out = capsys.readouterr().out
     assert "FAIL f.py:V must hold no_lost_write, but: a lost write" in out
-    assert "replay: tlbfuzz replay f/x.json" in out
+    # a corpus file never loads code: replaying a user variant's file needs the variant file
+    assert "replay: tlbfuzz replay --variants f.py f/x.json" in out
+    assert "breaks its base too" not in out
+
+
+def test_a_user_variants_violation_its_base_has_too_says_so_and_still_fails_the_night(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The patch does not fix it, so the night fails; the reviewer learns whose race it is."""
+    on_base = {"linux-5.2": {"verdict": "breaks", "step": 8}}
+    bad = Record("f.py:V", "no_lost_write", "violates", length=8, schedule_file="f/x.json",
+                 message="a lost write", ok=False, extra={"on_bases": on_base})  # fmt: skip
+    assert gate(tmp_path, doc(bad)) == 1
+    out = capsys.readouterr().out
+    assert "(the same schedule breaks its base too: the race is not the patch's own)" in out
 
 
 def test_a_user_variant_is_let_off_the_windows_its_base_cannot_reach() -> None:

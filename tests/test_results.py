@@ -144,3 +144,14 @@ def test_merge_keeps_the_shortest_violation_and_adds_up_held_runs() -> None:
     assert (q.verdict, q.examples, q.steps, q.seconds) == ("holds", 15, 150, 1.5)
     lines = table_lines([p, q], ["p", "q"])
     assert lines[2].split()[:3] == ["v", "7", "held"]
+
+
+def test_a_patch_finding_that_its_base_breaks_too_is_marked_base_in_the_table() -> None:
+    holds = {"linux-5.2": {"verdict": "holds", "step": 0}}
+    breaks = {"linux-5.2": {"verdict": "breaks", "step": 9}}
+    ours = Record("f.py:V", "p", "violates", length=7, ok=False, extra={"on_bases": holds})
+    theirs = Record("f.py:V", "q", "violates", length=9, ok=False, extra={"on_bases": breaks})
+    lines = table_lines([ours, theirs], ["p", "q"])
+    assert lines[2].split() == ["f.py:V", "7", "9", "(base)", "-"]
+    assert "(base): the same schedule breaks the variant's base too" in lines[3]
+    assert "(base)" not in " ".join(table_lines([ours], ["p"]))
