@@ -16,6 +16,9 @@ The rows (``--rows``):
   in place (replayed on ``kernel``): a moved 5.2 also has 5.2's switch window, and what a seed
   found first there is counted under ``kernel own`` instead. Strategies ``swarm`` and
   ``hyp-ci`` only.
+- ``tso``: ``tests/schedules.py: TSO_ORDERINGS``, each barrier of the lazy-TLB handshake taken
+  out, run as the ``mm`` rows are, in its shape (``--memory-model tso`` and the sizes the
+  handshake lives in); ``tests/test_tso.py`` proves ``min``.
 
 Every random strategy gets the same fixed budget of model steps per seed (``--steps``,
 30,000 by default) and runs over ``--seeds`` seeds; a seed that spends its budget without a
@@ -40,6 +43,7 @@ in the time), and the shortest length reported after minimisation.
 
     python -m bench.bench_race --seeds 20 --jobs 2        # the README's table
     python -m bench.bench_race --seeds 20 --jobs 2 --rows mm --strategies swarm
+    python -m bench.bench_race --seeds 20 --jobs 2 --rows tso --strategies swarm
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from hypothesis import settings as Settings
 
-from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, Mechanism
+from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, TSO_ORDERINGS, Mechanism
 from tests.test_explore import NEEDS, config
 from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
 from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
@@ -76,8 +80,8 @@ class Trial(NamedTuple):
     steps: int
     length: int  # after minimisation
     own: bool = False
-    """mm rows: what was found first breaks the kernel without the move too (5.2's switch
-    window, say): not the moved ordering's race, so not counted as found."""
+    """Moved orderings' rows: what was found first breaks the kernel without the move too
+    (5.2's switch window, say): not the moved ordering's race, so not counted as found."""
 
 
 class Row(NamedTuple):
@@ -86,21 +90,25 @@ class Row(NamedTuple):
     label: str
     prop: str
     min: int
-    mm: bool = False  # ``label`` is a MECHANISMS key: the mm layer's row of that ordering
+    moved: bool = False  # ``label`` is the key of an ordering (``MOVED``): its moved variant
+
+
+MOVED: Final = {"mm": MECHANISMS, "tso": TSO_ORDERINGS}
+"""The rows of moved orderings, by ``--rows``."""
 
 
 def rows(which: str) -> list[Row]:
     """The rows ``--rows`` names, from the tests' own tables (nothing listed here)."""
     if which == "review":
         return [Row(v, p, n) for (v, p), n in RACES.items()]
-    return [Row(m.key, m.prop, len(m.schedule), mm=True) for m in MECHANISMS]
+    return [Row(m.key, m.prop, len(m.schedule), moved=True) for m in MOVED[which]]
 
 
 def mm_trial(key: str, strategy: str, seed: int, budget: int) -> Trial:
     """A mechanism's moved variant fuzzed as ``tlbfuzz fuzz`` fuzzes a reviewer's file (the
     search steered to the changed decision), in the mechanism's shape, with the ``ci``
     profile's engine (``swarm``) or the rule machine (``hyp-ci``)."""
-    m = next(m for m in MECHANISMS if m.key == key)
+    m = next(m for ms in MOVED.values() for m in ms if m.key == key)
     shape: dict[str, Any] = dict(m.shape)
     cpus = shape.pop("cpus", 2)
     per = PROFILES["ci"].stateful_step_count
@@ -176,25 +184,25 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--steps", type=int, default=30_000, help="model steps per seed")
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--rows", choices=("review", "mm"), default="review")
-    ap.add_argument("--only", help="substring of VARIANT:PROPERTY (mm: ORDERING:PROPERTY)")
+    ap.add_argument("--rows", choices=("review", *MOVED), default="review")
+    ap.add_argument("--only", help="substring of VARIANT:PROPERTY (mm, tso: ORDERING:PROPERTY)")
     ap.add_argument("--strategies", default=",".join((*RANDOM, "bfs")))
     args = ap.parse_args()
     strategies = args.strategies.split(",")
-    if args.rows == "mm" and set(strategies) - {"swarm", "hyp-ci"}:
-        ap.error("--rows mm runs the strategies swarm and hyp-ci only")
+    if args.rows in MOVED and set(strategies) - {"swarm", "hyp-ci"}:
+        ap.error(f"--rows {args.rows} runs the strategies swarm and hyp-ci only")
     table = [r for r in rows(args.rows) if not args.only or args.only in f"{r.label}:{r.prop}"]
     width = max([24, *(len(r.label) for r in table)])
     print(
         f"{'variant' if args.rows == 'review' else 'ordering':<{width}} {'property':<28} "
         f"{'min':>3} {'strategy':<11} {'found':>6} "
         f"{'med s':>6} {'med execs':>9} {'med steps':>9} {'len':>4}"
-        + (f" {'kernel own':>10}" if args.rows == "mm" else ""),
+        + (f" {'kernel own':>10}" if args.rows in MOVED else ""),
         flush=True,
     )
 
     def jobs(pool: ProcessPoolExecutor, r: Row, s: str) -> list[Future[Trial]]:
-        if r.mm:
+        if r.moved:
             return [pool.submit(mm_trial, r.label, s, i, args.steps) for i in range(args.seeds)]
         if s == "bfs":  # no BFS budgets for some rows (tests/test_explore.py: NEEDS)
             return [pool.submit(bfs_trial, r.label, r.prop)] if (r.label, r.prop) in NEEDS else []
@@ -217,7 +225,7 @@ def main() -> None:
                     f"{(med(t.executions for t in hits) if hits else 0):>9.0f} "
                     f"{(med(t.steps for t in hits) if hits else 0):>9.0f} "
                     f"{(min(t.length for t in hits) if hits else 0):>4}"
-                    + (f" {own:>10}" if r.mm else ""),
+                    + (f" {own:>10}" if r.moved else ""),
                     flush=True,
                 )
 

@@ -7,7 +7,7 @@ spinning in csd_lock_wait()), ``blocked_at`` says which step of the schedule it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -592,8 +592,9 @@ class Mechanism:
     blocked_at: int | None = None
     per_cpu: tuple[tuple[int, dict[str, int]], ...] = ()
     """Budgets of single CPUs, over ``budget`` (a smaller space to prove things in)."""
-    shape: tuple[tuple[str, int], ...] = ()
-    """Config fields other than the budgets (``(("cpus", 3),)``: a third CPU)."""
+    shape: tuple[tuple[str, int | str], ...] = ()
+    """Config fields other than the budgets (``(("cpus", 3),)``: a third CPU;
+    ``("memory_model", "tso")``: store buffers)."""
     proof: str = "slow"
     """The marker of the proof that ``schedule`` is the shortest (``nightly`` if it takes
     over a minute)."""
@@ -951,6 +952,140 @@ MECHANISMS: tuple[Mechanism, ...] = (
     ),
 )
 """For each ordering of the mm layer a test moves (tests/test_mm.py)."""
+
+
+# --- x86-TSO: the barriers of the lazy-TLB handshake, each taken out as a patch would ---------
+
+
+@attrs.frozen
+class NoSmpMb(Variant):
+    def smp_mb_before_lazy_tlb_gen_read(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class PlainIncMmTlbGen(Variant):
+    def inc_mm_tlb_gen_is_locked(self, at: Site) -> bool:
+        return False
+
+
+@attrs.frozen
+class Before83b0177a(Variant):
+    def smp_mb_if_cpumask_already_set(self, at: Site) -> bool:
+        return False
+
+
+_TSO: Final = (("file_pages", 0), ("memory_model", "tso"))
+_MADVISE_AGAINST_SWITCHES: Final = ((0, {"madvise": 1}), (1, {"switch": 2}))
+
+# The lazy CPU's side: cpu1, lazy on the mm, comes back; ``is_lazy = false`` waits in its
+# store buffer while it reads tlb_gen; cpu0's flush reads is_lazy (still true) and skips it.
+LAZY_NO_MB: Final = (
+    "cpu1 tlb_fill va=0x1000",
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu0 zap_pte_range",
+    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+    "cpu1 enter_lazy_tlb next=kthread",
+    "cpu1 store_buffer_drain",  # is_lazy = true reaches memory
+    "cpu1 switch_mm_irqs_off__leave_lazy next=A",  # is_lazy = false waits in the buffer
+    "cpu1 switch_mm_irqs_off__lazy_tlb_gen_check",  # reads tlb_gen 0: "up to date"
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",  # reads is_lazy = true: no IPI to cpu1
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 tlb_finish_mmu",  # the page is freed
+    "cpu1 finish_task_switch",
+    "cpu1 user_read va=0x1000",  # through the TLB entry of step 1
+)
+
+# The flusher's side: its tlb_gen store waits in its buffer while it reads cpu1's is_lazy
+# (true: no IPI); cpu1 leaves lazy mode and, after its own smp_mb(), reads tlb_gen from
+# memory: still the old one, so it keeps its entry.
+PLAIN_INC: Final = (
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu1 tlb_fill va=0x1000",
+    "cpu0 zap_pte_range",
+    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",  # tlb_gen = 1 waits in cpu0's buffer
+    "cpu1 enter_lazy_tlb next=kthread",
+    "cpu1 store_buffer_drain",  # is_lazy = true reaches memory
+    "cpu0 native_flush_tlb_multi__send_ipis",  # reads is_lazy = true: no IPI to cpu1
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 tlb_finish_mmu",  # the page is freed; madvise returns
+    "cpu1 switch_mm_irqs_off__leave_lazy next=A",
+    "cpu1 switch_mm_irqs_off__lazy_tlb_gen_check",  # smp_mb(), then reads tlb_gen 0
+    "cpu1 finish_task_switch",
+    "cpu1 user_read va=0x1000",
+)
+
+# The switching CPU's side, two mms: cpu1 goes to mm B and back to A; with A's cpumask bit
+# kept set (lazily, since 209954cbc7d0) no locked cpumask_set_cpu() orders ``loaded_mm =
+# LOADED_MM_SWITCHING`` before the tlb_gen read; the flusher reads the old loaded_mm (B) in
+# should_flush_tlb() and skips the CPU, which read the old tlb_gen.
+SWITCH_NO_MB: Final = (
+    "cpu0 madvise_dontneed va=0x1000",
+    "cpu1 tlb_fill va=0x1000",
+    "cpu0 zap_pte_range",
+    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
+    "cpu1 switch_mm_irqs_off__loaded_mm_switching next=B",
+    "cpu1 switch_mm_irqs_off__cpumask_set_cpu",
+    "cpu1 switch_mm_irqs_off__choose_new_asid",
+    "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
+    "cpu1 finish_task_switch",
+    "cpu1 store_buffer_drain",  # loaded_mm = B reaches memory
+    "cpu1 switch_mm_irqs_off__loaded_mm_switching next=A",  # waits in the buffer
+    "cpu1 switch_mm_irqs_off__cpumask_set_cpu",  # already set: no locked RMW, no fence
+    "cpu1 switch_mm_irqs_off__choose_new_asid",  # reads tlb_gen 0: A's entries are current
+    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu0 native_flush_tlb_multi__send_ipis",  # should_flush_tlb(): loaded_mm is B, skip
+    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu0 tlb_finish_mmu",  # the page is freed
+    "cpu1 switch_mm_irqs_off__load_new_mm_cr3",
+    "cpu1 finish_task_switch",
+    "cpu1 user_read va=0x1000",
+)
+
+TSO_ORDERINGS: tuple[Mechanism, ...] = (
+    Mechanism(
+        key="lazy-tlb-gen-read-after-smp-mb",
+        ordering="switch_mm_irqs_off(), leaving lazy mode: is_lazy = false, smp_mb(), then "
+        "the tlb_gen read",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(NoSmpMb, "linux-current", "lazy-no-smp-mb"),
+        prop="no_use_after_free",
+        schedule=LAZY_NO_MB,
+        budget={},
+        per_cpu=_MADVISE_AGAINST_SWITCHES,
+        shape=(("mms", 1), *_TSO),
+        blocked_at=11,  # the barrier drained is_lazy: cpu0 IPIs cpu1 and waits for it
+    ),
+    Mechanism(
+        key="inc-mm-tlb-gen-is-a-locked-rmw",
+        ordering="inc_mm_tlb_gen(), a lock xadd: a full barrier before the is_lazy read",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(PlainIncMmTlbGen, "linux-current", "plain-inc"),
+        prop="no_use_after_free",
+        schedule=PLAIN_INC,
+        budget={},
+        per_cpu=_MADVISE_AGAINST_SWITCHES,
+        shape=(("mms", 1), *_TSO),
+        blocked_at=13,  # cpu1 read tlb_gen 1 and flushed: no entry left to read through
+    ),
+    Mechanism(
+        key="switch-smp-mb-if-cpumask-already-set",
+        ordering="switch_mm_irqs_off(): 'else smp_mb();' when the mm_cpumask bit is already "
+        "set (83b0177a6c48)",
+        kernel=VARIANTS["linux-current"],
+        moved=_moved(Before83b0177a, "linux-current", "before-83b0177a"),
+        prop="no_use_after_free",
+        schedule=SWITCH_NO_MB,
+        budget={},
+        per_cpu=_MADVISE_AGAINST_SWITCHES,
+        shape=(("mms", 2), *_TSO),
+        blocked_at=16,  # the barrier drained loaded_mm: cpu0 IPIs cpu1 and waits for it
+    ),
+)
+"""For each barrier of the lazy-TLB handshake a test takes out (tests/test_tso.py, which
+proves each schedule the shortest under x86-TSO and the moved kernel clean under SC)."""
 
 
 ALL_SCHEDULES: tuple[Concern, ...] = (

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench.bench_race import the_moved_race
-from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2
+from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2, TSO_ORDERINGS
 from tests.test_mm import _config, _key
 from tlbfuzz.protocol import World, parse
 from tlbfuzz.protocol.search import first_violation
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tests.schedules import Mechanism
 
 
-@pytest.mark.parametrize("m", MECHANISMS, ids=_key)
+@pytest.mark.parametrize("m", [*MECHANISMS, *TSO_ORDERINGS], ids=_key)
 def test_a_mechanisms_own_schedule_is_the_moved_race(m: Mechanism) -> None:
     config = World.initial(m.moved, _config(m)).config
     assert the_moved_race(m, config, [parse(s) for s in m.schedule])

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 
-from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2
+from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2, TSO_ORDERINGS
 from tests.test_mm import _config as _mechanism_config
 from tests.test_mm import _key as _mechanism_key
 from tlbfuzz.fuzz import runner
@@ -438,7 +438,9 @@ def test_a_user_variant_cut_by_the_time_budget_is_no_pass_until_a_run_counts_it(
 
 
 @pytest.mark.parametrize(
-    "m", [m for m in MECHANISMS if changes_of(m.moved) is not None], ids=_mechanism_key
+    "m",
+    [m for m in (*MECHANISMS, *TSO_ORDERINGS) if changes_of(m.moved) is not None],
+    ids=_mechanism_key,
 )
 def test_a_moved_orderings_race_is_said_to_be_the_patchs_as_its_base_refuses_or_survives_it(
     m: Mechanism,

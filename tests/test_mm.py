@@ -1,4 +1,5 @@
-"""The mm layer's orderings doing their job (tests/schedules.py: MECHANISMS): the same schedule
+"""The mm layer's orderings doing their job (tests/schedules.py: MECHANISMS, and TSO_ORDERINGS
+for the first two tests; tests/test_tso.py proves those shortest): the same schedule
 breaks the kernel with the ordering moved, the kernel's own ordering refuses it or holds, and
 the explorer confirms the moved one is the shortest."""
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from tests.schedules import MECHANISMS, GupFastIrqsOn, Mechanism
+from tests.schedules import MECHANISMS, TSO_ORDERINGS, GupFastIrqsOn, Mechanism
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.protocol import (
     DEFAULT_PROPERTIES,
@@ -41,7 +42,7 @@ def _config(m: Mechanism) -> Config:
     return attrs.evolve(config, **shape)
 
 
-@pytest.mark.parametrize("m", MECHANISMS, ids=_key)
+@pytest.mark.parametrize("m", [*MECHANISMS, *TSO_ORDERINGS], ids=_key)
 def test_the_schedule_breaks_the_kernel_with_the_ordering_moved(m: Mechanism) -> None:
     start = World.initial(m.moved, _config(m))
     hit = first_violation(start, [parse(s) for s in m.schedule], [m.prop])
@@ -49,7 +50,7 @@ def test_the_schedule_breaks_the_kernel_with_the_ordering_moved(m: Mechanism) ->
     assert hit[0] == len(m.schedule)
 
 
-@pytest.mark.parametrize("m", MECHANISMS, ids=_key)
+@pytest.mark.parametrize("m", [*MECHANISMS, *TSO_ORDERINGS], ids=_key)
 def test_the_kernels_own_ordering_refuses_or_survives_the_schedule(m: Mechanism) -> None:
     w = World.initial(m.kernel, _config(m))
     for i, line in enumerate(m.schedule):

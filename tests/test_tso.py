@@ -16,6 +16,14 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.schedules import (
+    LAZY_NO_MB,
+    PLAIN_INC,
+    SWITCH_NO_MB,
+    Before83b0177a,
+    NoSmpMb,
+    PlainIncMmTlbGen,
+)
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.protocol import (
     DEFAULT_PROPERTIES,
@@ -23,7 +31,6 @@ from tlbfuzz.protocol import (
     Action,
     Budget,
     Config,
-    Site,
     Variant,
     Violation,
     World,
@@ -32,12 +39,6 @@ from tlbfuzz.protocol import (
 from tlbfuzz.protocol.search import bfs, first_violation
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@attrs.frozen
-class NoSmpMb(Variant):
-    def smp_mb_before_lazy_tlb_gen_read(self, at: Site) -> bool:
-        return False
 
 
 def _no_mb(base: str) -> Variant:
@@ -55,24 +56,6 @@ def _config(model: str, switch: int = 2, mms: int = 1) -> Config:
         reuse=False,
         memory_model=model,
     )
-
-
-LAZY_NO_MB = (
-    "cpu1 tlb_fill va=0x1000",
-    "cpu0 madvise_dontneed va=0x1000",
-    "cpu0 zap_pte_range",
-    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-    "cpu1 enter_lazy_tlb next=kthread",
-    "cpu1 store_buffer_drain",  # is_lazy = true reaches memory
-    "cpu1 switch_mm_irqs_off__leave_lazy next=A",  # is_lazy = false waits in the buffer
-    "cpu1 switch_mm_irqs_off__lazy_tlb_gen_check",  # reads tlb_gen 0: "up to date"
-    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",
-    "cpu0 native_flush_tlb_multi__send_ipis",  # reads is_lazy = true: no IPI to cpu1
-    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-    "cpu0 tlb_finish_mmu",  # the page is freed
-    "cpu1 finish_task_switch",
-    "cpu1 user_read va=0x1000",  # through the TLB entry of step 1
-)
 
 
 def test_without_the_smp_mb_the_lazy_cpu_keeps_a_freed_page_under_tso() -> None:
@@ -195,12 +178,6 @@ def test_explore_saves_a_tso_schedule_that_replays_under_tso(
     assert main(["replay", str(saved), "--variants", example]) != 0
 
 
-@attrs.frozen
-class Before83b0177a(Variant):
-    def smp_mb_if_cpumask_already_set(self, at: Site) -> bool:
-        return False
-
-
 HARDWARE_NOISE = frozenset({"nmi", "tlb_evict", "pwc_evict", "enter_lazy_tlb"})
 
 
@@ -225,7 +202,7 @@ def test_without_83b0177a_the_switching_cpu_keeps_a_freed_page_under_tso_only() 
 
     tso = bfs(World.initial(moved, _switching("tso")), ["no_use_after_free"], 40, allowed=allowed)
     assert tso.schedule is not None
-    assert len(tso.schedule) == 20
+    assert len(tso.schedule) == len(SWITCH_NO_MB) == 20
     sc = bfs(World.initial(moved, _switching("sc")), DEFAULT_PROPERTIES, 80, allowed=allowed)
     assert sc.violation is None
     assert sc.exhausted
@@ -233,33 +210,6 @@ def test_without_83b0177a_the_switching_cpu_keeps_a_freed_page_under_tso_only() 
     kernel = bfs(fixed, DEFAULT_PROPERTIES, 80, allowed=allowed)
     assert kernel.violation is None
     assert kernel.exhausted
-
-
-@attrs.frozen
-class PlainIncMmTlbGen(Variant):
-    def inc_mm_tlb_gen_is_locked(self, at: Site) -> bool:
-        return False
-
-
-# The other side of the handshake: the flusher's tlb_gen store waits in its buffer while it
-# reads cpu1's is_lazy (true: no IPI); cpu1 leaves lazy mode and, after its own smp_mb(), reads
-# tlb_gen from memory: still the old one, so it keeps its entry.
-PLAIN_INC = (
-    "cpu0 madvise_dontneed va=0x1000",
-    "cpu1 tlb_fill va=0x1000",
-    "cpu0 zap_pte_range",
-    "cpu0 tlb_finish_mmu__mm_tlb_flush_nested",
-    "cpu0 flush_tlb_mm_range__inc_mm_tlb_gen",  # tlb_gen = 1 waits in cpu0's buffer
-    "cpu1 enter_lazy_tlb next=kthread",
-    "cpu1 store_buffer_drain",  # is_lazy = true reaches memory
-    "cpu0 native_flush_tlb_multi__send_ipis",  # reads is_lazy = true: no IPI to cpu1
-    "cpu0 flush_tlb_mm_range__flush_tlb_func_local",
-    "cpu0 tlb_finish_mmu",  # the page is freed; madvise returns
-    "cpu1 switch_mm_irqs_off__leave_lazy next=A",
-    "cpu1 switch_mm_irqs_off__lazy_tlb_gen_check",  # smp_mb(), then reads tlb_gen 0
-    "cpu1 finish_task_switch",
-    "cpu1 user_read va=0x1000",
-)
 
 
 def test_inc_mm_tlb_gen_must_be_locked_under_tso_and_only_there() -> None:
