@@ -18,7 +18,8 @@ ran: its "held" would be a miss that looks like a pass. So:
   (``tlbfuzz.fuzz.results.judge_changes``).
 - ``steered_kinds`` is the steering: the kinds of kernel path the fuzzer draws only when
   asked (``BudgetKind.fuzz_max == 0``: reclaim, migration, NUMA hinting...) that reach a
-  changed decision, found by a short deterministic probe (``asking_kinds``).
+  changed decision, found by a short deterministic probe (``asking_kinds``), two of them
+  together where one alone does not reach it.
   ``fuzz_variant`` draws them too, so a patch to migration's flush gets migrations without a
   ``--budget`` (``examples/copy_before_flush.py``).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import textwrap
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +41,8 @@ import attrs
 from tlbfuzz.fuzz.user import with_methods
 from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Path, Step, Variant, World
 from tlbfuzz.protocol.paths import budget_kinds
+from tlbfuzz.protocol.search import bfs
+from tlbfuzz.protocol.world import HW_OPS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +53,7 @@ NOT_SWITCHES: Final = frozenset({"name", "summary", "kernel_ref"})
 """Fields of a variant that describe it and decide nothing."""
 PROBE_WALKS: Final = 16
 PROBE_STEPS: Final = 60
+PROBE_STATES: Final = 1000
 
 
 @attrs.frozen
@@ -324,6 +329,31 @@ def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[
     return {name for name, (reached, _) in tally.take().items() if reached}
 
 
+def _pair_config(cpus: int, a: BudgetKind, b: BudgetKind) -> Config | None:
+    """A probe's model of one path of ``a`` and one of ``b`` per CPU and nothing else, in the
+    shape both need; None if their shapes disagree."""
+    shape: dict[str, Any] = dict(a.shape)
+    if any(shape.get(field, n) != n for field, n in b.shape):
+        return None
+    shape.update(b.shape)
+    budget = Budget.only(**{a.name: 1, b.name: 1})
+    return attrs.evolve(Config(cpus=cpus, budget=budget, reuse=False), **shape)
+
+
+def _explored(probe: Variant, tally: Tally, config: Config) -> set[str]:
+    """The decisions reached in a breadth-first search of ``config``'s kernel steps (no
+    hardware events or NMIs), up to ``PROBE_STATES`` states. A pair's decision can need three
+    steps in one order (``change_prot_numa()``, its ``change_pte_range()``, then reclaim's
+    ``try_to_unmap_one()`` of the same page), which the deterministic walks miss."""
+    tally.take()
+    bfs(World.initial(probe, config), (), 40, PROBE_STATES, allowed=_kernel_step)
+    return {name for name, (reached, _) in tally.take().items() if reached}
+
+
+def _kernel_step(a: Action) -> bool:
+    return a.op not in HW_OPS and a.op != "nmi"
+
+
 @attrs.frozen
 class Reach:
     """The kinds of path seen to reach a decision: ``alone`` (a model with that kind and
@@ -346,7 +376,10 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach
     (a switch back to an mm whose ``mm_cpumask`` bit is still set, while another CPU
     flushes: all of them are its kinds), then with each kind the fuzzer draws only when
     asked next to all the drawn ones, counting only asks while that kind's path runs
-    (``flush_tlb_batched_pending()`` is asked only after a batched flush)."""
+    (``flush_tlb_batched_pending()`` is asked only after a batched flush), then with each
+    two of those alone, searched breadth-first (``_explored``): ``pte_accessible()`` is
+    asked only when reclaim or migration meets a PTE that NUMA hinting made PROT_NONE
+    while its flush is pending."""
     probe, tally = instrument(v, changes)
     kinds = budget_kinds(v.paths())
     alone: dict[str, set[str]] = {name: set() for name in changes.decisions}
@@ -368,6 +401,14 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach
             both = _config(cpus, Budget.only(**drawn, **{k.name: 1}), k)
             for name in _walks(probe, tally, both, gate=k.name) & unasked:
                 helped[name].add(k.name)
+    unasked = {name for name in unasked if not helped[name]}
+    if unasked:  # two quiet kinds: NUMA hinting's PROT_NONE entry met by reclaim, say
+        quiet = [k for k in kinds if not k.fuzz_max]
+        for a, b in itertools.combinations(quiet, 2):
+            pair = _pair_config(cpus, a, b)
+            if pair is not None:
+                for name in _explored(probe, tally, pair) & unasked:
+                    helped[name] |= {a.name, b.name}
     return {
         name: Reach(frozenset(alone[name]), frozenset(helped[name])) for name in changes.decisions
     }

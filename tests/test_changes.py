@@ -176,6 +176,20 @@ def test_a_decision_only_a_reclaim_batch_makes_asked_is_steered_to_reclaim() -> 
     assert "reclaim" in steered_kinds(v, {"flush_tlb_batched_pending": reach})
 
 
+def test_a_decision_only_two_quiet_kinds_together_ask_is_steered_to_both() -> None:
+    """pte_accessible() is asked only when reclaim (or migration) meets a PTE that NUMA
+    hinting made PROT_NONE while its flush is pending: no kind reaches it alone or next to
+    the drawn ones, so the probe searches pairs of the quiet kinds."""
+    (m,) = [m for m in MECHANISMS if m.key == "pte-accessible-while-flush-pending"]
+    ch = changes_of(m.moved)
+    assert ch is not None
+    reach = asking_kinds(m.moved, ch)["pte_accessible_checks_flush_pending"]
+    assert not reach.alone
+    assert {"numa", "reclaim", "migrate"} <= reach.helped
+    steer = steered_kinds(m.moved, {"pte_accessible_checks_flush_pending": reach})
+    assert {"numa", "reclaim"} <= set(steer)
+
+
 def test_a_khugepaged_patch_is_steered_to_collapse_only_in_a_model_where_it_can_start() -> None:
     """khugepaged retracts only a page table that maps no anonymous page
     (``BudgetKind.shape``): with ``--mms 1 --anon-pages 0`` a collapse can start, so a patch
