@@ -41,7 +41,7 @@ import attrs
 from tlbfuzz.fuzz.user import with_methods
 from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Path, Step, Variant, World
 from tlbfuzz.protocol.paths import budget_kinds
-from tlbfuzz.protocol.search import bfs
+from tlbfuzz.protocol.search import bfs, replayed
 from tlbfuzz.protocol.world import HW_OPS
 
 if TYPE_CHECKING:
@@ -556,23 +556,14 @@ def on_bases(
     holds here may still break by another one."""
     out = []
     for name in changes.bases:
-        w = World.initial(VARIANTS[name], config)
-        verdict, at = "holds", 0
-        for i, a in enumerate(schedule, 1):
-            if not w.is_enabled(a):
-                verdict, at = "refuses", i
-                break
-            w.apply(a)
-            if w.violations([prop]):
-                verdict, at = "breaks", i
-                break
-        out.append(OnBase(name, verdict, at))
+        r = replayed(World.initial(VARIANTS[name], config), schedule, [prop])
+        out.append(OnBase(name, r.verdict, r.step))
     return tuple(out)
 
 
 def on_base_lines(prop: str, found: Sequence[OnBase], schedule: Sequence[Action]) -> list[str]:
     """What a finding's mail says of its bases (``on_bases``), a paragraph per base."""
-    from tlbfuzz.fuzz.mail import c_text
+    from tlbfuzz.fuzz.mail import step_words
 
     out = []
     for o in found:
@@ -585,11 +576,9 @@ def on_base_lines(prop: str, found: Sequence[OnBase], schedule: Sequence[Action]
         elif o.verdict == "holds":
             text = f"The patch's: on {base}, the same schedule runs and {prop} holds."
         else:
-            a = schedule[o.step - 1]
-            who = "alloc" if a.cpu < 0 else f"CPU{a.cpu}"
             text = (
                 f"The patch's: {base} cannot take step {o.step} of this schedule "
-                f"({who} {c_text(a)})."
+                f"({step_words(schedule[o.step - 1])})."
             )
         out.append(text)
     return out

@@ -51,6 +51,7 @@ from tlbfuzz.protocol import (
     budget_kinds,
     parse_budgets,
 )
+from tlbfuzz.protocol.search import replayed
 
 if TYPE_CHECKING:
     import argparse
@@ -255,6 +256,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from tlbfuzz.fuzz.results import replay_record
 
     registry = _registry(args.variants)
+    if args.on is not None:
+        return _replay_on(args, registry)
     passed = failed = unreadable = 0
     records: list[Record] = []
     t_all = time.perf_counter()
@@ -282,6 +285,72 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{passed} passed, {failed} failed" + (f", {unreadable} unreadable" if unreadable else "")
     )
     status = 2 if unreadable else 1 if failed else 0
+    _write_results(args, "replay", records, time.perf_counter() - t_all, {"exit_status": status})
+    return status
+
+
+ON_VERDICTS: Final = {"breaks": "violates", "holds": "holds", "refuses": "drift"}
+"""``replay --on``: a schedule's fate on the other variant, as a record's verdict."""
+
+
+def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
+    """``replay --on VARIANT``: each file's schedule on VARIANT instead of the variant the file
+    names: which known races a patch keeps (exit 1 if any) and which it closes."""
+    from tlbfuzz.fuzz.mail import step_words
+
+    try:
+        on = cli_variant(args.on)
+    except UserVariantError as err:
+        _fail(str(err))
+    counts = dict.fromkeys(ON_VERDICTS, 0)
+    unreadable = 0
+    records: list[Record] = []
+    t_all = time.perf_counter()
+    for item in walk([Path(p) for p in args.paths]):
+        t0 = time.perf_counter()
+        try:
+            if isinstance(item, CorpusError):
+                raise item
+            entry = load(item, registry)
+            r = replayed(World.initial(on, entry.config), entry.schedule, [entry.prop])
+        except (CorpusError, UserVariantError) as err:
+            inputs.warn(str(err))
+            unreadable += 1
+            where = None if isinstance(item, CorpusError) else str(item)
+            records.append(
+                Record(None, None, "error", schedule_file=where, message=str(err), ok=False)
+            )
+            continue
+        if r.verdict == "breaks":
+            line = f"BREAKS {item}: {entry.prop} breaks on {args.on} too, at step {r.step}"
+        elif r.verdict == "holds":
+            line = f"{item}: {entry.prop} holds on {args.on} (every step runs)"
+        else:
+            what = step_words(entry.schedule[r.step - 1])
+            line = f"{item}: {args.on} cannot take step {r.step} ({what})"
+        print(line, flush=True)
+        counts[r.verdict] += 1
+        records.append(
+            Record(
+                args.on,
+                entry.prop,
+                ON_VERDICTS[r.verdict],
+                length=len(entry.schedule),
+                schedule_file=str(item),
+                steps=len(entry.schedule),
+                seconds=time.perf_counter() - t0,
+                message=line,
+                ok=r.verdict != "breaks",
+                extra={"replayed_from": entry.variant_ref, "step": r.step},
+            )
+        )
+    if not sum(counts.values()) + unreadable:
+        _fail("no corpus files found in " + " ".join(args.paths))
+    print(
+        f"on {args.on}: {counts['breaks']} break, {counts['holds']} hold, "
+        f"{counts['refuses']} cannot run" + (f", {unreadable} unreadable" if unreadable else "")
+    )
+    status = 2 if unreadable else 1 if counts["breaks"] else 0
     _write_results(args, "replay", records, time.perf_counter() - t_all, {"exit_status": status})
     return status
 
@@ -581,6 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="replay corpus files or folders")
     r.add_argument("paths", nargs="+")
     r.add_argument("--variants", action="append", metavar="FILE.py", help=user)
+    r.add_argument(
+        "--on",
+        metavar="VARIANT",
+        help="replay each schedule on VARIANT (built-in, or file.py:NAME) instead of the "
+        "variant its file names: which races a patch keeps (exit 1) and which it closes",
+    )
     _output_options(r, formats=False)
     r.set_defaults(fn=cmd_replay)
     s = sub.add_parser("show", help="print a corpus file for a mail, as wide lanes, or as a test")

@@ -122,6 +122,12 @@ def c_text(action: Action) -> str:
     return f"{step if sep else op}()"
 
 
+def step_words(action: Action) -> str:
+    """A step as the mail names it: who, then what (``CPU1 zap_and_free()``)."""
+    who = "alloc" if action.cpu == GLOBAL else f"CPU{action.cpu}"
+    return f"{who} {c_text(action)}"
+
+
 # --- what a step changed, in plain words ----------------------------------------------------
 
 

@@ -195,3 +195,40 @@ def test_explore_reports_each_broken_property_and_what_held(
     assert "shortest schedule breaking no_use_after_free: 9 steps" in out
     assert "no violation up to depth 9 (no_deadlock)" in out
     assert "broken: no_use_after_free" in out
+
+
+def test_replay_on_another_variant_tells_the_races_it_keeps_from_those_it_closes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The author's intended RFC (rfc-async) against the posted one's corpus: waiting for
+    csd unlock closes the posted use-after-free (the freeing step cannot run), and the 2019
+    switch window stays (exit 1)."""
+    results = tmp_path / "r.json"
+    folder = ROOT / "corpus" / "rfc-async-posted"
+    code, out, _ = run(capsys, "replay", "--on", "rfc-async", str(folder), "--json", str(results))
+    assert code == 1, out
+    posted = sorted(folder.glob("no_use_after_free-9-*.json"))[0]
+    assert f"{posted}: rfc-async cannot take step 8 (CPU0 tlb_finish_mmu())" in out
+    window = [line for line in out.splitlines() if line.startswith("BREAKS ")]
+    assert window and all("no_use_after_free breaks on rfc-async too" in w for w in window), out
+    records = json.loads(results.read_text())["results"]
+    assert {r["variant"] for r in records} == {"rfc-async"}
+    assert sum(r["verdict"] == "violates" for r in records) == len(window)
+    assert out.splitlines()[-1].startswith(f"on rfc-async: {len(window)} break, ")
+
+
+def test_replay_on_the_files_own_variant_breaks_every_violating_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "replay", "--on", "rfc-async-posted", str(SAMPLE))
+    assert code == 1
+    assert out.startswith(f"BREAKS {SAMPLE}: no_use_after_free breaks on rfc-async-posted too")
+
+
+def test_replay_on_an_unknown_variant_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "replay", "--on", "nosuch", str(SAMPLE))
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and "nosuch" in err

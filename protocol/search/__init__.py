@@ -3,11 +3,20 @@
 symmetry reduction (``symmetry``) and random walks with the randomness passed in (``walk``)."""
 
 from tlbfuzz.protocol.search.bfs import Collapse, SearchResult, bfs
-from tlbfuzz.protocol.search.reduce import ddmin, drop_cpu, fewer_cpus, first_violation, minimise
+from tlbfuzz.protocol.search.reduce import (
+    Replayed,
+    ddmin,
+    drop_cpu,
+    fewer_cpus,
+    first_violation,
+    minimise,
+    replayed,
+)
 from tlbfuzz.protocol.search.symmetry import permuted_snapshot, rename_cpus, symmetric_fingerprint
 
 __all__ = [
     "Collapse",
+    "Replayed",
     "SearchResult",
     "bfs",
     "ddmin",
@@ -17,5 +26,6 @@ __all__ = [
     "minimise",
     "permuted_snapshot",
     "rename_cpus",
+    "replayed",
     "symmetric_fingerprint",
 ]

@@ -40,6 +40,29 @@ def first_violation(
     return None
 
 
+@attrs.frozen
+class Replayed:
+    """``schedule`` replayed on another start (another variant, say): ``breaks`` (a property
+    broke at ``step``), ``holds`` (every step ran and nothing broke; ``step`` 0) or
+    ``refuses`` (``step`` was not enabled there)."""
+
+    verdict: str
+    step: int = 0
+
+
+def replayed(start: World, schedule: Sequence[Action], props: Iterable[str]) -> Replayed:
+    """``first_violation``, telling a schedule that holds from one that cannot run."""
+    props = tuple(props)
+    w = start.copy()
+    for i, a in enumerate(schedule, 1):
+        if not w.is_enabled(a):
+            return Replayed("refuses", i)
+        w.apply(a)
+        if w.violations(props):
+            return Replayed("breaks", i)
+    return Replayed("holds")
+
+
 def ddmin(start: World, schedule: Sequence[Action], props: Iterable[str]) -> list[Action]:
     """Delta debugging over named actions: drop chunks, then single steps, while the schedule
     still breaks one of ``props``. The result is 1-minimal: no single step can be removed."""
