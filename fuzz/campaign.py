@@ -232,7 +232,7 @@ def run_item(
     from hypothesis import settings as Settings
 
     from tlbfuzz.fuzz.canon import canonical
-    from tlbfuzz.fuzz.changes import changes_of, on_base_lines, on_bases
+    from tlbfuzz.fuzz.changes import whose, whose_lines
     from tlbfuzz.fuzz.corpus import CorpusError, Entry, save, target
     from tlbfuzz.fuzz.mail import render_as
     from tlbfuzz.fuzz.profiles import PROFILES
@@ -253,7 +253,6 @@ def run_item(
         settings = Settings(settings, database=open_database(plan.database, plan.profile))
     out: list[Record] = []
     corpus = Path(plan.corpus)
-    changes = changes_of(v)  # a user's variant: its findings are replayed on its bases
 
     def on_outcome(o: Outcome) -> None:
         if not isinstance(o, Finding):
@@ -280,7 +279,7 @@ def run_item(
             violation.message,
         )
         path = target(entry, corpus)
-        bases = () if changes is None else on_bases(changes, config, schedule, o.prop)
+        bases = whose(o.variant, config, schedule, o.prop)
         emit(
             "show",
             render_as(
@@ -291,7 +290,7 @@ def run_item(
                 o.prop,
                 violation,
                 replay_cmd=replay_command(item.ref, path),
-                paragraphs=on_base_lines(o.prop, bases, schedule),
+                paragraphs=whose_lines(o.prop, bases, schedule),
             ),
         )
         error = None

@@ -39,9 +39,19 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from tlbfuzz.fuzz.user import with_methods
-from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Path, Step, Variant, World
+from tlbfuzz.protocol import (
+    BASE_OF,
+    VARIANTS,
+    Budget,
+    BudgetKind,
+    Config,
+    Path,
+    Step,
+    Variant,
+    World,
+)
 from tlbfuzz.protocol.paths import budget_kinds
-from tlbfuzz.protocol.search import bfs, replayed
+from tlbfuzz.protocol.search import Replayed, bfs, replayed
 from tlbfuzz.protocol.world import HW_OPS
 
 if TYPE_CHECKING:
@@ -533,52 +543,82 @@ def unreached(s: Mapping[str, Any]) -> list[str]:
 
 @attrs.frozen
 class OnBase:
-    """A finding's schedule replayed on one of its variant's bases (``Changes.bases``):
-    ``breaks`` (the base breaks the same property, at ``step``: the race is not the patch's),
-    ``holds`` (every step runs and the property survives) or ``refuses`` (the base cannot take
-    ``step``: it runs its code otherwise there, e.g. a path of the patch's own)."""
+    """A finding's schedule replayed on one of its variant's bases: ``breaks`` (the base breaks
+    the same property, at ``step``: the race is not the variant's own), ``holds`` (every step
+    runs and the property survives) or ``refuses`` (the base cannot take ``step``: it runs its
+    code otherwise there, e.g. a path of the variant's own). ``older``: where it breaks, the
+    bases further back (``BASE_OF``) that break too, in order; ``nearest``: the base is the
+    nearest built-in variant to a variant of the user's (``changes_of``), not a declared one."""
 
     base: str
     verdict: str
     step: int = 0
+    older: tuple[str, ...] = ()
+    nearest: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "step": self.step}
+        d: dict[str, Any] = {"verdict": self.verdict, "step": self.step}
+        if self.older:
+            d["older"] = list(self.older)
+        return d
 
 
-def on_bases(
-    changes: Changes, config: Config, schedule: Sequence[Action], prop: str
-) -> tuple[OnBase, ...]:
-    """``schedule``, which breaks ``prop`` on a user's variant, replayed step by step on each
-    of its bases. A reviewer needs this before blaming a patch: a patch on linux-5.2 inherits
-    5.2's switch window, and a run on it may well find that first (``bench/bench_race.py``
-    counts such seeds as the kernel's ``own``). Only this schedule is replayed: a base that
-    holds here may still break by another one."""
+def whose(v: Variant, config: Config, schedule: Sequence[Action], prop: str) -> tuple[OnBase, ...]:
+    """``schedule``, which breaks ``prop`` on ``v``, replayed step by step on each base of
+    ``v``: for a variant of the user's, the nearest built-in ones (``Changes.bases``); for a
+    built-in one, the variant it was made from (``BASE_OF``; none for linux-5.2). Where a
+    base breaks too, the replay goes on back through its own bases while they break. A
+    reviewer needs this before blaming a patch: a patch on linux-5.2 inherits 5.2's switch
+    window, and a run on it may well find that first (``bench/bench_race.py`` counts such
+    seeds as the kernel's ``own``). Only this schedule is replayed: a base that holds here
+    may still break by another one."""
+    changes = changes_of(v)
+    if changes is not None:
+        bases = changes.bases
+    else:
+        bases = (BASE_OF[v.name],) if v.name in BASE_OF else ()
+
+    def verdict(name: str) -> Replayed:
+        return replayed(World.initial(VARIANTS[name], config), schedule, [prop])
+
     out = []
-    for name in changes.bases:
-        r = replayed(World.initial(VARIANTS[name], config), schedule, [prop])
-        out.append(OnBase(name, r.verdict, r.step))
+    for name in bases:
+        r = verdict(name)
+        older: list[str] = []
+        up = BASE_OF.get(name) if r.verdict == "breaks" else None
+        while up is not None and verdict(up).verdict == "breaks":
+            older.append(up)
+            up = BASE_OF.get(up)
+        out.append(OnBase(name, r.verdict, r.step, tuple(older), changes is not None))
     return tuple(out)
 
 
-def on_base_lines(prop: str, found: Sequence[OnBase], schedule: Sequence[Action]) -> list[str]:
-    """What a finding's mail says of its bases (``on_bases``), a paragraph per base."""
+def whose_lines(prop: str, found: Sequence[OnBase], schedule: Sequence[Action]) -> list[str]:
+    """What a finding's mail says of its bases (``whose``), a paragraph per base."""
     from tlbfuzz.fuzz.mail import step_words
 
     out = []
     for o in found:
-        base = f"{o.base} (the built-in variant it differs least from)"
+        why = (
+            "the built-in variant it differs least from" if o.nearest else "the variant it changes"
+        )
+        base = f"{o.base} ({why})"
         if o.verdict == "breaks":
+            back = f", and on {_and(o.older)}" if o.older else ""
             text = (
-                f"Not the patch's own race: the same schedule breaks {prop} on {base} too, "
-                f"at step {o.step}."
+                f"Not this variant's own race: the same schedule breaks {prop} on {base} too, "
+                f"at step {o.step}{back}."
             )
         elif o.verdict == "holds":
-            text = f"The patch's: on {base}, the same schedule runs and {prop} holds."
+            text = f"This variant's own: on {base}, the same schedule runs and {prop} holds."
         else:
             text = (
-                f"The patch's: {base} cannot take step {o.step} of this schedule "
+                f"This variant's own: {base} cannot take step {o.step} of this schedule "
                 f"({step_words(schedule[o.step - 1])})."
             )
         out.append(text)
     return out
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlbfuzz.fuzz.canon import canonical
-from tlbfuzz.fuzz.changes import changes_of, on_base_lines, on_bases, unreached
+from tlbfuzz.fuzz.changes import unreached, whose, whose_lines
 from tlbfuzz.fuzz.corpus import Entry, save
 from tlbfuzz.fuzz.mail import render_mail
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
@@ -75,7 +75,6 @@ def assert_holds(
         cpus=cpus,
     )
     texts = []
-    changes = changes_of(v)  # a user's variant: each finding is replayed on its bases
     unchecked = [o.prop for o in outcomes if not isinstance(o, Finding) and o.examples == 0]
     if unchecked or len(outcomes) < len(properties or DEFAULT_PROPERTIES):
         raise AssertionError(f"{v.name}: not checked: {', '.join(unchecked) or 'some'}")
@@ -97,7 +96,7 @@ def assert_holds(
             )
             path, _ = save(entry, Path(corpus))
             replay_cmd = replay_command(ref, path)
-        said = () if changes is None else on_bases(changes, o.config, o.schedule, o.prop)
+        bases = whose(v, o.config, o.schedule, o.prop)
         texts.append(
             render_mail(
                 v,
@@ -106,7 +105,7 @@ def assert_holds(
                 o.prop,
                 o.violation,
                 replay_cmd,
-                paragraphs=on_base_lines(o.prop, said, o.schedule),
+                paragraphs=whose_lines(o.prop, bases, o.schedule),
             )
         )
     if texts:

@@ -21,10 +21,10 @@ from tlbfuzz.fuzz.changes import (
     asking_kinds,
     changes_of,
     instrument,
-    on_base_lines,
-    on_bases,
     summary,
     summary_lines,
+    whose,
+    whose_lines,
 )
 from tlbfuzz.fuzz.corpus import (
     BOUNDS,
@@ -367,11 +367,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(render_python(e), end="")
         return 0
     replay_cmd = replay_command(e.variant_ref, args.path)
-    changes = changes_of(e.variant)
     said: list[str] = []
-    if changes is not None and e.prop and e.expect == "violates":
-        bases = on_bases(changes, e.config, e.schedule, e.prop)
-        said = on_base_lines(e.prop, bases, e.schedule)
+    if e.prop and e.expect == "violates":
+        said = whose_lines(e.prop, whose(e.variant, e.config, e.schedule, e.prop), e.schedule)
     print(
         render_as(
             args.format,

@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in v.broken_must_hold:
         print(f"FAIL {r.variant} must hold {r.property}, but: {r.message}")
         if base_breaks(r):
-            print("     (the same schedule breaks its base too: the race is not the patch's own)")
+            print("     (the same schedule breaks its base too: the race is not the variant's own)")
         print(f"     replay: {replay_command(r.variant, r.schedule_file)}")
     for r in v.unreached:
         cut = (

@@ -370,7 +370,7 @@ def render_mail(
 ) -> str:
     """The schedule as a mail-ready diagram, at most ``WIDTH`` columns. ``expect`` is what the
     corpus file claims: a ``holds`` file is titled as a schedule the property survives.
-    ``paragraphs``: said after the why (``tlbfuzz.fuzz.changes.on_base_lines``)."""
+    ``paragraphs``: said after the why (``tlbfuzz.fuzz.changes.whose_lines``)."""
     name = name or variant.name
     w = World.initial(variant, config)
     steps: list[tuple[Action, list[str]]] = []

@@ -266,7 +266,7 @@ def _unit(command: str) -> str:
 
 def base_breaks(r: Record) -> bool:
     """Whether a user's variant's finding also breaks one of its bases, replayed there
-    (``tlbfuzz.fuzz.changes.on_bases``)."""
+    (``tlbfuzz.fuzz.changes.whose``)."""
     found: dict[str, dict[str, Any]] = r.extra.get("on_bases") or {}
     return any(b.get("verdict") == "breaks" for b in found.values())
 
@@ -304,7 +304,7 @@ def table_lines(records: Sequence[Record], props: Sequence[str]) -> list[str]:
         "violation in the examples and steps tried, added up over the variant's runs"
         + (
             "; (base): the same schedule breaks the variant's base too, so the race is not"
-            " the patch's own"
+            " the variant's own"
             if any(c.endswith(" (base)") for row in rows.values() for c in row.values())
             else ""
         )

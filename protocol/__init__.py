@@ -27,13 +27,14 @@ from tlbfuzz.protocol.config import Budget, Config, parse_budgets
 from tlbfuzz.protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
 from tlbfuzz.protocol.properties import DEFAULT_PROPERTIES, PROPERTIES, Property
 from tlbfuzz.protocol.state import Violation
-from tlbfuzz.protocol.variants import VARIANTS, Variant
+from tlbfuzz.protocol.variants import BASE_OF, VARIANTS, Variant
 from tlbfuzz.protocol.world import ActionNotEnabled, World
 
 BUDGET_KINDS = tuple(k.name for k in budget_kinds(PATHS))
 """The budget kinds of the built-in paths (a variant's own paths may add more)."""
 
 __all__ = [
+    "BASE_OF",
     "BUDGET_KINDS",
     "DEFAULT_PROPERTIES",
     "GLOBAL",

@@ -588,3 +588,20 @@ VARIANTS: Final[dict[str, Variant]] = {
         FLUSH_NO_GEN_CHECK,
     )
 }
+
+BASE_OF: Final[dict[str, str]] = {
+    "linux-concurrent": "linux-5.2",
+    "linux-current": "linux-concurrent",
+    "rfc-async-posted": "linux-concurrent",
+    "rfc-async": "rfc-async-posted",
+    "rfc-async-no-nmi-check": "rfc-async",
+    "rfc-async-batch-ack": "rfc-async",
+    "rfc-async-freed-tables": "rfc-async",
+    "rfc-async-pointer-info": "rfc-async",
+    "lazy-skip-freed-tables": "linux-5.2",
+    "flush-no-gen-check": "linux-5.2",
+}
+"""Each built-in variant made from another (the ``attrs.evolve`` above): the variant it
+changes. A finding on it is replayed there, and further back while it breaks there too, so a
+reader learns whose race it is (``tlbfuzz.fuzz.changes.whose``). A variant of your own is
+measured against the nearest built-in one instead (``changes_of``)."""

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 
-from tests.schedules import MECHANISMS, SWITCH_WINDOW_5_2, TSO_ORDERINGS
+from tests.schedules import (
+    ALL_SCHEDULES,
+    CONCERNS,
+    MECHANISMS,
+    SWITCH_WINDOW_5_2,
+    TSO_ORDERINGS,
+)
 from tests.test_mm import _config as _mechanism_config
 from tests.test_mm import _key as _mechanism_key
 from tlbfuzz.fuzz import runner
@@ -21,12 +27,12 @@ from tlbfuzz.fuzz.changes import (
     asking_kinds,
     changes_of,
     instrument,
-    on_base_lines,
-    on_bases,
     steered_kinds,
     summary,
     summary_lines,
     toward_kinds,
+    whose,
+    whose_lines,
 )
 from tlbfuzz.fuzz.check import assert_holds
 from tlbfuzz.fuzz.cli import main
@@ -34,12 +40,22 @@ from tlbfuzz.fuzz.machine import Focus, focus, machine_for
 from tlbfuzz.fuzz.results import Record, judge_changes, merge, schema, unexercised
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import load_user_variant
-from tlbfuzz.protocol import VARIANTS, Budget, BudgetKind, Config, Step, Variant, World, parse
+from tlbfuzz.protocol import (
+    BASE_OF,
+    VARIANTS,
+    Budget,
+    BudgetKind,
+    Config,
+    Step,
+    Variant,
+    World,
+    parse,
+)
 from tlbfuzz.protocol import Path as KernelPath
 from tlbfuzz.protocol.paths import VA
 
 if TYPE_CHECKING:
-    from tests.schedules import Mechanism
+    from tests.schedules import Concern, Mechanism
     from tlbfuzz.protocol import Site
     from tlbfuzz.protocol.state import FlushTlbInfo, Locals
 
@@ -462,14 +478,14 @@ def test_a_moved_orderings_race_is_said_to_be_the_patchs_as_its_base_refuses_or_
     changes = changes_of(m.moved)
     assert changes is not None
     schedule = [parse(s) for s in m.schedule]
-    (found,) = on_bases(changes, _mechanism_config(m), schedule, m.prop)
+    (found,) = whose(m.moved, _mechanism_config(m), schedule, m.prop)
     assert found.base == m.kernel.name
     if m.blocked_at is None:
         assert (found.verdict, found.step) == ("holds", 0)
     else:
         assert (found.verdict, found.step) == ("refuses", m.blocked_at + 1)
-    (line,) = on_base_lines(m.prop, [found], schedule)
-    assert line.startswith("The patch's:"), line
+    (line,) = whose_lines(m.prop, [found], schedule)
+    assert line.startswith("This variant's own:"), line
 
 
 def test_the_5_2_switch_window_found_on_a_patch_of_5_2_is_said_to_break_its_base_too() -> None:
@@ -478,10 +494,10 @@ def test_the_5_2_switch_window_found_on_a_patch_of_5_2_is_said_to_break_its_base
     assert changes is not None and changes.bases == ("linux-5.2",)
     config = World.initial(m.moved, SWITCH_WINDOW_5_2.config).config
     schedule = [parse(s) for s in SWITCH_WINDOW_5_2.schedule]
-    (found,) = on_bases(changes, config, schedule, m.prop)
+    (found,) = whose(m.moved, config, schedule, m.prop)
     assert (found.verdict, found.step) == ("breaks", len(schedule))
-    (line,) = on_base_lines(m.prop, [found], schedule)
-    assert line.startswith("Not the patch's own race"), line
+    (line,) = whose_lines(m.prop, [found], schedule)
+    assert line.startswith("Not this variant's own race"), line
 
 
 def test_a_patch_finding_says_whose_race_it_is_and_its_replay_command_replays_it(
@@ -496,7 +512,10 @@ def test_a_patch_finding_says_whose_race_it_is_and_its_replay_command_replays_it
     code = main([*args, "--corpus", str(corpus), "--json", str(results)])
     out = " ".join(capsys.readouterr().out.split())  # the mail's lines unwrapped
     assert code == 1, out
-    assert "The patch's: linux-current (the built-in variant it differs least from) cannot" in out
+    assert (
+        "This variant's own: linux-current (the built-in variant it differs least from) cannot"
+        in out
+    )
     (record,) = json.loads(results.read_text())["results"]
     assert record["extra"]["on_bases"] == {"linux-current": {"verdict": "refuses", "step": 2}}
     (saved,) = corpus.rglob("*.json")
@@ -504,3 +523,46 @@ def test_a_patch_finding_says_whose_race_it_is_and_its_replay_command_replays_it
     assert printed in out.replace("\\ ", ""), out  # the command's continuation lines joined
     assert main(printed.split()[1:]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_every_built_in_variant_but_linux_5_2_changes_a_base_that_leads_back_to_it() -> None:
+    assert set(BASE_OF) == set(VARIANTS) - {"linux-5.2"}
+    for name, base in BASE_OF.items():
+        assert changes_of(attrs.evolve(VARIANTS[name], name="mine")) is not None
+        assert attrs.evolve(VARIANTS[name], name=base, summary="", kernel_ref="") != attrs.evolve(
+            VARIANTS[base], summary="", kernel_ref=""
+        ), f"{name} sets no switch otherwise than {base}"
+        seen = [name]
+        while seen[-1] in BASE_OF:
+            seen.append(BASE_OF[seen[-1]])
+            assert len(seen) <= len(VARIANTS), seen
+        assert seen[-1] == "linux-5.2"
+
+
+@pytest.mark.parametrize("c", CONCERNS, ids=lambda c: c.key)
+def test_each_review_concern_is_said_to_be_its_variants_own_race(c: Concern) -> None:
+    v = VARIANTS[c.variant]
+    schedule = [parse(s) for s in c.schedule]
+    (found,) = whose(v, World.initial(v, c.config).config, schedule, c.prop)
+    assert found.base == BASE_OF[c.variant]
+    assert found.verdict != "breaks"
+    (line,) = whose_lines(c.prop, [found], schedule)
+    named = (f"{found.base} (the variant it changes)", f"on {found.base} (the variant it changes)")
+    assert line.startswith(tuple(f"This variant's own: {n}" for n in named)), line
+
+
+def test_the_switch_window_found_on_an_rfc_variant_is_traced_back_to_where_it_began() -> None:
+    """The 2019 switch window, as rfc-async-no-nmi-check runs it (IPIs first): the same
+    schedule breaks every variant back to linux-concurrent, which is where this order of the
+    flush began (linux-5.2 flushes locally first, so it cannot take it)."""
+    (c,) = [c for c in ALL_SCHEDULES if c.key.startswith("finding-rfc-async-no-nmi-check-nmi")]
+    v = VARIANTS[c.variant]
+    schedule = [parse(s) for s in c.schedule]
+    (found,) = whose(v, World.initial(v, c.config).config, schedule, c.prop)
+    assert (found.base, found.verdict, found.step) == ("rfc-async", "breaks", len(schedule))
+    assert found.older == ("rfc-async-posted", "linux-concurrent")
+    assert whose_lines(c.prop, [found], schedule) == [
+        "Not this variant's own race: the same schedule breaks nmi_uaccess_safety on rfc-async "
+        "(the variant it changes) too, at step 10, and on rfc-async-posted and linux-concurrent."
+    ]
+    assert whose(VARIANTS["linux-5.2"], World.initial(v, c.config).config, schedule, c.prop) == ()

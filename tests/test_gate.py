@@ -226,7 +226,7 @@ def test_a_user_variants_violation_its_base_has_too_says_so_and_still_fails_the_
                  message="a lost write", ok=False, extra={"on_bases": on_base})  # fmt: skip
     assert gate(tmp_path, doc(bad)) == 1
     out = capsys.readouterr().out
-    assert "(the same schedule breaks its base too: the race is not the patch's own)" in out
+    assert "(the same schedule breaks its base too: the race is not the variant's own)" in out
 
 
 def test_a_user_variant_is_let_off_the_windows_its_base_cannot_reach() -> None:
