@@ -3,7 +3,6 @@ removes a TLB flush, and it lets the unmutated model (the identity "mutant") liv
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -89,9 +88,8 @@ def test_ids_do_not_depend_on_line_numbers() -> None:
 
 def test_every_mutant_parses_and_changes_the_code() -> None:
     sources = {f: (REPO / f).read_bytes() for f in MODULES}
-    dumps = {f: ast.dump(ast.parse(s)) for f, s in sources.items()}
     for m in enumerate_mutants():
-        check_applies(m, sources[m.file], dumps[m.file])
+        check_applies(m, sources[m.file])
 
 
 SYNTHETIC = b'''
