@@ -387,9 +387,10 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach
     flushes: all of them are its kinds), then with each kind the fuzzer draws only when
     asked next to all the drawn ones, counting only asks while that kind's path runs
     (``flush_tlb_batched_pending()`` is asked only after a batched flush), then with each
-    two of those alone, searched breadth-first (``_explored``): ``pte_accessible()`` is
-    asked only when reclaim or migration meets a PTE that NUMA hinting made PROT_NONE
-    while its flush is pending."""
+    of those alone and then each two of them, searched breadth-first (``_explored``), so a
+    pair is credited only where neither kind reaches the decision alone:
+    ``pte_accessible()`` is asked only when reclaim or migration meets a PTE that NUMA
+    hinting made PROT_NONE while its flush is pending."""
     probe, tally = instrument(v, changes)
     kinds = budget_kinds(v.paths())
     alone: dict[str, set[str]] = {name: set() for name in changes.decisions}
@@ -412,8 +413,14 @@ def asking_kinds(v: Variant, changes: Changes, cpus: int = 2) -> dict[str, Reach
             for name in _walks(probe, tally, both, gate=k.name) & unasked:
                 helped[name].add(k.name)
     unasked = {name for name in unasked if not helped[name]}
+    quiet = [k for k in kinds if not k.fuzz_max]
+    if unasked:  # a quiet kind alone, searched: an order of its steps the walks missed
+        for k in quiet:
+            for name in _explored(probe, tally, _config(cpus, Budget.only(**{k.name: 1}), k)):
+                if name in unasked:
+                    alone[name].add(k.name)
+        unasked = {name for name in unasked if not alone[name]}
     if unasked:  # two quiet kinds: NUMA hinting's PROT_NONE entry met by reclaim, say
-        quiet = [k for k in kinds if not k.fuzz_max]
         for a, b in itertools.combinations(quiet, 2):
             pair = _pair_config(cpus, a, b)
             if pair is not None:
@@ -610,11 +617,11 @@ def whose_lines(prop: str, found: Sequence[OnBase], schedule: Sequence[Action]) 
                 f"at step {o.step}{back}."
             )
         elif o.verdict == "holds":
-            text = f"This variant's own: on {base}, the same schedule runs and {prop} holds."
+            text = f"This schedule needs the variant's change: on {base} it runs and {prop} holds."
         else:
             text = (
-                f"This variant's own: {base} cannot take step {o.step} of this schedule "
-                f"({step_words(schedule[o.step - 1])})."
+                f"This schedule needs the variant's change: {base} cannot take its step "
+                f"{o.step} ({step_words(schedule[o.step - 1])})."
             )
         out.append(text)
     return out

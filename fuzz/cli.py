@@ -41,7 +41,13 @@ from tlbfuzz.fuzz.corpus import (
 from tlbfuzz.fuzz.inputs import UsageError
 from tlbfuzz.fuzz.mail import FORMATS, machine, render_as
 from tlbfuzz.fuzz.results import Record, judge_changes, unexercised, windows_lines
-from tlbfuzz.fuzz.user import Registry, UserVariantError, cli_variant, replay_command
+from tlbfuzz.fuzz.user import (
+    Registry,
+    UserVariantError,
+    cli_variant,
+    replay_command,
+    user_variant,
+)
 from tlbfuzz.protocol import (
     DEFAULT_PROPERTIES,
     PROPERTIES,
@@ -289,21 +295,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return status
 
 
-ON_VERDICTS: Final = {"breaks": "violates", "holds": "holds", "refuses": "drift"}
-"""``replay --on``: a schedule's fate on the other variant, as a record's verdict."""
-
-
 def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
     """``replay --on VARIANT``: each file's schedule on VARIANT instead of the variant the file
-    names: which known races a patch keeps (exit 1 if any) and which it closes."""
+    names: which known races a patch keeps (exit 1 if any) and which it closes. A variant file
+    given with ``--on`` may be named by the corpus files too (it is registered)."""
     from tlbfuzz.fuzz.mail import step_words
 
     try:
-        on = cli_variant(args.on)
+        uv = user_variant(args.on)
     except UserVariantError as err:
         _fail(str(err))
-    counts = dict.fromkeys(ON_VERDICTS, 0)
-    unreadable = 0
+    if uv is not None:
+        registry.add(uv)
+    on = VARIANTS[args.on] if uv is None else uv.variant
+    counts = {"breaks": 0, "holds": 0, "refuses": 0}
+    unreadable = errors = 0
     records: list[Record] = []
     t_all = time.perf_counter()
     for item in walk([Path(p) for p in args.paths]):
@@ -312,7 +318,6 @@ def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
             if isinstance(item, CorpusError):
                 raise item
             entry = load(item, registry)
-            r = replayed(World.initial(on, entry.config), entry.schedule, [entry.prop])
         except (CorpusError, UserVariantError) as err:
             inputs.warn(str(err))
             unreadable += 1
@@ -321,8 +326,31 @@ def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
                 Record(None, None, "error", schedule_file=where, message=str(err), ok=False)
             )
             continue
-        if r.verdict == "breaks":
+        try:
+            r = replayed(World.initial(on, entry.config), entry.schedule, [entry.prop])
+        except UserVariantError as err:  # the --on variant's code failed on this file
+            message = f"{item}: replayed on {args.on}: {err}"
+            inputs.warn(message)
+            errors += 1
+            records.append(
+                Record(
+                    args.on,
+                    entry.prop,
+                    "error",
+                    schedule_file=str(item),
+                    message=message,
+                    ok=False,
+                    expect=entry.expect,
+                )
+            )
+            continue
+        if r.verdict == "breaks" and entry.expect == "violates":
             line = f"BREAKS {item}: {entry.prop} breaks on {args.on} too, at step {r.step}"
+        elif r.verdict == "breaks":
+            line = (
+                f"BREAKS {item}: {entry.prop} breaks on {args.on} at step {r.step} "
+                f"(on {entry.variant_ref} it holds, as the file expects)"
+            )
         elif r.verdict == "holds":
             line = f"{item}: {entry.prop} holds on {args.on} (every step runs)"
         else:
@@ -330,27 +358,31 @@ def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
             line = f"{item}: {args.on} cannot take step {r.step} ({what})"
         print(line, flush=True)
         counts[r.verdict] += 1
+        ran = {"breaks": r.step, "refuses": r.step - 1}.get(r.verdict, len(entry.schedule))
         records.append(
             Record(
                 args.on,
                 entry.prop,
-                ON_VERDICTS[r.verdict],
+                "violates" if r.verdict == "breaks" else "holds",
                 length=len(entry.schedule),
                 schedule_file=str(item),
-                steps=len(entry.schedule),
+                steps=ran,
                 seconds=time.perf_counter() - t0,
                 message=line,
+                expect=entry.expect,
                 ok=r.verdict != "breaks",
-                extra={"replayed_from": entry.variant_ref, "step": r.step},
+                extra={"replayed_from": entry.variant_ref, "outcome": r.verdict, "step": r.step},
             )
         )
-    if not sum(counts.values()) + unreadable:
+    if not sum(counts.values()) + unreadable + errors:
         _fail("no corpus files found in " + " ".join(args.paths))
     print(
         f"on {args.on}: {counts['breaks']} break, {counts['holds']} hold, "
-        f"{counts['refuses']} cannot run" + (f", {unreadable} unreadable" if unreadable else "")
+        f"{counts['refuses']} cannot run"
+        + (f", {unreadable} unreadable" if unreadable else "")
+        + (f", {errors} failed in {args.on}'s code" if errors else "")
     )
-    status = 2 if unreadable else 1 if counts["breaks"] else 0
+    status = 2 if unreadable or errors else 1 if counts["breaks"] else 0
     _write_results(args, "replay", records, time.perf_counter() - t_all, {"exit_status": status})
     return status
 
@@ -368,7 +400,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     replay_cmd = replay_command(e.variant_ref, args.path)
     said: list[str] = []
-    if e.prop and e.expect == "violates":
+    if e.prop and e.expect == "violates" and r.ok:  # it breaks, as the file says
         said = whose_lines(e.prop, whose(e.variant, e.config, e.schedule, e.prop), e.schedule)
     print(
         render_as(
@@ -513,7 +545,22 @@ def cmd_explore(args: argparse.Namespace) -> int:
             f"{v.name}: shortest schedule breaking {violation.prop}: "
             f"{len(schedule)} steps ({machine(config)})"
         )
-        print(render_as(args.format, v, config, schedule, violation.prop, violation, title=title))
+        bases = whose(v, config, schedule, violation.prop)
+        if bases:
+            records[violation.prop].extra["on_bases"] = {b.base: b.to_dict() for b in bases}
+        said = whose_lines(violation.prop, bases, schedule)
+        print(
+            render_as(
+                args.format,
+                v,
+                config,
+                schedule,
+                violation.prop,
+                violation,
+                title=title,
+                paragraphs=said,
+            )
+        )
         if args.save:
             entry = Entry(
                 v,

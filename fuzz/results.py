@@ -178,7 +178,13 @@ def _summary(r: Record) -> str:
     if r.examples is not None:
         parts.append(f"{r.examples} examples")
     if r.schedule_file:
-        parts.append(f"replay: {replay_command(r.variant, r.schedule_file)}")
+        on = r.extra.get("replayed_from")  # replay --on: the file's variant is another
+        cmd = (
+            replay_command(r.variant, r.schedule_file)
+            if on is None
+            else replay_command(on, r.schedule_file, on=r.variant)
+        )
+        parts.append(f"replay: {cmd}")
     return ", ".join(parts)
 
 
@@ -265,7 +271,7 @@ def _unit(command: str) -> str:
 
 
 def base_breaks(r: Record) -> bool:
-    """Whether a user's variant's finding also breaks one of its bases, replayed there
+    """Whether a finding's schedule also breaks its variant's base, replayed there
     (``tlbfuzz.fuzz.changes.whose``)."""
     found: dict[str, dict[str, Any]] = r.extra.get("on_bases") or {}
     return any(b.get("verdict") == "breaks" for b in found.values())

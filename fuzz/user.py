@@ -289,23 +289,37 @@ def split_ref(ref: str) -> tuple[str, str] | None:
     return file, attr
 
 
-def replay_command(ref: str | None, path: object) -> str:
-    """The command that replays a corpus file of the variant ``ref``. A corpus file never
-    loads code, so a user variant's file (``file.py:NAME``) goes with ``--variants``."""
-    parts = None if ref is None or ref in VARIANTS else split_ref(ref)
-    variants = "" if parts is None else f"--variants {shlex.quote(parts[0])} "
-    return f"tlbfuzz replay {variants}{shlex.quote(str(path))}"
+def replay_command(ref: str | None, path: object, on: str | None = None) -> str:
+    """The command that replays a corpus file of the variant ``ref`` (on the variant ``on``,
+    if given: ``replay --on``). A corpus file never loads code, so a user variant's file
+    (``file.py:NAME``) goes with ``--variants``."""
+    files = [
+        shlex.quote(parts[0])
+        for r in (ref, on)
+        if r is not None and r not in VARIANTS and (parts := split_ref(r)) is not None
+    ]
+    words = ["tlbfuzz", "replay", *(f"--variants {f}" for f in dict.fromkeys(files))]
+    if on is not None:
+        words.append(f"--on {shlex.quote(on)}")
+    return " ".join([*words, shlex.quote(str(path))])
 
 
-def cli_variant(ref: str) -> Variant:
-    """A variant the user typed: a built-in name or ``path.py:NAME`` (runs that file)."""
+def user_variant(ref: str) -> UserVariant | None:
+    """``ref`` as the user's variant it names (``path.py:NAME``: runs that file), or None for
+    a built-in name."""
     if ref in VARIANTS:
-        return VARIANTS[ref]
+        return None
     parts = split_ref(ref)
     if parts is None:
         known = ", ".join(VARIANTS)
         raise UserVariantError(f"unknown variant {ref!r} (built-in: {known}; or file.py:NAME)")
-    return load_user_variant(Path(parts[0]), parts[1], ref).variant
+    return load_user_variant(Path(parts[0]), parts[1], ref)
+
+
+def cli_variant(ref: str) -> Variant:
+    """A variant the user typed: a built-in name or ``path.py:NAME`` (runs that file)."""
+    uv = user_variant(ref)
+    return VARIANTS[ref] if uv is None else uv.variant
 
 
 @attrs.define
@@ -367,5 +381,6 @@ __all__ = [
     "load_user_variant",
     "replay_command",
     "split_ref",
+    "user_variant",
     "variants_in",
 ]

@@ -1085,7 +1085,8 @@ TSO_ORDERINGS: tuple[Mechanism, ...] = (
     ),
 )
 """For each barrier of the lazy-TLB handshake a test takes out (tests/test_tso.py, which
-proves each schedule the shortest under x86-TSO and the moved kernel clean under SC)."""
+proves each schedule the shortest under x86-TSO, the 20-step one with NMIs, evictions and
+switches to a kernel thread left out, and the moved kernel clean under SC)."""
 
 
 ALL_SCHEDULES: tuple[Concern, ...] = (

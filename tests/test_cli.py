@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.clirun import run_cli
+from tlbfuzz.fuzz import cli
 from tlbfuzz.fuzz.cli import main
+from tlbfuzz.fuzz.user import UserVariantError
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-9-*.json"))[0]
@@ -217,7 +219,7 @@ def test_replay_on_another_variant_tells_the_races_it_keeps_from_those_it_closes
     assert out.splitlines()[-1].startswith(f"on rfc-async: {len(window)} break, ")
 
 
-def test_replay_on_the_files_own_variant_breaks_every_violating_file(
+def test_replay_on_a_files_own_variant_breaks_it_as_the_file_says(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(capsys, "replay", "--on", "rfc-async-posted", str(SAMPLE))
@@ -232,3 +234,51 @@ def test_replay_on_an_unknown_variant_is_one_line_and_exit_2(
     assert code == 2
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and "nosuch" in err
+
+
+def test_replay_on_says_a_file_expected_to_hold_breaks_there_without_saying_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (held,) = (ROOT / "corpus" / "rfc-async").glob("nmi_uaccess_safety-12-*.json")
+    results = tmp_path / "r.json"
+    code, out, _ = run(
+        capsys, "replay", "--on", "rfc-async-no-nmi-check", str(held), "--json", str(results)
+    )
+    assert code == 1
+    assert out.startswith(
+        f"BREAKS {held}: nmi_uaccess_safety breaks on rfc-async-no-nmi-check at step 12 "
+        "(on rfc-async it holds, as the file expects)"
+    )
+    (record,) = json.loads(results.read_text())["results"]
+    assert (record["verdict"], record["expect"], record["steps"]) == ("violates", "holds", 12)
+
+
+def test_replay_on_a_variant_file_lets_its_own_corpus_files_name_it_and_says_how_to_replay(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--on FILE.py:NAME registers the file, as --variants would: a corpus of that variant
+    replays without naming the file twice, and the JUnit case says the command in full."""
+    ref = f"{ROOT / 'examples' / 'new_path.py'}:VARIANT"
+    corpus, junit = tmp_path / "corpus", tmp_path / "r.xml"
+    code, _, _ = fuzz_ci(capsys, ref, "no_use_after_free", corpus)
+    assert code == 1
+    (saved,) = corpus.rglob("*.json")
+    code, out, _ = run(capsys, "replay", "--on", ref, str(saved), "--junit", str(junit))
+    assert code == 1, out
+    assert out.startswith(f"BREAKS {saved}: no_use_after_free breaks on {ref} too, at step 3")
+    example = ROOT / "examples" / "new_path.py"
+    assert f"tlbfuzz replay --variants {example} --on {ref} {saved}" in junit.read_text()
+
+
+def test_replay_on_a_variant_whose_code_fails_names_the_corpus_file_and_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fails(*_: object) -> None:
+        raise UserVariantError("mine.py:3: should_flush_tlb() raised RuntimeError")
+
+    monkeypatch.setattr(cli, "replayed", fails)
+    code, out, err = run(capsys, "replay", "--on", "rfc-async", str(SAMPLE))
+    assert code == 2
+    assert f"{SAMPLE}: replayed on rfc-async: mine.py:3: should_flush_tlb()" in err
+    summary = "on rfc-async: 0 break, 0 hold, 0 cannot run, 1 failed in rfc-async's code"
+    assert out.splitlines()[-1] == summary
