@@ -41,6 +41,7 @@ import attrs
 from tlbfuzz.fuzz.user import with_methods
 from tlbfuzz.protocol import (
     BASE_OF,
+    TSO_ONLY,
     VARIANTS,
     Budget,
     BudgetKind,
@@ -468,12 +469,15 @@ def summary(
     counts: Mapping[str, list[int]],
     reach: Mapping[str, Reach] | None = None,
     kinds: tuple[str, ...] = (),
+    memory_model: str = "sc",
 ) -> dict[str, Any]:
     """What a result record keeps (``Record.changes``): the base, and per changed decision
     why it is one, how often the search reached it and how often it answered otherwise;
     with ``reach`` (``asking_kinds``), for a decision the search never reached, also the
     kinds of path the probe saw reach it (``reached_by``, in the order of ``kinds``) and
-    whether one did alone (``alone``: then a ``--budget`` of it reaches it)."""
+    whether one did alone (``alone``: then a ``--budget`` of it reaches it). A barrier
+    (``TSO_ONLY``) in a run under sc is marked ``sc_blind``: no answer of it changes a
+    step there, so the held cells say nothing about it."""
     out: dict[str, Any] = {"base": changes.base, "decisions": {}}
     for name, (why, base) in changes.decisions.items():
         reached, otherwise = counts.get(name, [0, 0])
@@ -482,6 +486,8 @@ def summary(
             "reached": reached,
             "otherwise": otherwise,
         }
+        if memory_model == "sc" and name in TSO_ONLY:
+            d["sc_blind"] = True
         if reach is not None and not reached:
             r = reach.get(name, Reach())
             d["reached_by"] = [k for k in kinds if k in r.kinds]
@@ -497,6 +503,8 @@ def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
     out = {"base": a["base"], "decisions": {k: dict(d) for k, d in a["decisions"].items()}}
     for name, d in b["decisions"].items():
         mine = out["decisions"].setdefault(name, {"why": d["why"], "reached": 0, "otherwise": 0})
+        if d.get("sc_blind"):
+            mine["sc_blind"] = True
         mine["reached"] += d["reached"]
         mine["otherwise"] += d["otherwise"]
         for key in ("reached_by", "alone"):
@@ -517,7 +525,10 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
         return [f"  changes from {s['base']}: none (the same switches, no method overridden)"]
     out = [f"  changes from {s['base']} (the nearest built-in variant):"]
     for name, d in decisions.items():
-        if not d["reached"]:
+        if d.get("sc_blind"):
+            said = "A BARRIER: under sc no answer of it changes a step, so the held cells say"
+            said += " nothing about it (--memory-model tso)"
+        elif not d["reached"]:
             said = "NEVER REACHED: the held cells say nothing about it"
             by, alone = d.get("reached_by"), d.get("alone")
             if alone:
@@ -546,6 +557,12 @@ def bases_of(s: Mapping[str, Any]) -> list[str]:
 def unreached(s: Mapping[str, Any]) -> list[str]:
     """The changed decisions a summary says the search never reached."""
     return [name for name, d in s["decisions"].items() if not d["reached"]]
+
+
+def blind_spots(s: Mapping[str, Any]) -> list[str]:
+    """The changed decisions a held says nothing about: never reached, or barriers in a run
+    under sc (``sc_blind``)."""
+    return [n for n, d in s["decisions"].items() if not d["reached"] or d.get("sc_blind")]
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlbfuzz.fuzz.canon import canonical
-from tlbfuzz.fuzz.changes import unreached, whose, whose_lines
+from tlbfuzz.fuzz.changes import blind_spots, unreached, whose, whose_lines
 from tlbfuzz.fuzz.corpus import Entry, save
 from tlbfuzz.fuzz.mail import render_mail
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
@@ -56,13 +56,15 @@ def assert_holds(
     seed: int | None = None,
     cpus: int | None = None,
     corpus: Path | str = "findings",
+    memory_model: str = "sc",
 ) -> None:
     """Fuzz ``variant`` (a Variant, a built-in name or ``file.py:NAME``) against
-    ``properties`` (default: the default set) with the named profile. Passes if every property
-    held; otherwise saves each finding under ``corpus`` (default ``findings/``, as ``tlbfuzz
-    fuzz``; one file per race) and fails with all of them. A property no example checked
-    fails too, and so does a variant whose changed decisions the search never reached
-    (``tlbfuzz.fuzz.changes``): a miss must not pass."""
+    ``properties`` (default: the default set) with the named profile, under ``memory_model``
+    (``"tso"``: x86-TSO store buffers). Passes if every property held; otherwise saves each
+    finding under ``corpus`` (default ``findings/``, as ``tlbfuzz fuzz``; one file per race)
+    and fails with all of them. A property no example checked fails too, and so does a
+    variant whose changed decisions the search never reached, or, under sc, a barrier it
+    changes (``tlbfuzz.fuzz.changes``): a miss must not pass."""
     __tracebackhide__ = True
     ref = variant if isinstance(variant, str) else variant_ref(variant)
     v = cli_variant(variant) if isinstance(variant, str) else variant
@@ -73,6 +75,7 @@ def assert_holds(
         seed=seed,
         max_examples=max_examples,
         cpus=cpus,
+        shape={"memory_model": memory_model} if memory_model != "sc" else None,
     )
     texts = []
     unchecked = [o.prop for o in outcomes if not isinstance(o, Finding) and o.examples == 0]
@@ -118,4 +121,13 @@ def assert_holds(
             f"{v.name}: held, but the search never reached what the variant changes: "
             + ", ".join(f"{n}()" for n in missed)
             + " (the held properties say nothing about it)"
+        )
+    blind = sorted(
+        {n for o in outcomes if isinstance(o, Held) and o.changes for n in blind_spots(o.changes)}
+    )
+    if blind:
+        raise AssertionError(
+            f"{v.name}: held, but under sc no answer of "
+            + ", ".join(f"{n}()" for n in blind)
+            + " changes a step (barriers: fuzz with memory_model='tso')"
         )

@@ -624,9 +624,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         counts = tally.take()
         never = any(not reached for reached, _ in counts.values())
         askers = asking_kinds(v, changes) if never else None  # where to look instead
-        summarised = summary(
-            changes, counts, askers, tuple(k.name for k in budget_kinds(v.paths()))
-        )
+        kinds = tuple(k.name for k in budget_kinds(v.paths()))
+        summarised = summary(changes, counts, askers, kinds, config.memory_model)
     if held:
         print(f"{v.name}: {verdict} ({', '.join(held)})")
         for line in windows_lines(res.reached, "states"):

@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
-from tlbfuzz.fuzz.changes import add_summaries, summary_lines, unreached
+from tlbfuzz.fuzz.changes import add_summaries, blind_spots, summary_lines, unreached
 from tlbfuzz.fuzz.user import replay_command
 
 if TYPE_CHECKING:
@@ -229,9 +229,16 @@ def judge_changes(r: Record) -> Record:
     then the held says nothing about the patch, ``ok`` is false (JUnit fails it, and
     ``fuzz`` and ``explore`` exit 4) and ``message`` says why."""
     missed = unreached(r.changes) if r.changes is not None else []
+    blind = [n for n in blind_spots(r.changes) if n not in missed] if r.changes else []
     if missed:
         r.ok = False
         r.message = "held, but the search never reached " + ", ".join(f"{n}()" for n in missed)
+    elif blind:
+        r.ok = False
+        r.message = (
+            "held, but under sc " + ", ".join(f"{n}()" for n in blind) + " change nothing"
+            " (barriers: --memory-model tso)"
+        )
     elif r.changes is None and r.extra.get("changes_unmeasured"):
         r.ok = False
         r.message = "the time budget stopped it before its changes were counted"

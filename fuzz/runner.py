@@ -326,7 +326,15 @@ def fuzz_variant(
                     dict(windows),
                     None
                     if changes is None
-                    else summary(changes, counts, reach, tuple(k.name for k in kinds)),
+                    else summary(
+                        changes,
+                        counts,
+                        reach,
+                        tuple(k.name for k in kinds),
+                        config.memory_model
+                        if config is not None
+                        else str((shape or {}).get("memory_model", "sc")),
+                    ),
                     never_drawn,
                     config is not None,
                 )

@@ -27,7 +27,7 @@ from tlbfuzz.protocol.config import Budget, Config, parse_budgets
 from tlbfuzz.protocol.paths import PATHS, BudgetKind, Inline, Path, Site, Step, budget_kinds
 from tlbfuzz.protocol.properties import DEFAULT_PROPERTIES, PROPERTIES, Property
 from tlbfuzz.protocol.state import Violation
-from tlbfuzz.protocol.variants import BASE_OF, VARIANTS, Variant
+from tlbfuzz.protocol.variants import BASE_OF, TSO_ONLY, VARIANTS, Variant
 from tlbfuzz.protocol.world import ActionNotEnabled, World
 
 BUDGET_KINDS = tuple(k.name for k in budget_kinds(PATHS))
@@ -40,6 +40,7 @@ __all__ = [
     "GLOBAL",
     "PATHS",
     "PROPERTIES",
+    "TSO_ONLY",
     "VARIANTS",
     "Action",
     "ActionNotEnabled",

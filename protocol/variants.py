@@ -605,3 +605,16 @@ BASE_OF: Final[dict[str, str]] = {
 changes. A finding on it is replayed there, and further back while it breaks there too, so a
 reader learns whose race it is (``tlbfuzz.fuzz.changes.whose``). A variant of your own is
 measured against the nearest built-in one instead (``changes_of``)."""
+
+TSO_ONLY: Final = frozenset(
+    {
+        "smp_mb_if_cpumask_already_set",
+        "smp_mb_before_lazy_tlb_gen_read",
+        "inc_mm_tlb_gen_is_locked",
+        "csd_unlock_fences",
+    }
+)
+"""The decisions whose answers change nothing under ``memory_model="sc"``: a fence, or a
+locked RMW instead of a plain read and store, differs from a plain access only where a store
+can wait in a store buffer (x86-TSO, ``protocol/tso.py``). A variant that changes only these
+and is fuzzed under sc cannot break (``tlbfuzz.fuzz.changes.summary`` says so)."""

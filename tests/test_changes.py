@@ -354,6 +354,38 @@ def test_a_held_run_says_a_change_it_reached_never_answered_otherwise() -> None:
     assert "NEVER ANSWERED OTHERWISE" in text
 
 
+LAZY_NO_MB_VARIANT = load_user_variant(EXAMPLES / "lazy_no_smp_mb.py", "VARIANT").variant
+"""linux-current without the smp_mb() before a lazy CPU reads tlb_gen: a barrier only."""
+
+
+def test_a_barrier_patch_held_under_sc_says_nothing_of_it_and_is_no_pass() -> None:
+    """Under sc a fence changes no step (``TSO_ONLY``), so a barrier patch reached and
+    answered otherwise many times still held for nothing: the summary says so and the held
+    is judged no pass (exit 4), as a change never reached is. Under tso it is a change."""
+    ch = changes_of(LAZY_NO_MB_VARIANT)
+    assert ch is not None
+    assert set(ch.decisions) == {"smp_mb_before_lazy_tlb_gen_read"}
+    counts = {"smp_mb_before_lazy_tlb_gen_read": [10, 10]}
+    sc = judge_changes(Record("f.py:V", "p", "holds", changes=summary(ch, counts)))
+    assert not sc.ok
+    assert sc.message == (
+        "held, but under sc smp_mb_before_lazy_tlb_gen_read() change nothing"
+        " (barriers: --memory-model tso)"
+    )
+    text = " ".join(" ".join(summary_lines(sc.changes or {})).split())
+    assert "A BARRIER: under sc no answer of it changes a step" in text
+    tso = summary(ch, counts, memory_model="tso")
+    assert judge_changes(Record("f.py:V", "p", "holds", changes=tso)).ok
+    other = judge_changes(
+        Record("f.py:V", "p", "holds", changes=summary(ch, {}, memory_model="tso"))
+    )
+    for shards in ([sc, other], [other, sc]):  # one shard's sc_blind survives the merge
+        (merged,) = merge(attrs.evolve(r, changes=dict(r.changes or {})) for r in shards)
+        assert merged.changes is not None
+        assert merged.changes["decisions"]["smp_mb_before_lazy_tlb_gen_read"]["reached"] == 10
+        assert not merged.ok
+
+
 def test_explore_says_never_reached_for_a_change_its_budget_never_runs(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
