@@ -23,6 +23,13 @@ ran: its "held" would be a miss that looks like a pass. So:
   ``fuzz_variant`` draws them too, so a patch to migration's flush gets migrations without a
   ``--budget`` (``examples/copy_before_flush.py``).
 
+- A barrier (``TSO_ONLY``) changes no step under sc: a held run under sc says nothing about
+  it (``summary`` marks it ``sc_blind``; ``blind_spots``), and exits 4 as for a change never
+  reached.
+- ``whose`` replays a finding on its variant's base (the nearest built-in one for a variant
+  of the user's, ``BASE_OF`` for a built-in one), and back through the bases while they break
+  too, so a reviewer learns whether the race is the patch's or one it inherited.
+
 Built-in variants are not instrumented: their differences are the subject of the corpus and
 the race table, and their streams are what the tests assert.
 """
