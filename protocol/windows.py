@@ -9,7 +9,9 @@ the mm layer, two gathers of one mm open at once, a syscall that found nothing t
 page the rmap no longer finds still cached, a page table waiting for RCU; and, scoped to the
 paths that open them (``Window.kinds``), a page being moved to a copy still cached elsewhere,
 a PTE clear_refs cleaned still cached writable, a page mremap moved still cached at its old
-address, and a page table khugepaged retracted still in a paging-structure cache. A search
+address, and a page table khugepaged retracted still in a paging-structure cache; and, under
+x86-TSO only (``Window.memory_model``), a store still in one CPU's store buffer while another
+CPU runs a kernel path. A search
 counts the states it visits in each window, and a "held" is reported with them: a window never
 reached means the search never looked where that property could break.
 
@@ -40,6 +42,9 @@ class Window:
     """The budget kinds whose paths open this window; empty: any search can reach it. A
     search whose budgets give none of them leaves the window out of its report: it was not
     asked, which is not the same as never reached."""
+    memory_model: str | None = None
+    """The memory model the window needs (``"tso"``: store buffers); None: any. A search
+    under another model leaves it out of its report, as for ``kinds``."""
 
 
 def active_kinds(w: World) -> frozenset[str]:
@@ -53,7 +58,12 @@ def windows_of(w: World) -> tuple[str, ...]:
     """The windows a search from ``w`` can be asked about: every general one, and each one
     scoped to path kinds (``Window.kinds``) one of which ``w``'s budgets allow."""
     active = active_kinds(w)
-    return tuple(name for name, win in WINDOWS.items() if not win.kinds or win.kinds & active)
+    model = w.config.memory_model
+    return tuple(
+        name
+        for name, win in WINDOWS.items()
+        if (not win.kinds or win.kinds & active) and win.memory_model in (None, model)
+    )
 
 
 def _flush_in_flight(w: World) -> bool:
@@ -218,6 +228,17 @@ def retracted_table_still_cached(w: World) -> bool:
     return False
 
 
+def store_buffered_while_another_cpu_runs_kernel_code(w: World) -> bool:
+    """A store waits in one CPU's store buffer (x86-TSO) while another CPU runs a kernel path:
+    the reordering every barrier of the lazy-TLB handshake is there to stop (the flusher
+    reading ``is_lazy`` or ``loaded_mm`` while the switching CPU's store has not landed)."""
+    busy = [bool(c.path) for c in w.cpus.each()]
+    return any(
+        c.store_buffer and any(b for j, b in enumerate(busy) if j != i)
+        for i, c in enumerate(w.cpus.each())
+    )
+
+
 def table_awaiting_grace_period(w: World) -> bool:
     """A page-table page waits for an RCU grace period (``tlb_remove_table()``)."""
     return bool(w.rcu)
@@ -270,6 +291,12 @@ WINDOWS: Final[dict[str, Window]] = {
             "table_awaiting_grace_period",
             "a page-table page waits for an RCU grace period before it is freed",
             table_awaiting_grace_period,
+        ),
+        Window(
+            "store_buffered_during_kernel_path",
+            "a store waits in one CPU's store buffer while another CPU runs a kernel path",
+            store_buffered_while_another_cpu_runs_kernel_code,
+            memory_model="tso",
         ),
         Window(
             "page_in_move_still_cached",

@@ -3,17 +3,22 @@ a window a variant cannot reach is reported as never reached."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
-from tests.schedules import munmap_with_ipi
-from tlbfuzz.protocol import VARIANTS, Budget, Config, World
+from tests.schedules import TSO_ORDERINGS, munmap_with_ipi
+from tests.test_mm import _config as _mechanism_config
+from tlbfuzz.protocol import VARIANTS, Budget, Config, World, parse
 from tlbfuzz.protocol.search import bfs
-from tlbfuzz.protocol.windows import WINDOWS, reached
+from tlbfuzz.protocol.windows import WINDOWS, reached, windows_of
+
+LAZY = TSO_ORDERINGS[0]
+"""The smp_mb() before a lazy CPU reads tlb_gen, taken out."""
 
 MADVISE = Config(budget=Budget.only(madvise=1), reuse=False)
 
-GENERAL = {name for name, win in WINDOWS.items() if not win.kinds}
-"""The windows every search is asked about (the others belong to path kinds)."""
+GENERAL = {name for name, win in WINDOWS.items() if not win.kinds and not win.memory_model}
+"""The windows every search is asked about (the others belong to path kinds, or to x86-TSO)."""
 
 
 ONE_MADVISE = Config(budget=Budget.only(), cpu_budget=((0, Budget.only(madvise=1)),), reuse=False)
@@ -126,3 +131,18 @@ def test_only_rcu_table_freeing_reaches_the_grace_period_window() -> None:
     ]
     concurrent = World.initial(VARIANTS["linux-concurrent"]).run(munmap)
     assert "table_awaiting_grace_period" not in reached(concurrent)
+
+
+def test_a_missing_barriers_schedule_passes_through_the_store_buffer_window() -> None:
+    """LAZY_NO_MB: cpu1's ``is_lazy = false`` waits in its buffer while cpu0 is inside its
+    madvise; the window is asked only of a search under tso."""
+    config = attrs.evolve(_mechanism_config(LAZY), memory_model="tso")
+    w = World.initial(LAZY.moved, config)
+    assert "store_buffered_during_kernel_path" in windows_of(w)
+    sc = World.initial(LAZY.moved, attrs.evolve(config, memory_model="sc"))
+    assert "store_buffered_during_kernel_path" not in windows_of(sc)
+    seen = []
+    for line in LAZY.schedule:
+        w.apply(parse(line))
+        seen.append("store_buffered_during_kernel_path" in reached(w))
+    assert seen.index(True) == LAZY.schedule.index("cpu1 store_buffer_drain") - 1

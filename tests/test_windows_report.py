@@ -49,7 +49,7 @@ WAITS = attrs.evolve(
 )
 '''
 
-GENERAL = {name for name, win in WINDOWS.items() if not win.kinds}
+GENERAL = {name for name, win in WINDOWS.items() if not win.kinds and not win.memory_model}
 """The windows every search is asked about (the others belong to path kinds)."""
 
 
