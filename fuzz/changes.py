@@ -22,9 +22,8 @@ ran: its "held" would be a miss that looks like a pass. So:
   together where one alone does not reach it.
   ``fuzz_variant`` draws them too, so a patch to migration's flush gets migrations without a
   ``--budget`` (``examples/copy_before_flush.py``).
-
 - A barrier (``TSO_ONLY``) changes no step under sc: a held run under sc says nothing about
-  it (``summary`` marks it ``sc_blind``; ``blind_spots``), and exits 4 as for a change never
+  it (``summary`` marks it ``sc_blind``), and exits 4 as for a change never
   reached.
 - ``whose`` replays a finding on its variant's base (the nearest built-in one for a variant
   of the user's, ``BASE_OF`` for a built-in one), and back through the bases while they break
@@ -504,12 +503,18 @@ def summary(
 
 
 def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Two runs' summaries added up (None: not measured, adds nothing)."""
+    """Two runs' summaries added up (None: not measured, adds nothing). A barrier counted by a
+    run under sc (``sc_blind``) and by one under tso keeps only the tso run's counts: the
+    others say nothing of it."""
     if a is None or b is None:
         return a if b is None else b
     out = {"base": a["base"], "decisions": {k: dict(d) for k, d in a["decisions"].items()}}
     for name, d in b["decisions"].items():
         mine = out["decisions"].setdefault(name, {"why": d["why"], "reached": 0, "otherwise": 0})
+        if name in a["decisions"] and bool(mine.get("sc_blind")) != bool(d.get("sc_blind")):
+            if mine.get("sc_blind"):  # b ran under tso: its counts replace a's
+                out["decisions"][name] = dict(d)
+            continue
         if d.get("sc_blind"):
             mine["sc_blind"] = True
         mine["reached"] += d["reached"]
@@ -564,12 +569,6 @@ def bases_of(s: Mapping[str, Any]) -> list[str]:
 def unreached(s: Mapping[str, Any]) -> list[str]:
     """The changed decisions a summary says the search never reached."""
     return [name for name, d in s["decisions"].items() if not d["reached"]]
-
-
-def blind_spots(s: Mapping[str, Any]) -> list[str]:
-    """The changed decisions a held says nothing about: never reached, or barriers in a run
-    under sc (``sc_blind``)."""
-    return [n for n, d in s["decisions"].items() if not d["reached"] or d.get("sc_blind")]
 
 
 @attrs.frozen

@@ -353,7 +353,11 @@ def machine_for(
         "toward": toward,
         "examples": 0,
         "steps": 0,
-        "windows": {name: 0 for name, win in WINDOWS.items() if not win.kinds},
+        # every search is asked the general windows; the others as an example's kinds and
+        # memory model ask them (``_setup``)
+        "windows": {
+            name: 0 for name, win in WINDOWS.items() if not win.kinds and not win.memory_model
+        },
         "__module__": __name__,
         "setup": initialize(
             config=configs(variant) if config_strategy is None else config_strategy,

@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
-from tlbfuzz.fuzz.changes import add_summaries, blind_spots, summary_lines, unreached
+from tlbfuzz.fuzz.changes import add_summaries, summary_lines, unreached
 from tlbfuzz.fuzz.user import replay_command
 
 if TYPE_CHECKING:
@@ -225,20 +225,24 @@ def merge(records: Iterable[Record]) -> list[Record]:
 
 def judge_changes(r: Record) -> Record:
     """A held record is a pass unless it is of a user's variant whose changes the search never
-    reached (``tlbfuzz.fuzz.changes``) or never counted (the time budget stopped every run):
-    then the held says nothing about the patch, ``ok`` is false (JUnit fails it, and
-    ``fuzz`` and ``explore`` exit 4) and ``message`` says why."""
-    missed = unreached(r.changes) if r.changes is not None else []
-    blind = [n for n in blind_spots(r.changes) if n not in missed] if r.changes else []
+    reached (``tlbfuzz.fuzz.changes``), or that changes a barrier and ran under sc, where no
+    answer of a barrier changes a step (``sc_blind``), or whose changes were never counted
+    (the time budget stopped every run): then the held says nothing about the patch, ``ok``
+    is false (JUnit fails it, and ``fuzz`` and ``explore`` exit 4) and ``message`` says why,
+    the barriers first, as ``summary_lines`` does."""
+    decisions: dict[str, dict[str, Any]] = r.changes["decisions"] if r.changes else {}
+    blind = [n for n, d in decisions.items() if d.get("sc_blind")]
+    missed = [n for n in unreached(r.changes) if n not in blind] if r.changes else []
+    said = []
+    if blind:  # as summary_lines says it: a barrier under sc, reached or not
+        names = ", ".join(f"{n}()" for n in blind)
+        verb = "changes" if len(blind) == 1 else "change"
+        said.append(f"under sc {names} {verb} nothing (barriers: --memory-model tso)")
     if missed:
+        said.append("the search never reached " + ", ".join(f"{n}()" for n in missed))
+    if said:
         r.ok = False
-        r.message = "held, but the search never reached " + ", ".join(f"{n}()" for n in missed)
-    elif blind:
-        r.ok = False
-        r.message = (
-            "held, but under sc " + ", ".join(f"{n}()" for n in blind) + " change nothing"
-            " (barriers: --memory-model tso)"
-        )
+        r.message = "held, but " + "; ".join(said)
     elif r.changes is None and r.extra.get("changes_unmeasured"):
         r.ok = False
         r.message = "the time budget stopped it before its changes were counted"

@@ -608,6 +608,7 @@ measured against the nearest built-in one instead (``changes_of``)."""
 
 TSO_ONLY: Final = frozenset(
     {
+        "switch_sets_cpumask_only_if_clear",
         "smp_mb_if_cpumask_already_set",
         "smp_mb_before_lazy_tlb_gen_read",
         "inc_mm_tlb_gen_is_locked",
@@ -615,6 +616,7 @@ TSO_ONLY: Final = frozenset(
     }
 )
 """The decisions whose answers change nothing under ``memory_model="sc"``: a fence, or a
-locked RMW instead of a plain read and store, differs from a plain access only where a store
-can wait in a store buffer (x86-TSO, ``protocol/tso.py``). A variant that changes only these
-and is fuzzed under sc cannot break (``tlbfuzz.fuzz.changes.summary`` says so)."""
+locked RMW instead of a plain read and store (``cpumask_set_cpu()`` of a bit already set is
+one), differs from a plain access only where a store can wait in a store buffer (x86-TSO,
+``protocol/tso.py``). A variant that changes only these and is fuzzed under sc cannot break
+(``tlbfuzz.fuzz.changes.summary`` says so)."""

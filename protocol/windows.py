@@ -55,8 +55,9 @@ def active_kinds(w: World) -> frozenset[str]:
 
 
 def windows_of(w: World) -> tuple[str, ...]:
-    """The windows a search from ``w`` can be asked about: every general one, and each one
-    scoped to path kinds (``Window.kinds``) one of which ``w``'s budgets allow."""
+    """The windows a search from ``w`` can be asked about: every general one, each one scoped
+    to path kinds (``Window.kinds``) one of which ``w``'s budgets allow, and each one scoped to
+    a memory model (``Window.memory_model``) if ``w``'s is that one."""
     active = active_kinds(w)
     model = w.config.memory_model
     return tuple(
@@ -229,14 +230,15 @@ def retracted_table_still_cached(w: World) -> bool:
 
 
 def store_buffered_while_another_cpu_runs_kernel_code(w: World) -> bool:
-    """A store waits in one CPU's store buffer (x86-TSO) while another CPU runs a kernel path:
-    the reordering every barrier of the lazy-TLB handshake is there to stop (the flusher
-    reading ``is_lazy`` or ``loaded_mm`` while the switching CPU's store has not landed)."""
-    busy = [bool(c.path) for c in w.cpus.each()]
-    return any(
-        c.store_buffer and any(b for j, b in enumerate(busy) if j != i)
-        for i, c in enumerate(w.cpus.each())
-    )
+    """A store waits in one CPU's store buffer (x86-TSO) while another CPU runs kernel code (a
+    path or an IPI handler): the reordering every barrier of the lazy-TLB handshake is there
+    to stop (the flusher reading ``is_lazy`` or ``loaded_mm`` while the switching CPU's store
+    has not landed)."""
+    cpus = list(w.cpus.each())
+    buffered = [i for i, c in enumerate(cpus) if c.store_buffer]
+    if not buffered:
+        return False
+    return any((c.path or c.irq is not None) and buffered != [j] for j, c in enumerate(cpus))
 
 
 def table_awaiting_grace_period(w: World) -> bool:

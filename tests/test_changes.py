@@ -369,21 +369,46 @@ def test_a_barrier_patch_held_under_sc_says_nothing_of_it_and_is_no_pass() -> No
     sc = judge_changes(Record("f.py:V", "p", "holds", changes=summary(ch, counts)))
     assert not sc.ok
     assert sc.message == (
-        "held, but under sc smp_mb_before_lazy_tlb_gen_read() change nothing"
+        "held, but under sc smp_mb_before_lazy_tlb_gen_read() changes nothing"
         " (barriers: --memory-model tso)"
     )
     text = " ".join(" ".join(summary_lines(sc.changes or {})).split())
     assert "A BARRIER: under sc no answer of it changes a step" in text
     tso = summary(ch, counts, memory_model="tso")
     assert judge_changes(Record("f.py:V", "p", "holds", changes=tso)).ok
-    other = judge_changes(
-        Record("f.py:V", "p", "holds", changes=summary(ch, {}, memory_model="tso"))
-    )
-    for shards in ([sc, other], [other, sc]):  # one shard's sc_blind survives the merge
-        (merged,) = merge(attrs.evolve(r, changes=dict(r.changes or {})) for r in shards)
-        assert merged.changes is not None
-        assert merged.changes["decisions"]["smp_mb_before_lazy_tlb_gen_read"]["reached"] == 10
-        assert not merged.ok
+    # merged over shards: a shard under tso counts for the barrier, one under sc does not
+    for tso_counts, ok in (({"smp_mb_before_lazy_tlb_gen_read": [3, 3]}, True), ({}, False)):
+        other = Record("f.py:V", "p", "holds", changes=summary(ch, tso_counts, memory_model="tso"))
+        for shards in ([sc, judge_changes(other)], [judge_changes(other), sc]):
+            (merged,) = merge(attrs.evolve(r, changes=dict(r.changes or {})) for r in shards)
+            assert merged.changes is not None
+            d = merged.changes["decisions"]["smp_mb_before_lazy_tlb_gen_read"]
+            assert (d["reached"], "sc_blind" in d, merged.ok) == (len(tso_counts) * 3, False, ok)
+    (both,) = merge([sc, attrs.evolve(sc, changes=dict(sc.changes or {}))])
+    assert both.changes is not None and not both.ok  # two shards under sc: still blind
+    assert both.changes["decisions"]["smp_mb_before_lazy_tlb_gen_read"]["sc_blind"]
+
+
+def test_fuzz_explore_and_assert_holds_judge_a_barrier_by_the_memory_model_they_ran(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = "smp_mb_before_lazy_tlb_gen_read"
+    v = LAZY_NO_MB_VARIANT
+    runs = {
+        model: fuzz_variant(v, ["no_deadlock"], profile="ci", max_examples=20, shape=shape)
+        for model, shape in (("sc", None), ("tso", {"memory_model": "tso"}))
+    }
+    for model, (o,) in runs.items():
+        assert isinstance(o, Held) and o.changes is not None
+        assert bool(o.changes["decisions"][name].get("sc_blind")) is (model == "sc")
+    ref = f"{EXAMPLES / 'lazy_no_smp_mb.py'}:VARIANT"
+    explore = ["explore", "-v", ref, "--budget", "cpu1:switch=1", "-p", "no_deadlock"]
+    assert main([*explore, "--depth", "3"]) == 4
+    assert "A BARRIER: under sc" in capsys.readouterr().out
+    main([*explore, "--depth", "3", "--memory-model", "tso"])
+    assert "A BARRIER" not in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=r"under sc no answer of smp_mb_before_lazy"):
+        assert_holds(v, ["no_deadlock"], max_examples=20, corpus=tmp_path)
 
 
 def test_explore_says_never_reached_for_a_change_its_budget_never_runs(

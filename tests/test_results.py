@@ -17,8 +17,8 @@ from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.results import Record, merge, schema, table_lines
 from tlbfuzz.protocol.windows import WINDOWS
 
-GENERAL = {name for name, win in WINDOWS.items() if not win.kinds}
-"""The windows every search is asked about (the others are scoped to path kinds)."""
+GENERAL = {name for name, win in WINDOWS.items() if not win.kinds and not win.memory_model}
+"""The windows every search is asked about (the others are scoped to path kinds or x86-TSO)."""
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "corpus" / "rfc-async-posted").glob("no_use_after_free-9-*.json"))[0]

@@ -50,7 +50,7 @@ WAITS = attrs.evolve(
 '''
 
 GENERAL = {name for name, win in WINDOWS.items() if not win.kinds and not win.memory_model}
-"""The windows every search is asked about (the others belong to path kinds)."""
+"""The windows every search is asked about (the others belong to path kinds or to x86-TSO)."""
 
 
 @pytest.fixture
