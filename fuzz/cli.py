@@ -14,7 +14,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 from tlbfuzz.fuzz import inputs
 from tlbfuzz.fuzz.changes import (
@@ -61,7 +61,7 @@ from tlbfuzz.protocol.search import replayed
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from tlbfuzz.protocol import Action, Variant, Violation
 
@@ -258,33 +258,51 @@ def _write_results(
         _fail(f"cannot write results: {e}")
 
 
+_T = TypeVar("_T")
+
+
+def _each_file(
+    paths: Sequence[str], read: Callable[[Path], _T], records: list[Record]
+) -> Iterator[tuple[Path, _T, float]]:
+    """What ``read`` makes of each corpus file below ``paths``, with the time it began. A
+    file it cannot read, or a folder that cannot be walked, is said in one line, recorded in
+    ``records`` as an error of no property, and skipped: the other files go on."""
+    for item in walk([Path(p) for p in paths]):
+        t0 = time.perf_counter()
+        try:
+            if isinstance(item, CorpusError):
+                raise item
+            value = read(item)
+        except (CorpusError, UserVariantError) as e:
+            inputs.warn(str(e))
+            where = None if isinstance(item, CorpusError) else str(item)
+            records.append(
+                Record(None, None, "error", schedule_file=where, message=str(e), ok=False)
+            )
+            continue
+        yield item, value, t0
+
+
+def _unreadable(records: Sequence[Record]) -> int:
+    """The files ``_each_file`` could not read."""
+    return sum(r.verdict == "error" and r.property is None for r in records)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tlbfuzz.fuzz.results import replay_record
 
     registry = _registry(args.variants)
     if args.on is not None:
         return _replay_on(args, registry)
-    passed = failed = unreadable = 0
+    passed = failed = 0
     records: list[Record] = []
     t_all = time.perf_counter()
-    for item in walk([Path(p) for p in args.paths]):
-        t0 = time.perf_counter()
-        try:
-            if isinstance(item, CorpusError):
-                raise item
-            r = replay(load(item, registry))
-        except (CorpusError, UserVariantError) as e:  # say so, and go on with the other files
-            inputs.warn(str(e))
-            unreadable += 1
-            where = None if isinstance(item, CorpusError) else str(item)
-            records.append(
-                Record(None, None, "error", schedule_file=where, message=str(e), ok=False)
-            )
-            continue
+    for item, r, t0 in _each_file(args.paths, lambda f: replay(load(f, registry)), records):
         print(("" if r.ok else "FAIL ") + r.message, flush=True)
         passed += r.ok
         failed += not r.ok
         records.append(replay_record(r, item, time.perf_counter() - t0))
+    unreadable = _unreadable(records)
     if not passed + failed + unreadable:
         _fail("no corpus files found in " + " ".join(args.paths))
     print(
@@ -309,23 +327,10 @@ def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
         registry.add(uv)
     on = VARIANTS[args.on] if uv is None else uv.variant
     counts = {"breaks": 0, "holds": 0, "refuses": 0}
-    unreadable = errors = 0
+    errors = 0
     records: list[Record] = []
     t_all = time.perf_counter()
-    for item in walk([Path(p) for p in args.paths]):
-        t0 = time.perf_counter()
-        try:
-            if isinstance(item, CorpusError):
-                raise item
-            entry = load(item, registry)
-        except (CorpusError, UserVariantError) as err:
-            inputs.warn(str(err))
-            unreadable += 1
-            where = None if isinstance(item, CorpusError) else str(item)
-            records.append(
-                Record(None, None, "error", schedule_file=where, message=str(err), ok=False)
-            )
-            continue
+    for item, entry, t0 in _each_file(args.paths, lambda f: load(f, registry), records):
         try:
             r = replayed(World.initial(on, entry.config), entry.schedule, [entry.prop])
         except UserVariantError as err:  # the --on variant's code failed on this file
@@ -374,6 +379,7 @@ def _replay_on(args: argparse.Namespace, registry: Registry) -> int:
                 extra={"replayed_from": entry.variant_ref, "outcome": r.verdict, "step": r.step},
             )
         )
+    unreadable = _unreadable(records)
     if not sum(counts.values()) + unreadable + errors:
         _fail("no corpus files found in " + " ".join(args.paths))
     print(

@@ -263,12 +263,6 @@ def test_csd_unlock_waits_in_the_receivers_store_buffer_until_a_drain_or_iret() 
 
 
 @attrs.frozen
-class NoCpumaskMb(Variant):
-    def smp_mb_if_cpumask_already_set(self, at: Site) -> bool:
-        return False
-
-
-@attrs.frozen
 class FencedCsdUnlock(Variant):
     def csd_unlock_fences(self, at: Site) -> bool:
         return True
@@ -282,7 +276,7 @@ class SetsCpumaskAlways(Variant):
 
 OTHERWISE: dict[str, type[Variant]] = {
     "switch_sets_cpumask_only_if_clear": SetsCpumaskAlways,
-    "smp_mb_if_cpumask_already_set": NoCpumaskMb,
+    "smp_mb_if_cpumask_already_set": Before83b0177a,
     "smp_mb_before_lazy_tlb_gen_read": NoSmpMb,
     "inc_mm_tlb_gen_is_locked": PlainIncMmTlbGen,
     "csd_unlock_fences": FencedCsdUnlock,
