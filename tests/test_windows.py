@@ -146,3 +146,16 @@ def test_a_missing_barriers_schedule_passes_through_the_store_buffer_window() ->
         w.apply(parse(line))
         seen.append("store_buffered_during_kernel_path" in reached(w))
     assert seen.index(True) == LAZY.schedule.index("cpu1 store_buffer_drain") - 1
+
+
+@pytest.mark.slow
+def test_a_held_run_under_tso_counts_the_store_buffer_window_and_under_sc_leaves_it_out() -> None:
+    from tlbfuzz.fuzz.runner import Held, fuzz_variant
+
+    window = "store_buffered_during_kernel_path"
+    current = VARIANTS["linux-current"]
+    tso = {"memory_model": "tso"}
+    (o,) = fuzz_variant(current, ["no_deadlock"], max_examples=60, seed=1, cpus=2, shape=tso)
+    assert isinstance(o, Held) and o.windows[window] > 0
+    (o,) = fuzz_variant(current, ["no_deadlock"], max_examples=20, seed=1, cpus=2)
+    assert isinstance(o, Held) and window not in o.windows
