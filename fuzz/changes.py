@@ -347,14 +347,12 @@ def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[
 
 
 def _pair_config(cpus: int, a: BudgetKind, b: BudgetKind) -> Config | None:
-    """A probe's model of one path of ``a`` and one of ``b`` per CPU and nothing else, in the
-    shape both need; None if their shapes disagree."""
-    shape: dict[str, Any] = dict(a.shape)
-    if any(shape.get(field, n) != n for field, n in b.shape):
+    """``_config`` of one path of ``a`` and one of ``b`` per CPU, in the shape both need; None
+    if their shapes disagree."""
+    if any(dict(a.shape).get(field, n) != n for field, n in b.shape):
         return None
-    shape.update(b.shape)
-    budget = Budget.only(**{a.name: 1, b.name: 1})
-    return attrs.evolve(Config(cpus=cpus, budget=budget, reuse=False), **shape)
+    shape: dict[str, Any] = dict(b.shape)
+    return attrs.evolve(_config(cpus, Budget.only(**{a.name: 1, b.name: 1}), a), **shape)
 
 
 def _explored(probe: Variant, tally: Tally, config: Config) -> set[str]:
@@ -569,6 +567,15 @@ def bases_of(s: Mapping[str, Any]) -> list[str]:
 def unreached(s: Mapping[str, Any]) -> list[str]:
     """The changed decisions a summary says the search never reached."""
     return [name for name, d in s["decisions"].items() if not d["reached"]]
+
+
+def said_nothing_of(s: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The changed decisions a held says nothing about, as ``summary_lines`` says them: the
+    barriers of a run under sc (``sc_blind``, reached or not), then the other decisions
+    never reached."""
+    decisions: Mapping[str, Mapping[str, Any]] = s["decisions"]
+    blind = [name for name, d in decisions.items() if d.get("sc_blind")]
+    return blind, [name for name in unreached(s) if name not in blind]
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlbfuzz.fuzz.canon import canonical
-from tlbfuzz.fuzz.changes import unreached, whose, whose_lines
+from tlbfuzz.fuzz.changes import said_nothing_of, whose, whose_lines
 from tlbfuzz.fuzz.corpus import Entry, save
 from tlbfuzz.fuzz.mail import render_mail
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
@@ -113,15 +113,15 @@ def assert_holds(
         )
     if texts:
         raise AssertionError(f"{v.name} breaks what it must hold:\n\n" + "\n\n".join(texts))
-    held = [o.changes for o in outcomes if isinstance(o, Held) and o.changes]
-    blind = sorted({n for c in held for n, d in c["decisions"].items() if d.get("sc_blind")})
+    held = [said_nothing_of(o.changes) for o in outcomes if isinstance(o, Held) and o.changes]
+    blind = sorted({n for b, _ in held for n in b})
     if blind:  # first, as the summary says it: reached or not, under sc it says nothing
         raise AssertionError(
             f"{v.name}: held, but under sc no answer of "
             + ", ".join(f"{n}()" for n in blind)
             + " changes a step (barriers: fuzz with memory_model='tso')"
         )
-    missed = sorted({n for c in held for n in unreached(c)})
+    missed = sorted({n for _, m in held for n in m})
     if missed:
         raise AssertionError(
             f"{v.name}: held, but the search never reached what the variant changes: "

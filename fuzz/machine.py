@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tlbfuzz.protocol import PROPERTIES, Action, Budget, Config, World, budget_kinds, parse
-from tlbfuzz.protocol.windows import WINDOWS, reached, windows_of
+from tlbfuzz.protocol.windows import reached, windows_of
 from tlbfuzz.protocol.world import Kernel
 
 if TYPE_CHECKING:
@@ -353,11 +353,7 @@ def machine_for(
         "toward": toward,
         "examples": 0,
         "steps": 0,
-        # every search is asked the general windows; the others as an example's kinds and
-        # memory model ask them (``_setup``)
-        "windows": {
-            name: 0 for name, win in WINDOWS.items() if not win.kinds and not win.memory_model
-        },
+        "windows": {},  # each example's setup adds the windows it is asked (``windows_of``)
         "__module__": __name__,
         "setup": initialize(
             config=configs(variant) if config_strategy is None else config_strategy,

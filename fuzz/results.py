@@ -20,7 +20,7 @@ from xml.etree import ElementTree as ET
 
 import attrs
 
-from tlbfuzz.fuzz.changes import add_summaries, summary_lines, unreached
+from tlbfuzz.fuzz.changes import add_summaries, said_nothing_of, summary_lines
 from tlbfuzz.fuzz.user import replay_command
 
 if TYPE_CHECKING:
@@ -230,9 +230,7 @@ def judge_changes(r: Record) -> Record:
     (the time budget stopped every run): then the held says nothing about the patch, ``ok``
     is false (JUnit fails it, and ``fuzz`` and ``explore`` exit 4) and ``message`` says why,
     the barriers first, as ``summary_lines`` does."""
-    decisions: dict[str, dict[str, Any]] = r.changes["decisions"] if r.changes else {}
-    blind = [n for n, d in decisions.items() if d.get("sc_blind")]
-    missed = [n for n in unreached(r.changes) if n not in blind] if r.changes else []
+    blind, missed = said_nothing_of(r.changes) if r.changes else ([], [])
     said = []
     if blind:  # as summary_lines says it: a barrier under sc, reached or not
         names = ", ".join(f"{n}()" for n in blind)

@@ -11,7 +11,7 @@ paths that open them (``Window.kinds``), a page being moved to a copy still cach
 a PTE clear_refs cleaned still cached writable, a page mremap moved still cached at its old
 address, and a page table khugepaged retracted still in a paging-structure cache; and, under
 x86-TSO only (``Window.memory_model``), a store still in one CPU's store buffer while another
-CPU runs a kernel path. A search
+CPU runs kernel code. A search
 counts the states it visits in each window, and a "held" is reported with them: a window never
 reached means the search never looked where that property could break.
 
@@ -296,7 +296,7 @@ WINDOWS: Final[dict[str, Window]] = {
         ),
         Window(
             "store_buffered_during_kernel_path",
-            "a store waits in one CPU's store buffer while another CPU runs a kernel path",
+            "a store waits in one CPU's store buffer while another CPU runs kernel code",
             store_buffered_while_another_cpu_runs_kernel_code,
             memory_model="tso",
         ),

@@ -23,44 +23,40 @@ if TYPE_CHECKING:
     from tlbfuzz.protocol.world import World
 
 
-def first_violation(
-    start: World, schedule: Sequence[Action], props: Iterable[str]
-) -> tuple[int, Violation] | None:
-    """Replay ``schedule`` from a copy of ``start``; the step (1-based) at which one of
-    ``props`` first breaks, or None if every step is enabled and nothing breaks."""
-    props = tuple(props)
-    w = start.copy()
-    for i, a in enumerate(schedule, 1):
-        if not w.is_enabled(a):
-            return None
-        w.apply(a)
-        found = w.violations(props)
-        if found:
-            return i, found[0]
-    return None
-
-
 @attrs.frozen
 class Replayed:
-    """``schedule`` replayed on another start (another variant, say): ``breaks`` (a property
-    broke at ``step``), ``holds`` (every step ran and nothing broke; ``step`` 0) or
-    ``refuses`` (``step`` was not enabled there)."""
+    """``schedule`` replayed from a start: ``breaks`` (``violation``, the first property to
+    break, at ``step``), ``holds`` (every step ran and nothing broke; ``step`` 0) or
+    ``refuses`` (``step`` was not enabled there: on another variant, say)."""
 
     verdict: str
     step: int = 0
+    violation: Violation | None = None
 
 
 def replayed(start: World, schedule: Sequence[Action], props: Iterable[str]) -> Replayed:
-    """``first_violation``, telling a schedule that holds from one that cannot run."""
+    """Replay ``schedule`` from a copy of ``start`` until one of ``props`` breaks or a step
+    is not enabled."""
     props = tuple(props)
     w = start.copy()
     for i, a in enumerate(schedule, 1):
         if not w.is_enabled(a):
             return Replayed("refuses", i)
         w.apply(a)
-        if w.violations(props):
-            return Replayed("breaks", i)
+        found = w.violations(props)
+        if found:
+            return Replayed("breaks", i, found[0])
     return Replayed("holds")
+
+
+def first_violation(
+    start: World, schedule: Sequence[Action], props: Iterable[str]
+) -> tuple[int, Violation] | None:
+    """Replay ``schedule`` from a copy of ``start``; the step (1-based) at which one of
+    ``props`` first breaks, or None if every step is enabled and nothing breaks
+    (``replayed`` tells those two apart)."""
+    r = replayed(start, schedule, props)
+    return None if r.violation is None else (r.step, r.violation)
 
 
 def ddmin(start: World, schedule: Sequence[Action], props: Iterable[str]) -> list[Action]:
