@@ -2,7 +2,7 @@
 (``bfs``), making a violating schedule small (``reduce``: replay, ddmin, minimise, fewest CPUs),
 symmetry reduction (``symmetry``) and random walks with the randomness passed in (``walk``)."""
 
-from tlbfuzz.protocol.search.bfs import Collapse, SearchResult, bfs
+from tlbfuzz.protocol.search.bfs import Collapse, Levels, SearchResult, bfs
 from tlbfuzz.protocol.search.reduce import (
     Replayed,
     ddmin,
@@ -16,6 +16,7 @@ from tlbfuzz.protocol.search.symmetry import permuted_snapshot, rename_cpus, sym
 
 __all__ = [
     "Collapse",
+    "Levels",
     "Replayed",
     "SearchResult",
     "bfs",

@@ -64,78 +64,121 @@ def bfs(
     With ``windows``, every unique state visited is checked against the reachability windows
     (``tlbfuzz.protocol.windows``) and the result counts the states in each.
     """
-    from tlbfuzz.protocol.windows import WINDOWS, windows_of
+    search = Levels(start, props, allowed, key, on_violation, windows)
+    while search.depth < max_depth:
+        r = search.next_level(max_states)
+        if r is not None:
+            return r
+        if on_level is not None:
+            on_level(search.depth, search.states)
+    return search.result()
 
-    props = tuple(props)
-    asked = windows_of(start) if windows else ()
-    counts = dict.fromkeys(asked, 0)
-    checks = [(name, WINDOWS[name].reached) for name in asked]
 
-    def visit(x: World) -> None:
-        for name, inside in checks:
+class Levels:
+    """A breadth-first search run one level at a time: ``bfs`` runs one to a depth, and
+    ``tlbfuzz.fuzz.narrow`` runs several side by side, each a level deeper in turn, without
+    searching a level twice. The arguments are ``bfs``'s."""
+
+    def __init__(
+        self,
+        start: World,
+        props: Iterable[str],
+        allowed: Callable[[Action], bool] | None = None,
+        key: Callable[[World], object] | Collapse | None = None,
+        on_violation: Callable[[list[Action], Violation], bool] | None = None,
+        windows: bool = False,
+    ) -> None:
+        from tlbfuzz.protocol.windows import WINDOWS, windows_of
+
+        self.props = tuple(props)
+        self.allowed = allowed
+        self.on_violation = on_violation
+        asked = windows_of(start) if windows else ()
+        self.counts = dict.fromkeys(asked, 0)
+        self.checks = [(name, WINDOWS[name].reached) for name in asked]
+        self.reported: set[str] = set()
+        self.keys = key if isinstance(key, Collapse) else Collapse() if key is None else _Whole(key)
+        k0, memo0 = self.keys.key(start, None)
+        self.memos: list[Memo | None] = [memo0]  # what each world's children start from
+        self.seen: set[object] = {k0}
+        self._visit(start)
+        self.parents: dict[int, tuple[int, Action]] = {}
+        self.worlds: list[World | None] = [start]
+        self.frontier = deque([0])
+        self.depth = 0
+        """The level the next ``next_level`` expands: every state up to it has been seen."""
+
+    @property
+    def states(self) -> int:
+        """Unique states seen so far."""
+        return len(self.seen)
+
+    def _visit(self, x: World) -> None:
+        for name, inside in self.checks:
             if inside(x):
-                counts[name] += 1
+                self.counts[name] += 1
 
-    reported: set[str] = set()
-    keys = key if isinstance(key, Collapse) else Collapse() if key is None else _Whole(key)
-    k0, memo0 = keys.key(start, None)
-    memos: list[Memo | None] = [memo0]  # what each world's children start from
-    seen: set[object] = {k0}
-    visit(start)
-    parents: dict[int, tuple[int, Action]] = {}
-    worlds = [start]
-    frontier = deque([0])
-    depth = 0
-    level_end = 1
-    next_level_end = 1
-    index = 0
-    while frontier:
-        i = frontier.popleft()
-        if i >= level_end:
-            depth += 1
-            level_end = next_level_end
-            if on_level is not None:
-                on_level(depth, len(seen))
-        if depth >= max_depth:
-            break
-        w = worlds[i]
-        parent = memos[i]
-        for a in w.enabled_actions():
-            if allowed is not None and not allowed(a):
-                continue
-            x = w.copy()
-            x.apply_enabled(a)
-            k, memo = keys.key(x, parent)
-            if k in seen:
-                continue
-            seen.add(k)
-            worlds.append(x)
-            memos.append(memo)
-            index = len(worlds) - 1
-            parents[index] = (i, a)
-            visit(x)
-            found = x.violations(props)
-            if found and on_violation is None:
-                path = _path(parents, index)
-                return SearchResult(path, found[0], depth + 1, len(seen), True, reached=counts)
-            for v in found:
-                if v.prop in reported:
+    def result(self) -> SearchResult:
+        """No violation (that stopped the search) up to ``depth``; exhausted if nothing is
+        left to expand."""
+        return SearchResult(
+            None, None, self.depth, len(self.seen), True, not self.frontier, reached=self.counts
+        )
+
+    def next_level(self, max_states: int) -> SearchResult | None:
+        """Expand every state at ``depth``; None if the next level has states to expand, else
+        the search's end: a violation that stops it (none, or the callback said stop),
+        ``max_states`` unique states (not complete), or nothing left (exhausted, at the
+        depth of the last level that had states)."""
+        props, allowed, on_violation = self.props, self.allowed, self.on_violation
+        keys, seen, worlds, memos = self.keys, self.seen, self.worlds, self.memos
+        parents, frontier, visit = self.parents, self.frontier, self._visit
+        depth = self.depth
+        level = len(frontier)
+        for _ in range(level):
+            i = frontier.popleft()
+            w = worlds[i]
+            assert w is not None
+            parent = memos[i]
+            for a in w.enabled_actions():
+                if allowed is not None and not allowed(a):
                     continue
-                reported.add(v.prop)
-                assert on_violation is not None
-                path = _path(parents, index)
-                if not on_violation(path, v):
-                    return SearchResult(path, v, depth + 1, len(seen), True, reached=counts)
-            if len(seen) >= max_states:
-                return SearchResult(None, None, depth, len(seen), False, reached=counts)
-            frontier.append(index)
-            next_level_end = index + 1
-        worlds[i] = None  # type: ignore[call-overload]  # free the explored level as we go
-        memos[i] = None
-    exhausted = not frontier and depth < max_depth
-    return SearchResult(
-        None, None, min(depth, max_depth), len(seen), True, exhausted, reached=counts
-    )
+                x = w.copy()
+                x.apply_enabled(a)
+                k, memo = keys.key(x, parent)
+                if k in seen:
+                    continue
+                seen.add(k)
+                worlds.append(x)
+                memos.append(memo)
+                index = len(worlds) - 1
+                parents[index] = (i, a)
+                visit(x)
+                found = x.violations(props)
+                if found and on_violation is None:
+                    path = _path(parents, index)
+                    return SearchResult(
+                        path, found[0], depth + 1, len(seen), True, reached=self.counts
+                    )
+                for v in found:
+                    if v.prop in self.reported:
+                        continue
+                    self.reported.add(v.prop)
+                    assert on_violation is not None
+                    path = _path(parents, index)
+                    if not on_violation(path, v):
+                        return SearchResult(
+                            path, v, depth + 1, len(seen), True, reached=self.counts
+                        )
+                if len(seen) >= max_states:
+                    return SearchResult(None, None, depth, len(seen), False, reached=self.counts)
+                frontier.append(index)
+            worlds[i] = None  # free the explored level as we go
+            memos[i] = None
+        if not frontier:
+            return self.result()  # exhausted: the deepest level is ``depth``
+        self.depth = depth + 1
+        return None
 
 
 Memo = list[list[int]]
