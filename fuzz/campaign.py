@@ -90,6 +90,8 @@ class Plan:
     shape: tuple[tuple[str, Any], ...] = ()
     """``--memory-model``, ``--mms``, ``--anon-pages``, ``--file-pages``: Config fields every
     run of the campaign has, drawn budgets or not."""
+    narrow_states: int | None = None
+    """``--narrow-states``: the narrowed search's budget for a patch (None: the profile's)."""
 
     def key(self) -> bytes:
         """The campaign's identity in the database: what decides its work items and results,
@@ -106,6 +108,7 @@ class Plan:
             str(Path(self.corpus).resolve()),
             self.budget,
             *([dict(self.shape)] if self.shape else []),  # older campaigns keep their key
+            *([{"narrow_states": self.narrow_states}] if self.narrow_states is not None else []),
             # the swarm's results are not the machine's: a ci campaign the machine ran
             # before ci became the swarm is not resumed (machine campaigns keep their key)
             *(["swarm"] if ENGINES[self.profile] == "swarm" else []),
@@ -194,7 +197,11 @@ def _records(plan: Plan, item: Item, o: Outcome, path: Path | None, created: boo
                 message=o.violation.message,
                 ok=False,
                 new=created,
-                extra={"found_length": o.found_length, "cpus": o.config.cpus},
+                extra={
+                    "found_length": o.found_length,
+                    "cpus": o.config.cpus,
+                    **({"narrowed": o.narrowed} if o.narrowed else {}),
+                },
             )
         ]
     held = Record(
@@ -299,7 +306,13 @@ def run_item(
             path, created = save(entry, corpus)
         except CorpusError as e:
             error = f"could not save the finding above: {e}"
-        if error is None:
+        if o.narrowed:
+            line = (
+                f"(found by the narrowed search in the model {o.narrowed}, after the fuzzer's"
+                f" {o.examples} examples held, {o.seconds:.1f}s in all; "
+                f"{'NOT saved' if error else 'saved' if created else 'already in the corpus'})\n"
+            )
+        elif error is None:
             line = (
                 f"(found after {o.examples} examples in {o.seconds:.1f}s, "
                 f"{o.found_length} steps before minimising; "
@@ -329,6 +342,7 @@ def run_item(
             on_progress=on_progress,
             config=config,
             shape=shape,
+            narrow_states=plan.narrow_states,
         )
     except UserVariantError as e:  # the user's code failed: say where; its cells are errors
         emit("error", str(e))

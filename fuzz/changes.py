@@ -474,6 +474,7 @@ def summary(
     reach: Mapping[str, Reach] | None = None,
     kinds: tuple[str, ...] = (),
     memory_model: str = "sc",
+    narrowed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a result record keeps (``Record.changes``): the base, and per changed decision
     why it is one, how often the search reached it and how often it answered otherwise;
@@ -481,8 +482,11 @@ def summary(
     kinds of path the probe saw reach it (``reached_by``, in the order of ``kinds``) and
     whether one did alone (``alone``: then a ``--budget`` of it reaches it). A barrier
     (``TSO_ONLY``) in a run under sc is marked ``sc_blind``: no answer of it changes a
-    step there, so the held cells say nothing about it."""
+    step there, so the held cells say nothing about it. ``narrowed``: what the narrowed
+    search around the change reached (``tlbfuzz.fuzz.narrow.Narrowed.to_dict``)."""
     out: dict[str, Any] = {"base": changes.base, "decisions": {}}
+    if narrowed is not None:
+        out["narrowed"] = dict(narrowed)
     for name, (why, base) in changes.decisions.items():
         reached, otherwise = counts.get(name, [0, 0])
         d: dict[str, Any] = {
@@ -506,7 +510,13 @@ def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
     others say nothing of it."""
     if a is None or b is None:
         return a if b is None else b
-    out = {"base": a["base"], "decisions": {k: dict(d) for k, d in a["decisions"].items()}}
+    out: dict[str, Any] = {
+        "base": a["base"],
+        "decisions": {k: dict(d) for k, d in a["decisions"].items()},
+    }
+    runs = [s["narrowed"] for s in (a, b) if "narrowed" in s]
+    if runs:  # deterministic, so the same on every shard but for its budget: the deeper one
+        out["narrowed"] = max(runs, key=lambda n: (not n["cut"], n["depth"], n["states"]))
     for name, d in b["decisions"].items():
         mine = out["decisions"].setdefault(name, {"why": d["why"], "reached": 0, "otherwise": 0})
         if name in a["decisions"] and bool(mine.get("sc_blind")) != bool(d.get("sc_blind")):
@@ -556,7 +566,36 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
         out += textwrap.wrap(
             f"{name}() ({d['why']}): {said}", 72, initial_indent="    ", subsequent_indent="      "
         )
+    if "narrowed" in s:
+        out += narrowed_lines(s["narrowed"])
     return out
+
+
+def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
+    """What the narrowed search (``tlbfuzz.fuzz.narrow``) says for a held: how many models
+    around the change, how many searched whole, and how deep the others."""
+    qs: list[str] = n["questions"]
+    whole: list[str] = n["exhausted"]
+    broke: dict[str, str] = n.get("found", {})
+    if not qs:
+        return ["  narrowed search: no question (no kind of path asks the change in this shape)"]
+    said = (
+        f"narrowed search: {len(qs)} models of 2 CPUs, each a path that asks the change on"
+        " one CPU and nothing or one other path on the other, searched breadth-first"
+        f" ({n['states']:,} states): "
+    )
+    rest = len(qs) - len(whole)
+    if not rest:
+        said += "every reachable state of every one"
+    else:
+        said += f"{len(whole)} in every reachable state, " if whole else ""
+        said += f"{'the other' if whole else 'all'} {rest} to {n['depth']} steps"
+        if n["cut"]:
+            said += " (the state budget ran out: --narrow-states)"
+    said += "; " + (
+        "broke " + ", ".join(f"{p} in {q}" for p, q in broke.items()) if broke else "no violation"
+    )
+    return textwrap.wrap(said, 72, initial_indent="  ", subsequent_indent="    ")
 
 
 def bases_of(s: Mapping[str, Any]) -> list[str]:

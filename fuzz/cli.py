@@ -174,6 +174,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         fmt=args.format,
         budget=tuple(args.budget or ()),
         shape=tuple(sorted(_shape(args).items())),
+        narrow_states=args.narrow_states,
     )
     workers = args.workers or default_workers()
     campaign = Campaign(
@@ -675,6 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=inputs.int_in(0, inputs.MAX_SEED), help="repeat a run (dev draws one)"
     )
     f.add_argument("--seconds", type=inputs.seconds, help="keep fuzzing each variant this long")
+    f.add_argument(
+        "--narrow-states",
+        type=inputs.int_in(0, inputs.MAX_STATES),
+        help="a patch the fuzzer holds: states for the narrowed search (0: none; "
+        "default: dev 30000, ci 60000, nightly 1000000)",
+    )
     f.add_argument(
         "--cpus",
         type=inputs.int_in(1, inputs.MAX_CPUS),

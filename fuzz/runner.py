@@ -25,10 +25,12 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
+from tlbfuzz.fuzz.narrow import Narrowed, questions
+from tlbfuzz.fuzz.narrow import search as narrow
+from tlbfuzz.fuzz.profiles import ENGINES, NARROW_STATES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
 from tlbfuzz.fuzz.swarm import walk as swarm_walk
-from tlbfuzz.protocol import World, budget_kinds
+from tlbfuzz.protocol import TSO_ONLY, World, budget_kinds
 from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
@@ -50,6 +52,9 @@ class Finding:
     examples: int
     steps: int  # model steps the machine took up to and including the failing example
     seconds: float
+    narrowed: str = ""
+    """Found by the narrowed search (``tlbfuzz.fuzz.narrow``) after the fuzzer held: the
+    question, as ``explore --budget`` words; empty for the fuzzer's own finding."""
 
 
 @attrs.frozen
@@ -237,6 +242,7 @@ def fuzz_variant(
     config: Config | None = None,
     shape: Mapping[str, Any] | None = None,
     engine: Engine | None = None,
+    narrow_states: int | None = None,
 ) -> list[Outcome]:
     """Fuzz ``variant`` against ``props``: run the machine on every property not yet broken,
     until a run holds them all. Each finding is minimised and checked again by replay. With
@@ -244,7 +250,12 @@ def fuzz_variant(
     ``settings`` replaces the profile's (the benchmarks vary a profile's settings);
     ``on_progress`` gets the (examples, steps) so far for this variant as examples start;
     ``config`` fixes the model's size and budgets (``tlbfuzz fuzz --budget``); ``engine``
-    replaces the profile's search (``profiles.ENGINES``)."""
+    replaces the profile's search (``profiles.ENGINES``).
+
+    A patch (a variant with ``changes_of``) that the fuzzer holds, with no fixed ``config``,
+    then gets the narrowed search (``tlbfuzz.fuzz.narrow``) on the properties still held, up
+    to ``narrow_states`` unique states (default: the profile's ``NARROW_STATES``; 0: none):
+    what it breaks is a finding, and the held says what it reached."""
     settings = PROFILES[profile] if settings is None else settings
     run_one = run_swarm if (engine or ENGINES[profile]) == "swarm" else run_machine
     changes = changes_of(variant)
@@ -314,6 +325,36 @@ def fuzz_variant(
         if err is None:
             examples, steps = total_examples, total_steps
             t0 = t_start
+        memory_model = (
+            config.memory_model
+            if config is not None
+            else str((shape or {}).get("memory_model", "sc"))
+        )
+        narrowed: Narrowed | None = None
+        states = NARROW_STATES[profile] if narrow_states is None else narrow_states
+        if err is None and changes is not None and reach is not None and states > 0:
+            if memory_model != "sc" or any(n not in TSO_ONLY for n in changes.decisions):
+                narrowed = narrow(variant, questions(variant, reach, shape), remaining, states)
+            for prop, b in (narrowed.found if narrowed is not None else {}).items():
+                found, schedule = fewer_cpus(variant, b.question.config, b.schedule, [prop])
+                hit = first_violation(World.initial(variant, found), schedule, [prop])
+                assert hit is not None and hit[0] == len(schedule), "narrowed schedule replays"
+                by_narrowing = Finding(
+                    variant,
+                    found,
+                    prop,
+                    hit[1],
+                    schedule,
+                    len(b.schedule),
+                    examples,
+                    steps,
+                    time.perf_counter() - t0,
+                    str(b.question),
+                )
+                outcomes.append(by_narrowing)
+                if on_outcome:
+                    on_outcome(by_narrowing)
+                remaining.remove(prop)
         seconds_used = time.perf_counter() - t0
         if err is None:
             for p in remaining:
@@ -331,9 +372,8 @@ def fuzz_variant(
                         counts,
                         reach,
                         tuple(k.name for k in kinds),
-                        config.memory_model
-                        if config is not None
-                        else str((shape or {}).get("memory_model", "sc")),
+                        memory_model,
+                        None if narrowed is None else narrowed.to_dict(),
                     ),
                     never_drawn,
                     config is not None,

@@ -1,0 +1,199 @@
+"""The narrowed questions around a patch: after the fuzzer holds, a breadth-first search of
+the small models a reviewer would write by hand.
+
+The fuzzer's long races (a store left in its buffer across another CPU's whole flush, 14 and
+20 steps; GUP-fast against munmap, 11 and 12) are ones the explorer answers in seconds once
+the question is narrowed: one CPU runs the path that asks the patch's decision, the other one
+other path, and nothing else may start (``examples/lazy_no_smp_mb.py``'s command). The probe
+(``tlbfuzz.fuzz.changes.asking_kinds``) already knows which kinds of path ask each changed
+decision, so the narrowing is mechanical:
+
+- an *asker*: a kind whose paths reach a changed decision, alone or helped;
+- on the other CPU nothing, or one *partner*: a kind the fuzzer draws (``fuzz_max``), an
+  asker, or a kind that helps one;
+- each with its default count, at least one (two context switches: away and back);
+- in the run's shape (``--mms 1``, ``--memory-model tso``), plus what a kind needs to start
+  (``BudgetKind.shape``: a question whose kind the shape rules out is not asked).
+
+The questions are searched together by iterative deepening: every question to depth 1, then
+every one to depth 2, and so on, until each is broken or exhausted or the state budget is
+spent. The first race found is therefore the shortest in any question, and a held says how
+deep every question was searched and which were searched whole (a proof for that model).
+A question that breaks stops being asked; the others go on for the properties still held.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from tlbfuzz.protocol import Budget, Config, World, budget_kinds
+from tlbfuzz.protocol.search import Collapse, Levels
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from tlbfuzz.fuzz.changes import Reach
+    from tlbfuzz.protocol import Action, Variant, Violation
+
+MAX_DEPTH = 60
+"""Deeper than any race the corpus holds (20 steps); the state budget ends a search first."""
+
+
+@attrs.frozen
+class Question:
+    """One narrowed model: ``asker`` on CPU 1, ``partner`` (or nothing) on CPU 0."""
+
+    asker: str
+    partner: str | None
+    config: Config
+
+    def budget_words(self) -> tuple[str, ...]:
+        """The question as ``tlbfuzz explore --budget`` words (``cpu1:switch=2``)."""
+        return tuple(
+            f"cpu{c}:{k}={n}" for c, b in sorted(self.config.cpu_budget) for k, n in b.counts if n
+        )
+
+    def __str__(self) -> str:
+        return " ".join(self.budget_words())
+
+
+def _count(kind: str, v: Variant) -> int:
+    return next(max(k.default, 1) for k in budget_kinds(v.paths()) if k.name == kind)
+
+
+def questions(
+    v: Variant, reach: Mapping[str, Reach], shape: Mapping[str, Any] | None = None
+) -> tuple[Question, ...]:
+    """The narrowed questions for ``v``, in the order of its kinds (``budget_kinds``): per
+    asker, nothing on the other CPU first, then each partner. A pair asked once (``madvise``
+    against ``switch`` is ``switch`` against ``madvise`` with the CPUs renamed)."""
+    kinds = budget_kinds(v.paths())
+    askers = set().union(*(r.kinds for r in reach.values()))
+    helpers = set().union(*(r.helped for r in reach.values()))
+    partners = [k.name for k in kinds if k.fuzz_max or k.name in askers | helpers]
+    run = dict(shape or {})
+    out: list[Question] = []
+    asked: set[frozenset[str]] = set()
+    for a in (k for k in kinds if k.name in askers):
+        for b in (None, *partners):
+            pair = frozenset({a.name} if b is None else {a.name, b})
+            if b is not None and len(pair) == 2 and pair in asked:
+                continue
+            asked.add(pair)
+            config = _config(v, a.name, b, run)
+            if config is not None:
+                out.append(Question(a.name, b, config))
+    return tuple(out)
+
+
+def _config(v: Variant, asker: str, partner: str | None, run: Mapping[str, Any]) -> Config | None:
+    """Two CPUs, ``asker`` on CPU 1 and ``partner`` on CPU 0, in the run's shape and what each
+    kind needs; None where they disagree, or where the mm would map no page."""
+    shape = dict(run)
+    for k in budget_kinds(v.paths()):
+        if k.name in (asker, partner):
+            for field, n in k.shape:
+                if shape.setdefault(field, n) != n:
+                    return None
+    if shape.get("anon_pages", 1) + shape.get("file_pages", 1) == 0:
+        return None
+    per_cpu = [(1, Budget.only(**{asker: _count(asker, v)}))]
+    if partner is not None:
+        per_cpu.insert(0, (0, Budget.only(**{partner: _count(partner, v)})))
+    shape.pop("cpus", None)
+    return Config(cpus=2, budget=Budget.only(), cpu_budget=tuple(per_cpu), reuse=False, **shape)
+
+
+@attrs.frozen
+class Broken:
+    """A property the narrowed search broke: in which question, and the shortest schedule."""
+
+    question: Question
+    schedule: list[Action]
+    violation: Violation
+
+
+@attrs.frozen
+class Narrowed:
+    """What the narrowed search reached."""
+
+    questions: tuple[Question, ...]
+    depth: int
+    """Every question not exhausted or broken was searched completely to this depth."""
+    exhausted: tuple[int, ...]
+    """The questions (indexes) whose every reachable state was searched: a proof for them."""
+    states: int
+    """Unique states, summed over questions and rounds (the cost)."""
+    cut: bool
+    """The state budget ran out before every question was exhausted."""
+    found: dict[str, Broken] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "questions": [str(q) for q in self.questions],
+            "depth": self.depth,
+            "exhausted": [str(self.questions[i]) for i in self.exhausted],
+            "states": self.states,
+            "cut": self.cut,
+            "found": {p: str(b.question) for p, b in self.found.items()},
+        }
+
+
+def search(
+    v: Variant,
+    qs: Sequence[Question],
+    props: Sequence[str],
+    max_states: int,
+    max_depth: int = MAX_DEPTH,
+) -> Narrowed:
+    """Every question of ``qs`` searched a level deeper in turn (``Levels``: one breadth-first
+    search per question, none of them searching a level twice), until every question is
+    exhausted or ``props`` are all broken, ``max_depth`` is reached, or ``max_states`` unique
+    states (summed over the questions) are spent. Per property, the first question to break
+    it at the least depth, and its shortest schedule. Deterministic."""
+    left = list(props)
+    found: dict[str, Broken] = {}
+
+    def on(i: int) -> Callable[[list[Action], Violation], bool]:
+        def keep(schedule: list[Action], violation: Violation) -> bool:
+            if violation.prop in left and violation.prop not in found:
+                found[violation.prop] = Broken(qs[i], schedule, violation)
+            return True
+
+        return keep
+
+    searches = [
+        Levels(World.initial(v, q.config), left, key=Collapse(symmetric=True), on_violation=on(i))
+        for i, q in enumerate(qs)
+    ]
+    live = list(range(len(qs)))
+    exhausted: list[int] = []
+    depth = 0
+    while live and depth < max_depth:
+        for i in list(live):
+            others = sum(s.states for j, s in enumerate(searches) if j != i)
+            r = searches[i].next_level(max(max_states - others, 1))
+            if r is not None and not r.complete:  # the budget ran out inside this level
+                return _narrowed(qs, searches, depth, exhausted, True, found)
+            if r is not None:
+                live.remove(i)
+                exhausted.append(i)
+        left[:] = [p for p in left if p not in found]
+        if not left:
+            break
+        depth += 1
+    return _narrowed(qs, searches, depth, exhausted, bool(live) and bool(left), found)
+
+
+def _narrowed(
+    qs: Sequence[Question],
+    searches: Sequence[Levels],
+    depth: int,
+    exhausted: list[int],
+    cut: bool,
+    found: dict[str, Broken],
+) -> Narrowed:
+    states = sum(s.states for s in searches)
+    return Narrowed(tuple(qs), depth, tuple(sorted(exhausted)), states, cut, found)
