@@ -20,6 +20,13 @@ The rows (``--rows``):
   out, run as the ``mm`` rows are, in its shape (``--memory-model tso`` and the sizes the
   handshake lives in); ``tests/test_tso.py`` proves ``min``.
 
+  For these rows, strategy ``narrowed`` is the narrowed search ``tlbfuzz fuzz`` runs on a
+  patch the fuzzer held (``fuzz/narrow.py``), alone, at the ``ci`` profile's budget of
+  unique states (``profiles.NARROW_STATES``): one deterministic run per row, its cell the
+  states spent (``execs`` and ``steps``), the seconds, and the length of what it found, or
+  0/1 where the budget ran out or every model held. ``swarm`` and ``hyp-ci`` run without it,
+  as the fuzzer alone.
+
 Every random strategy gets the same fixed budget of model steps per seed (``--steps``,
 30,000 by default) and runs over ``--seeds`` seeds; a seed that spends its budget without a
 violation is a miss. Per concern and strategy: seeds that found a violation, median seconds,
@@ -44,6 +51,7 @@ in the time), and the shortest length reported after minimisation.
     python -m bench.bench_race --seeds 20 --jobs 2        # the README's table
     python -m bench.bench_race --seeds 20 --jobs 2 --rows mm --strategies swarm
     python -m bench.bench_race --seeds 20 --jobs 2 --rows tso --strategies swarm
+    python -m bench.bench_race --jobs 2 --rows mm --strategies narrowed
 """
 
 from __future__ import annotations
@@ -58,7 +66,10 @@ from hypothesis import settings as Settings
 
 from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, TSO_ORDERINGS, Mechanism
 from tests.test_explore import NEEDS, config
-from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
+from tlbfuzz.fuzz.changes import asking_kinds, changes_of
+from tlbfuzz.fuzz.narrow import questions
+from tlbfuzz.fuzz.narrow import search as narrow
+from tlbfuzz.fuzz.profiles import NARROW_STATES, NO_SHRINK, PROFILES, Engine
 from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN
 from tlbfuzz.fuzz.walker import pct_walk, random_walk
@@ -116,13 +127,40 @@ def mm_trial(key: str, strategy: str, seed: int, budget: int) -> Trial:
     engine: Engine = "swarm" if strategy == "swarm" else "machine"
     t0 = time.perf_counter()
     (o,) = fuzz_variant(
-        m.moved, [m.prop], settings=s, seed=seed, cpus=cpus, shape=shape, engine=engine
+        m.moved,
+        [m.prop],
+        settings=s,
+        seed=seed,
+        cpus=cpus,
+        shape=shape,
+        engine=engine,
+        narrow_states=0,  # the fuzzer alone: the narrowed search is a column of its own
     )
     if isinstance(o, Finding):
         seconds = time.perf_counter() - t0
         own = not the_moved_race(m, o.config, o.schedule)
         return Trial(not own, seconds, o.examples, o.steps, len(o.schedule), own)
     return Trial(False, 0.0, o.examples, o.steps, 0)
+
+
+def narrowed_trial(key: str) -> Trial:
+    """A mechanism's moved variant given the narrowed search alone, as ``fuzz`` gives it
+    after the fuzzer holds: the probe's questions in the mechanism's shape, at the ``ci``
+    budget. Only a race of the moved ordering counts (``the_moved_race``)."""
+    m = next(m for ms in MOVED.values() for m in ms if m.key == key)
+    shape: dict[str, Any] = dict(m.shape)
+    changes = changes_of(m.moved)
+    if changes is None or shape.get("cpus", 2) != 2:  # the questions are of 2 CPUs
+        return Trial(False, 0.0, 0, 0, 0)
+    t0 = time.perf_counter()
+    qs = questions(m.moved, asking_kinds(m.moved, changes), shape)
+    n = narrow(m.moved, qs, [m.prop], NARROW_STATES["ci"])
+    seconds = time.perf_counter() - t0
+    b = n.found.get(m.prop)
+    if b is None:
+        return Trial(False, seconds, n.states, n.states, 0)
+    own = not the_moved_race(m, b.question.config, b.schedule)
+    return Trial(not own, seconds, n.states, n.states, len(b.schedule), own)
 
 
 def the_moved_race(m: Mechanism, config: Config, schedule: Sequence[Action]) -> bool:
@@ -189,8 +227,10 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join((*RANDOM, "bfs")))
     args = ap.parse_args()
     strategies = args.strategies.split(",")
-    if args.rows in MOVED and set(strategies) - {"swarm", "hyp-ci"}:
-        ap.error(f"--rows {args.rows} runs the strategies swarm and hyp-ci only")
+    if args.rows in MOVED and set(strategies) - {"swarm", "hyp-ci", "narrowed"}:
+        ap.error(f"--rows {args.rows} runs the strategies swarm, hyp-ci and narrowed only")
+    if args.rows not in MOVED and "narrowed" in strategies:
+        ap.error("narrowed runs on a patch's rows only: --rows mm or tso")
     table = [r for r in rows(args.rows) if not args.only or args.only in f"{r.label}:{r.prop}"]
     width = max([24, *(len(r.label) for r in table)])
     print(
@@ -202,6 +242,8 @@ def main() -> None:
     )
 
     def jobs(pool: ProcessPoolExecutor, r: Row, s: str) -> list[Future[Trial]]:
+        if r.moved and s == "narrowed":
+            return [pool.submit(narrowed_trial, r.label)]
         if r.moved:
             return [pool.submit(mm_trial, r.label, s, i, args.steps) for i in range(args.seeds)]
         if s == "bfs":  # no BFS budgets for some rows (tests/test_explore.py: NEEDS)

@@ -57,6 +57,7 @@ def assert_holds(
     cpus: int | None = None,
     corpus: Path | str = "findings",
     memory_model: str = "sc",
+    narrow_states: int | None = None,
 ) -> None:
     """Fuzz ``variant`` (a Variant, a built-in name or ``file.py:NAME``) against
     ``properties`` (default: the default set) with the named profile, under ``memory_model``
@@ -64,7 +65,9 @@ def assert_holds(
     finding under ``corpus`` (default ``findings/``, as ``tlbfuzz fuzz``; one file per race)
     and fails with all of them. A property no example checked fails too, and so does a
     variant whose changed decisions the search never reached, or, under sc, a barrier it
-    changes (``tlbfuzz.fuzz.changes``): a miss must not pass."""
+    changes (``tlbfuzz.fuzz.changes``): a miss must not pass. A patch (a variant with changed
+    decisions) the fuzzer holds also gets the narrowed search (``tlbfuzz.fuzz.narrow``), up to
+    ``narrow_states`` unique states (default: the profile's; 0: none)."""
     __tracebackhide__ = True
     ref = variant if isinstance(variant, str) else variant_ref(variant)
     v = cli_variant(variant) if isinstance(variant, str) else variant
@@ -76,6 +79,7 @@ def assert_holds(
         max_examples=max_examples,
         cpus=cpus,
         shape={"memory_model": memory_model} if memory_model != "sc" else None,
+        narrow_states=narrow_states,
     )
     texts = []
     unchecked = [o.prop for o in outcomes if not isinstance(o, Finding) and o.examples == 0]

@@ -249,13 +249,16 @@ def test_a_patch_run_hands_its_steering_to_either_engine(monkeypatch: pytest.Mon
     reclaim = load_user_variant(EXAMPLES / "before_3ea277194daa.py", "VARIANT").variant
     collapse = load_user_variant(EXAMPLES / "before_3ef938c35035.py", "VARIANT").variant
     for name in ("swarm", "machine"):
-        fuzz_variant(reclaim, ["no_write_after_write_protect"], "ci", max_examples=1, engine=name)
+        props = ["no_write_after_write_protect"]
+        fuzz_variant(reclaim, props, "ci", max_examples=1, engine=name, narrow_states=0)
         args, kwargs = asked[name]
         assert "reclaim" in cast("tuple[str, ...]", args[9])
         assert "reclaim" in cast("frozenset[str]", kwargs["toward"])
         shape = {"mms": 1, "anon_pages": 0}
         props = ["no_walk_of_freed_page_table"]
-        fuzz_variant(collapse, props, "ci", max_examples=1, shape=shape, engine=name)
+        fuzz_variant(
+            collapse, props, "ci", max_examples=1, shape=shape, engine=name, narrow_states=0
+        )
         args, kwargs = asked[name]
         assert "collapse" in cast("tuple[str, ...]", args[9])
         assert "collapse" in cast("frozenset[str]", kwargs["toward"])
@@ -343,7 +346,7 @@ def test_the_ci_profile_finds_a_broken_migration_patch_without_a_budget() -> Non
 
 def test_a_held_run_says_a_change_it_reached_never_answered_otherwise() -> None:
     same = _current(SameAnswer, "same")
-    (o,) = fuzz_variant(same, ["no_use_after_free"], profile="ci", max_examples=50)
+    (o,) = fuzz_variant(same, ["no_use_after_free"], profile="ci", max_examples=50, narrow_states=0)
     assert isinstance(o, Held)
     assert o.changes is not None
     d = o.changes["decisions"]["should_flush_tlb"]
@@ -512,7 +515,9 @@ def test_a_held_run_names_the_paths_it_never_started(
     assert code == 0
     assert "paths never started (drawn only when asked, e.g. --budget gup_fast=1): " in out
     assert "reclaim, numa, migrate, wp_fault, clear_refs, mremap, collapse, uffd_wp" in out
-    (o,) = fuzz_variant(COPY_FIRST, ["no_lost_write"], profile="ci", max_examples=20)
+    (o,) = fuzz_variant(
+        COPY_FIRST, ["no_lost_write"], profile="ci", max_examples=20, narrow_states=0
+    )
     assert isinstance(o, Held)
     assert "migrate" not in o.never_drawn  # steered to
     assert "reclaim" in o.never_drawn
