@@ -67,9 +67,9 @@ from hypothesis import settings as Settings
 from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, TSO_ORDERINGS, Mechanism
 from tests.test_explore import NEEDS, config
 from tlbfuzz.fuzz.changes import asking_kinds, changes_of
-from tlbfuzz.fuzz.narrow import questions
+from tlbfuzz.fuzz.narrow import NARROW_STATES, questions
 from tlbfuzz.fuzz.narrow import search as narrow
-from tlbfuzz.fuzz.profiles import NARROW_STATES, NO_SHRINK, PROFILES, Engine
+from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
 from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN
 from tlbfuzz.fuzz.walker import pct_walk, random_walk
@@ -93,6 +93,9 @@ class Trial(NamedTuple):
     own: bool = False
     """Moved orderings' rows: what was found first breaks the kernel without the move too
     (5.2's switch window, say): not the moved ordering's race, so not counted as found."""
+    reached: str = ""
+    """``narrowed``: how far it searched (models, those searched whole, the depth of the
+    others, states, seconds), printed after the row."""
 
 
 class Row(NamedTuple):
@@ -156,11 +159,19 @@ def narrowed_trial(key: str) -> Trial:
     qs = questions(m.moved, asking_kinds(m.moved, changes), shape)
     n = narrow(m.moved, qs, [m.prop], NARROW_STATES["ci"])
     seconds = time.perf_counter() - t0
+    rest = (
+        ", every one whole"
+        if len(n.exhausted) == len(qs)
+        else f", {len(n.exhausted)} whole, the others to depth {n.depth}"
+        + (" (the budget ran out)" if n.cut else "")
+    )
+    reached = f"{len(qs)} models{rest}; {n.states:,} states in {seconds:.1f} s"
     b = n.found.get(m.prop)
     if b is None:
-        return Trial(False, seconds, n.states, n.states, 0)
+        return Trial(False, seconds, n.states, n.states, 0, reached=reached)
     own = not the_moved_race(m, b.question.config, b.schedule)
-    return Trial(not own, seconds, n.states, n.states, len(b.schedule), own)
+    reached += f"; in {b.question}"
+    return Trial(not own, seconds, n.states, n.states, len(b.schedule), own, reached)
 
 
 def the_moved_race(m: Mechanism, config: Config, schedule: Sequence[Action]) -> bool:
@@ -270,6 +281,9 @@ def main() -> None:
                     + (f" {own:>10}" if r.moved else ""),
                     flush=True,
                 )
+                for t in results:
+                    if t.reached:
+                        print(f"    {t.reached}", flush=True)
 
 
 if __name__ == "__main__":

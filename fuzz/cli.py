@@ -40,6 +40,7 @@ from tlbfuzz.fuzz.corpus import (
 )
 from tlbfuzz.fuzz.inputs import UsageError
 from tlbfuzz.fuzz.mail import FORMATS, machine, render_as
+from tlbfuzz.fuzz.narrow import NARROW_STATES
 from tlbfuzz.fuzz.results import Record, judge_changes, unexercised, windows_lines
 from tlbfuzz.fuzz.user import (
     Registry,
@@ -679,8 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--narrow-states",
         type=inputs.int_in(0, inputs.MAX_STATES),
-        help="a patch the fuzzer holds: states for the narrowed search (0: none; "
-        "default: dev 30000, ci 60000, nightly 1000000)",
+        help="a patch the fuzzer holds: states for the narrowed search (0: none; default: "
+        + ", ".join(f"{p} {n}" for p, n in NARROW_STATES.items())
+        + ")",
     )
     f.add_argument(
         "--cpus",

@@ -24,7 +24,7 @@ A question that breaks stops being asked; the others go on for the properties st
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 
     from tlbfuzz.fuzz.changes import Reach
     from tlbfuzz.protocol import Action, Variant, Violation
+
+NARROW_STATES: Final[dict[str, int]] = {"dev": 30_000, "ci": 60_000, "nightly": 300_000}
+"""Per profile, the unique states the narrowed search may spend on a patch the
+fuzzer held (``tlbfuzz fuzz --narrow-states`` overrides it). Memory grows with it (every
+model's last level is held at once), hence nightly's bound, on machines running many
+workers. What ``ci``'s budget finds: the README's narrowed-search table, with its command."""
 
 MAX_DEPTH = 60
 """Deeper than any race the corpus holds (20 steps); the state budget ends a search first."""

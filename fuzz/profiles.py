@@ -85,11 +85,5 @@ budget of model steps it found more of the review's races than the machine, soon
 ``nightly`` keeps the machine, with Hypothesis's shrinker, so the two searches cover for
 each other. A profile's ``stateful_step_count`` is a walk's length in both."""
 
-NARROW_STATES: Final[dict[str, int]] = {"dev": 30_000, "ci": 60_000, "nightly": 1_000_000}
-"""Unique states the narrowed search (``tlbfuzz.fuzz.narrow``) may spend on a patch the
-fuzzer held (``tlbfuzz fuzz --narrow-states`` overrides it). ``ci``'s finds
-``examples/lazy_no_smp_mb.py``'s 14-step race, which the fuzzer misses in every seed, at
-about 30,000 (the README's narrowed-search table gives the command and the figures)."""
-
 for _name, _s in PROFILES.items():
     settings.register_profile(f"tlbfuzz-{_name}", _s)

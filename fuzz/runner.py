@@ -25,9 +25,9 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.narrow import Narrowed, questions
+from tlbfuzz.fuzz.narrow import NARROW_STATES, Narrowed, questions
 from tlbfuzz.fuzz.narrow import search as narrow
-from tlbfuzz.fuzz.profiles import ENGINES, NARROW_STATES, PROFILES, Engine
+from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
 from tlbfuzz.fuzz.swarm import walk as swarm_walk
 from tlbfuzz.protocol import TSO_ONLY, World, budget_kinds
