@@ -1,25 +1,25 @@
 """The narrowed questions around a patch: after the fuzzer holds, a breadth-first search of
 the small models a reviewer would write by hand.
 
-The fuzzer's long races (a store left in its buffer across another CPU's whole flush, 14 and
-20 steps; GUP-fast against munmap, 11 and 12) are ones the explorer answers in seconds once
-the question is narrowed: one CPU runs the path that asks the patch's decision, the other one
-other path, and nothing else may start (``examples/lazy_no_smp_mb.py``'s command). The probe
-(``tlbfuzz.fuzz.changes.asking_kinds``) already knows which kinds of path ask each changed
-decision, so the narrowing is mechanical:
+Some races are too long for random schedules (without the lazy ``smp_mb()``, a store left in
+CPU1's buffer across CPU0's whole flush: 14 steps), yet the explorer answers them in seconds
+once the question is narrowed: one CPU runs the path that asks the patch's decision, the
+other one other path, and nothing else may start (``examples/lazy_no_smp_mb.py``'s
+command). The probe (``tlbfuzz.fuzz.changes.asking_kinds``) already knows which kinds of path
+ask each changed decision, so the narrowing is mechanical:
 
 - an *asker*: a kind whose paths reach a changed decision, alone or helped;
 - on the other CPU nothing, or one *partner*: a kind the fuzzer draws (``fuzz_max``), an
   asker, or a kind that helps one;
-- each with its default count, at least one (two context switches: away and back);
+- each with its default count, at least one (a context switch's is two: away and back);
 - in the run's shape (``--mms 1``, ``--memory-model tso``), plus what a kind needs to start
   (``BudgetKind.shape``: a question whose kind the shape rules out is not asked).
 
-The questions are searched together by iterative deepening: every question to depth 1, then
-every one to depth 2, and so on, until each is broken or exhausted or the state budget is
-spent. The first race found is therefore the shortest in any question, and a held says how
-deep every question was searched and which were searched whole (a proof for that model).
-A question that breaks stops being asked; the others go on for the properties still held.
+The questions are searched side by side, a level deeper in turn (``Levels``: every question
+to depth 1, then every one to depth 2, none searching a level twice), until each is searched
+whole, every property is broken, or the state budget is spent. The first race found is
+therefore the shortest in any question, and a held says how deep every question was
+searched and which were searched whole (a proof for that model, not for the patch).
 """
 
 from __future__ import annotations
@@ -131,9 +131,10 @@ class Narrowed:
     exhausted: tuple[int, ...]
     """The questions (indexes) whose every reachable state was searched: a proof for them."""
     states: int
-    """Unique states, summed over questions and rounds (the cost)."""
+    """Unique states, summed over the questions (the cost)."""
     cut: bool
-    """The state budget ran out before every question was exhausted."""
+    """Some question was neither searched whole nor done with every property: the state
+    budget (or ``MAX_DEPTH``) ended the search."""
     found: dict[str, Broken] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -228,6 +228,23 @@ def _add(total: dict[str, int] | None, more: dict[str, int]) -> None:
             total[k] = total.get(k, 0) + n
 
 
+def _finding(
+    variant: Variant,
+    config: Config,
+    schedule: list[Action],
+    prop: str,
+    cost: tuple[int, int, float],
+) -> Finding:
+    """``schedule`` on the fewest CPUs that still break ``prop``, replayed for its words;
+    ``cost``: the examples and steps so far, and when the search began."""
+    examples, steps, t0 = cost
+    found, small = fewer_cpus(variant, config, schedule, [prop])
+    hit = first_violation(World.initial(variant, found), small, [prop])
+    assert hit is not None and hit[0] == len(small), "minimised schedule must replay"
+    seconds = time.perf_counter() - t0
+    return Finding(variant, found, prop, hit[1], small, len(schedule), examples, steps, seconds)
+
+
 def fuzz_variant(
     variant: Variant,
     props: Sequence[str],
@@ -336,21 +353,10 @@ def fuzz_variant(
             if memory_model != "sc" or any(n not in TSO_ONLY for n in changes.decisions):
                 narrowed = narrow(variant, questions(variant, reach, shape), remaining, states)
             for prop, b in (narrowed.found if narrowed is not None else {}).items():
-                found, schedule = fewer_cpus(variant, b.question.config, b.schedule, [prop])
-                hit = first_violation(World.initial(variant, found), schedule, [prop])
-                assert hit is not None and hit[0] == len(schedule), "narrowed schedule replays"
-                by_narrowing = Finding(
-                    variant,
-                    found,
-                    prop,
-                    hit[1],
-                    schedule,
-                    len(b.schedule),
-                    examples,
-                    steps,
-                    time.perf_counter() - t0,
-                    str(b.question),
+                by_narrowing = _finding(
+                    variant, b.question.config, b.schedule, prop, (examples, steps, t0)
                 )
+                by_narrowing = attrs.evolve(by_narrowing, narrowed=str(b.question))
                 outcomes.append(by_narrowing)
                 if on_outcome:
                     on_outcome(by_narrowing)
@@ -384,20 +390,7 @@ def fuzz_variant(
             break
         prop = err.violation.prop
         # the finding's own config: ``config`` stays what the next runs draw from
-        found, schedule = fewer_cpus(variant, err.config, err.schedule, [prop])
-        hit = first_violation(World.initial(variant, found), schedule, [prop])
-        assert hit is not None and hit[0] == len(schedule), "minimised schedule must replay"
-        o = Finding(
-            variant,
-            found,
-            prop,
-            hit[1],
-            schedule,
-            len(err.schedule),
-            examples,
-            steps,
-            time.perf_counter() - t0,
-        )
+        o = _finding(variant, err.config, err.schedule, prop, (examples, steps, t0))
         outcomes.append(o)
         if on_outcome:
             on_outcome(o)
