@@ -297,7 +297,7 @@ def run_item(
                 o.prop,
                 violation,
                 replay_cmd=replay_command(item.ref, path),
-                paragraphs=whose_lines(o.prop, bases, schedule),
+                paragraphs=whose_lines(o.prop, bases, schedule) + o.paragraphs(),
             ),
         )
         error = None
@@ -325,6 +325,8 @@ def run_item(
             rec.extra["not_saved"] = error
         if bases:
             rec.extra["on_bases"] = {b.base: b.to_dict() for b in bases}
+        if o.narrowed_base is not None:
+            rec.extra["narrowed_base"] = o.narrowed_base.to_dict()
         out.append(rec)
         emit("finding", (rec.to_dict(), line, error))
 

@@ -112,7 +112,7 @@ def assert_holds(
                 o.prop,
                 o.violation,
                 replay_cmd,
-                paragraphs=whose_lines(o.prop, bases, o.schedule),
+                paragraphs=whose_lines(o.prop, bases, o.schedule) + o.paragraphs(),
             )
         )
     if texts:

@@ -24,12 +24,13 @@ searched and which were searched whole (a proof for that model, not for the patc
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from tlbfuzz.protocol import Budget, Config, World, budget_kinds
-from tlbfuzz.protocol.search import Collapse, Levels
+from tlbfuzz.protocol.search import Collapse, Levels, bfs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -204,3 +205,53 @@ def _narrowed(
 ) -> Narrowed:
     states = sum(s.states for s in searches)
     return Narrowed(tuple(qs), depth, tuple(sorted(exhausted)), states, cut, found)
+
+
+@attrs.frozen
+class OnBase:
+    """What ``prop`` does on ``base`` in the narrowed model (``question``) where the patch
+    broke it: a proof that the race is the patch's own (``holds``, every reachable state
+    searched), no race of up to ``depth`` steps (``cut``), or the base's race too
+    (``breaks``, in ``length`` steps)."""
+
+    base: str
+    question: str
+    prop: str
+    verdict: str
+    states: int
+    depth: int
+    length: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    def lines(self) -> list[str]:
+        said = f"In the narrowed model {self.question}, {self.base} "
+        if self.verdict == "holds":
+            said += (
+                f"holds {self.prop} in every reachable state ({self.states:,} states): in this"
+                " model the race is the patch's own."
+            )
+        elif self.verdict == "breaks":
+            said += (
+                f"breaks {self.prop} too, in {self.length} steps: the base has a race here of"
+                " its own."
+            )
+        else:
+            said += (
+                f"holds {self.prop} in every schedule of up to {self.depth} steps"
+                f" ({self.states:,} states, where the budget ran out)."
+            )
+        return textwrap.wrap(said, 72, subsequent_indent="  ")
+
+
+def on_base(base: Variant, question: Question, prop: str, max_states: int) -> OnBase:
+    """``prop`` on ``base`` in ``question``'s model: a breadth-first search of at most
+    ``max_states`` unique states (``tlbfuzz.fuzz.changes.whose`` replays one schedule on the
+    base; this searches the whole model the patch broke)."""
+    r = bfs(World.initial(base, question.config), [prop], MAX_DEPTH, max_states, key=Collapse(True))
+    if r.schedule is not None:
+        verdict, length = "breaks", len(r.schedule)
+    else:
+        verdict, length = ("holds" if r.exhausted else "cut"), 0
+    return OnBase(base.name, str(question), prop, verdict, r.states, r.depth, length)

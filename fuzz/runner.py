@@ -25,12 +25,13 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.narrow import NARROW_STATES, Narrowed, questions
+from tlbfuzz.fuzz.narrow import NARROW_STATES, Narrowed, on_base, questions
+from tlbfuzz.fuzz.narrow import OnBase as NarrowedOnBase
 from tlbfuzz.fuzz.narrow import search as narrow
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
 from tlbfuzz.fuzz.swarm import walk as swarm_walk
-from tlbfuzz.protocol import TSO_ONLY, World, budget_kinds
+from tlbfuzz.protocol import TSO_ONLY, VARIANTS, World, budget_kinds
 from tlbfuzz.protocol.search import fewer_cpus, first_violation
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ class Finding:
     narrowed: str = ""
     """Found by the narrowed search (``tlbfuzz.fuzz.narrow``) after the fuzzer held: the
     question, as ``explore --budget`` words; empty for the fuzzer's own finding."""
+    narrowed_base: NarrowedOnBase | None = None
+    """The narrowed search's finding: what the property does on the patch's base in the same
+    model (``narrow.on_base``)."""
+
+    def paragraphs(self) -> list[str]:
+        """What the mail says of the finding beyond its schedule, from the search itself."""
+        return [] if self.narrowed_base is None else self.narrowed_base.lines()
 
 
 @attrs.frozen
@@ -356,7 +364,12 @@ def fuzz_variant(
                 by_narrowing = _finding(
                     variant, b.question.config, b.schedule, prop, (examples, steps, t0)
                 )
-                by_narrowing = attrs.evolve(by_narrowing, narrowed=str(b.question))
+                base = VARIANTS[changes.bases[0]]
+                by_narrowing = attrs.evolve(
+                    by_narrowing,
+                    narrowed=str(b.question),
+                    narrowed_base=on_base(base, b.question, prop, states),
+                )
                 outcomes.append(by_narrowing)
                 if on_outcome:
                     on_outcome(by_narrowing)

@@ -11,7 +11,7 @@ import pytest
 
 from tlbfuzz.fuzz.changes import asking_kinds, changes_of
 from tlbfuzz.fuzz.cli import main
-from tlbfuzz.fuzz.narrow import questions, search
+from tlbfuzz.fuzz.narrow import Question, on_base, questions, search
 from tlbfuzz.fuzz.results import schema
 from tlbfuzz.fuzz.user import load_user_variant
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
@@ -89,3 +89,33 @@ def test_fuzz_finds_the_barrier_race_the_swarm_misses_by_the_narrowed_search(
     (broken,) = [r for r in doc["results"] if r["property"] == "no_use_after_free"]
     assert broken["extra"]["narrowed"] == "cpu0:madvise=1 cpu1:switch=2"
     assert broken["length"] == 14
+    # the base in the same model: a proof that the race is the patch's own there
+    assert broken["extra"]["narrowed_base"]["verdict"] == "holds"
+    assert (
+        "In the narrowed model cpu0:madvise=1 cpu1:switch=2, linux-current holds"
+        " no_use_after_free in every reachable state" in text
+    )
+
+
+def test_the_base_in_a_narrowed_model_breaks_holds_to_a_depth_or_holds() -> None:
+    """``on_base``'s three answers: rfc-async-posted's own 9-step use-after-free in one
+    madvise; linux-current, cut by a small budget, holds every schedule of up to the depth
+    it searched; with one munmap, the whole space holds."""
+    one = {"madvise": Budget.only(madvise=1), "munmap": Budget.only(munmap=1)}
+
+    def said(lines: list[str]) -> str:
+        return " ".join(" ".join(lines).split())
+
+    def q(kind: str) -> Question:
+        config = Config(cpus=2, budget=Budget.only(), cpu_budget=((1, one[kind]),), reuse=False)
+        return Question(kind, None, config)
+
+    posted = on_base(VARIANTS["rfc-async-posted"], q("madvise"), "no_use_after_free", 10**5)
+    assert (posted.verdict, posted.length) == ("breaks", 9)
+    assert "breaks no_use_after_free too, in 9 steps" in said(posted.lines())
+    cut = on_base(VARIANTS["linux-current"], q("madvise"), "no_use_after_free", 500)
+    assert (cut.verdict, cut.states) == ("cut", 500)
+    assert f"of up to {cut.depth} steps" in said(cut.lines())
+    whole = on_base(VARIANTS["linux-current"], q("munmap"), "no_use_after_free", 10**5)
+    assert whole.verdict == "holds"
+    assert "in every reachable state" in said(whole.lines())
