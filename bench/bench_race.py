@@ -67,8 +67,8 @@ from hypothesis import settings as Settings
 from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, TSO_ORDERINGS, Mechanism
 from tests.test_explore import NEEDS, config
 from tlbfuzz.fuzz.changes import asking_kinds, changes_of
-from tlbfuzz.fuzz.narrow import NARROW_STATES, questions
-from tlbfuzz.fuzz.narrow import search as narrow
+from tlbfuzz.fuzz.narrow import NARROW_STATES
+from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
 from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN
@@ -156,8 +156,8 @@ def narrowed_trial(key: str) -> Trial:
     if changes is None or shape.get("cpus", 2) != 2:  # the questions are of 2 CPUs
         return Trial(False, 0.0, 0, 0, 0)
     t0 = time.perf_counter()
-    qs = questions(m.moved, asking_kinds(m.moved, changes), shape)
-    n = narrow(m.moved, qs, [m.prop], NARROW_STATES["ci"])
+    n = narrow(m.moved, asking_kinds(m.moved, changes), shape, [m.prop], NARROW_STATES["ci"])
+    qs = n.questions
     seconds = time.perf_counter() - t0
     rest = (
         ", every one whole"

@@ -44,6 +44,18 @@ fuzzer held (``tlbfuzz fuzz --narrow-states`` overrides it). Memory grows with i
 model's last level is held at once), hence nightly's bound, on machines running many
 workers. What ``ci``'s budget finds: the README's narrowed-search table, with its command."""
 
+SHAPE_FIELDS: Final = ("mms", "anon_pages", "file_pages", "memory_model")
+"""The Config fields of a run's shape (``tlbfuzz fuzz --mms`` and the like)."""
+
+SMALL: Final = (
+    {"mms": 1, "anon_pages": 1, "file_pages": 0},
+    {"mms": 1, "anon_pages": 0, "file_pages": 1},
+)
+"""The small models asked first, where the run leaves a field to its default: one mm with one
+anonymous page, then one mm with one file page. In the default model (two mms, a page of each
+kind) the models grow so fast that the ci budget reaches depth 4 or 5, while the mm layer's
+races are found in the small ones (the README's narrowed-search table)."""
+
 MAX_DEPTH = 60
 """Deeper than any race the corpus holds (20 steps); the state budget ends a search first."""
 
@@ -63,11 +75,34 @@ class Question:
         )
 
     def __str__(self) -> str:
-        return " ".join(self.budget_words())
+        """The budget words, then the model's shape where it is not the default one, as
+        ``explore``'s options (``cpu1:switch=2 (--mms 1 --file-pages 0)``)."""
+        default = Config()
+        shape = [
+            f"--{f.replace('_', '-')} {getattr(self.config, f)}"
+            for f in SHAPE_FIELDS
+            if getattr(self.config, f) != getattr(default, f)
+        ]
+        return " ".join(self.budget_words()) + (f" ({' '.join(shape)})" if shape else "")
 
 
 def _count(kind: str, v: Variant) -> int:
     return next(max(k.default, 1) for k in budget_kinds(v.paths()) if k.name == kind)
+
+
+def shapes(run: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The shapes asked, smallest first: each of ``SMALL`` with the run's own fields over it,
+    then the run's shape; a shape equal to one before it is asked once, and one whose mm
+    maps no page not at all."""
+    run = dict(run or {})
+    out: list[dict[str, Any]] = []
+    seen: list[Config] = []
+    for shape in (*({**small, **run} for small in SMALL), run):
+        model = attrs.evolve(Config(), **{k: v for k, v in shape.items() if k in SHAPE_FIELDS})
+        if model not in seen and model.anon_pages + model.file_pages:
+            seen.append(model)
+            out.append(shape)
+    return out
 
 
 def questions(
@@ -205,6 +240,45 @@ def _narrowed(
 ) -> Narrowed:
     states = sum(s.states for s in searches)
     return Narrowed(tuple(qs), depth, tuple(sorted(exhausted)), states, cut, found)
+
+
+def search_shapes(
+    v: Variant,
+    reach: Mapping[str, Reach],
+    run: Mapping[str, Any] | None,
+    props: Sequence[str],
+    max_states: int,
+) -> Narrowed:
+    """``search`` in each of ``shapes(run)`` in turn, the small ones first, on the properties
+    still held, with what is left of ``max_states``. The questions of all shapes make one
+    answer: ``depth`` is the least any shape's unfinished questions were searched to (0 for a
+    shape the budget never reached), and a property broken in a smaller shape is not asked
+    again."""
+    qs: list[Question] = []
+    exhausted: list[int] = []
+    found: dict[str, Broken] = {}
+    states = 0
+    depths: list[int] = []
+    cut = False
+    for shape in shapes(run):
+        asked = questions(v, reach, shape)
+        left = [p for p in props if p not in found]
+        if not asked or not left:
+            continue
+        if states >= max_states:
+            qs += asked
+            depths.append(0)
+            cut = True
+            continue
+        n = search(v, asked, left, max_states - states)
+        exhausted += [len(qs) + i for i in n.exhausted]
+        qs += asked
+        states += n.states
+        found.update({p: b for p, b in n.found.items() if p not in found})
+        if len(n.exhausted) < len(asked):
+            depths.append(n.depth)
+        cut = cut or n.cut
+    return Narrowed(tuple(qs), min(depths, default=0), tuple(exhausted), states, cut, found)
 
 
 @attrs.frozen

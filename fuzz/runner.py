@@ -25,9 +25,9 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.narrow import NARROW_STATES, Narrowed, on_base, questions
+from tlbfuzz.fuzz.narrow import NARROW_STATES, Narrowed, on_base
 from tlbfuzz.fuzz.narrow import OnBase as NarrowedOnBase
-from tlbfuzz.fuzz.narrow import search as narrow
+from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
 from tlbfuzz.fuzz.swarm import walk as swarm_walk
@@ -359,7 +359,7 @@ def fuzz_variant(
         states = NARROW_STATES[profile] if narrow_states is None else narrow_states
         if err is None and changes is not None and reach is not None and states > 0:
             if memory_model != "sc" or any(n not in TSO_ONLY for n in changes.decisions):
-                narrowed = narrow(variant, questions(variant, reach, shape), remaining, states)
+                narrowed = narrow(variant, reach, shape, remaining, states)
             for prop, b in (narrowed.found if narrowed is not None else {}).items():
                 by_narrowing = _finding(
                     variant, b.question.config, b.schedule, prop, (examples, steps, t0)

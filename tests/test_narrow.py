@@ -11,7 +11,7 @@ import pytest
 
 from tlbfuzz.fuzz.changes import asking_kinds, changes_of
 from tlbfuzz.fuzz.cli import main
-from tlbfuzz.fuzz.narrow import Question, on_base, questions, search
+from tlbfuzz.fuzz.narrow import Question, on_base, questions, search, shapes
 from tlbfuzz.fuzz.results import schema
 from tlbfuzz.fuzz.user import load_user_variant
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
@@ -34,9 +34,10 @@ def test_each_asker_is_asked_alone_then_against_each_partner_once() -> None:
     """The lazy barrier is asked on a switch back from lazy mode: switch on CPU 1, then each
     kind the fuzzer draws on CPU 0, switch against switch once; no quiet kind (none asks)."""
     qs = _questions({**SMALL, "memory_model": "tso"})
-    assert qs[0] == "cpu1:switch=2"
-    assert "cpu0:madvise=1 cpu1:switch=2" in qs
-    assert "cpu0:switch=2 cpu1:switch=2" in qs
+    tail = " (--mms 1 --file-pages 0 --memory-model tso)"
+    assert qs[0] == "cpu1:switch=2" + tail
+    assert "cpu0:madvise=1 cpu1:switch=2" + tail in qs
+    assert "cpu0:switch=2 cpu1:switch=2" + tail in qs
     assert len(qs) == len(set(qs))
     assert not any("migrate" in q or "gup_fast" in q for q in qs)
 
@@ -77,24 +78,38 @@ def test_fuzz_finds_the_barrier_race_the_swarm_misses_by_the_narrowed_search(
     out = capsys.readouterr().out
     assert code == 1
     assert "no_use_after_free breaks in 14 steps" in out
-    assert "found by the narrowed search in the model cpu0:madvise=1 cpu1:switch=2" in out
+    model = "cpu0:madvise=1 cpu1:switch=2 (--mms 1 --file-pages 0 --memory-model tso)"
+    assert f"found by the narrowed search in the model {model}" in out
     text = " ".join(out.split())
     assert "every reachable state of every one" in text
     doc = json.loads((tmp_path / "r.json").read_text())
     jsonschema.validate(doc, schema())
     (held,) = [r for r in doc["results"] if r["property"] == "no_deadlock"]
     narrowed = held["changes"]["narrowed"]
-    assert narrowed["found"] == {"no_use_after_free": "cpu0:madvise=1 cpu1:switch=2"}
+    assert narrowed["found"] == {"no_use_after_free": model}
     assert narrowed["exhausted"] == narrowed["questions"]
     (broken,) = [r for r in doc["results"] if r["property"] == "no_use_after_free"]
-    assert broken["extra"]["narrowed"] == "cpu0:madvise=1 cpu1:switch=2"
+    assert broken["extra"]["narrowed"] == model
     assert broken["length"] == 14
     # the base in the same model: a proof that the race is the patch's own there
     assert broken["extra"]["narrowed_base"]["verdict"] == "holds"
     assert (
-        "In the narrowed model cpu0:madvise=1 cpu1:switch=2, linux-current holds"
-        " no_use_after_free in every reachable state" in text
+        f"In the narrowed model {model}, linux-current holds no_use_after_free in every"
+        " reachable state" in text
     )
+
+
+def test_the_small_shapes_come_first_and_a_run_s_own_fields_stay() -> None:
+    """One mm with one anonymous page, then one with one file page, then the run's shape;
+    a field the run sets is kept in every shape, a shape asked already is not again, and
+    one that maps no page not at all."""
+    assert shapes({}) == [
+        {"mms": 1, "anon_pages": 1, "file_pages": 0},
+        {"mms": 1, "anon_pages": 0, "file_pages": 1},
+        {},
+    ]
+    tso = {"memory_model": "tso", "mms": 1, "file_pages": 0}
+    assert shapes(tso) == [{"mms": 1, "anon_pages": 1, "file_pages": 0, "memory_model": "tso"}]
 
 
 def test_the_base_in_a_narrowed_model_breaks_holds_to_a_depth_or_holds() -> None:
