@@ -57,7 +57,7 @@ from tlbfuzz.protocol import (
     Variant,
     World,
 )
-from tlbfuzz.protocol.paths import budget_kinds
+from tlbfuzz.protocol.paths import budget_kinds, shape_for
 from tlbfuzz.protocol.search import Replayed, bfs, replayed
 from tlbfuzz.protocol.world import HW_OPS
 
@@ -349,10 +349,12 @@ def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[
 def _pair_config(cpus: int, a: BudgetKind, b: BudgetKind) -> Config | None:
     """``_config`` of one path of ``a`` and one of ``b`` per CPU, in the shape both need; None
     if their shapes disagree."""
-    if any(dict(a.shape).get(field, n) != n for field, n in b.shape):
+    shape = shape_for((a, b))
+    if shape is None:
         return None
-    shape: dict[str, Any] = dict(b.shape)
-    return attrs.evolve(_config(cpus, Budget.only(**{a.name: 1, b.name: 1}), a), **shape)
+    return attrs.evolve(
+        Config(cpus=cpus, budget=Budget.only(**{a.name: 1, b.name: 1}), reuse=False), **shape
+    )
 
 
 def _explored(probe: Variant, tally: Tally, config: Config) -> set[str]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from tlbfuzz.protocol import Budget, Config, World, budget_kinds
+from tlbfuzz.protocol.paths import shape_for
 from tlbfuzz.protocol.search import Collapse, Levels, bfs
 
 if TYPE_CHECKING:
@@ -133,13 +134,8 @@ def questions(
 def _config(v: Variant, asker: str, partner: str | None, run: Mapping[str, Any]) -> Config | None:
     """Two CPUs, ``asker`` on CPU 1 and ``partner`` on CPU 0, in the run's shape and what each
     kind needs; None where they disagree, or where the mm would map no page."""
-    shape = dict(run)
-    for k in budget_kinds(v.paths()):
-        if k.name in (asker, partner):
-            for field, n in k.shape:
-                if shape.setdefault(field, n) != n:
-                    return None
-    if shape.get("anon_pages", 1) + shape.get("file_pages", 1) == 0:
+    shape = shape_for((k for k in budget_kinds(v.paths()) if k.name in (asker, partner)), run)
+    if shape is None or shape.get("anon_pages", 1) + shape.get("file_pages", 1) == 0:
         return None
     per_cpu = [(1, Budget.only(**{asker: _count(asker, v)}))]
     if partner is not None:
@@ -282,7 +278,7 @@ def search_shapes(
 
 
 @attrs.frozen
-class OnBase:
+class BaseInModel:
     """What ``prop`` does on ``base`` in the narrowed model (``question``) where the patch
     broke it: a proof that the race is the patch's own (``holds``, every reachable state
     searched), no race of up to ``depth`` steps (``cut``), or the base's race too
@@ -319,7 +315,7 @@ class OnBase:
         return textwrap.wrap(said, 72, subsequent_indent="  ")
 
 
-def on_base(base: Variant, question: Question, prop: str, max_states: int) -> OnBase:
+def base_in_model(base: Variant, question: Question, prop: str, max_states: int) -> BaseInModel:
     """``prop`` on ``base`` in ``question``'s model: a breadth-first search of at most
     ``max_states`` unique states (``tlbfuzz.fuzz.changes.whose`` replays one schedule on the
     base; this searches the whole model the patch broke)."""
@@ -328,4 +324,4 @@ def on_base(base: Variant, question: Question, prop: str, max_states: int) -> On
         verdict, length = "breaks", len(r.schedule)
     else:
         verdict, length = ("holds" if r.exhausted else "cut"), 0
-    return OnBase(base.name, str(question), prop, verdict, r.states, r.depth, length)
+    return BaseInModel(base.name, str(question), prop, verdict, r.states, r.depth, length)

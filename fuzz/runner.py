@@ -25,8 +25,7 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.narrow import NARROW_STATES, Narrowed, on_base
-from tlbfuzz.fuzz.narrow import OnBase as NarrowedOnBase
+from tlbfuzz.fuzz.narrow import NARROW_STATES, BaseInModel, Narrowed, base_in_model
 from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
@@ -56,9 +55,9 @@ class Finding:
     narrowed: str = ""
     """Found by the narrowed search (``tlbfuzz.fuzz.narrow``) after the fuzzer held: the
     question, as ``explore --budget`` words; empty for the fuzzer's own finding."""
-    narrowed_base: NarrowedOnBase | None = None
+    narrowed_base: BaseInModel | None = None
     """The narrowed search's finding: what the property does on the patch's base in the same
-    model (``narrow.on_base``)."""
+    model (``narrow.base_in_model``)."""
 
     def paragraphs(self) -> list[str]:
         """What the mail says of the finding beyond its schedule, from the search itself."""
@@ -368,7 +367,7 @@ def fuzz_variant(
                 by_narrowing = attrs.evolve(
                     by_narrowing,
                     narrowed=str(b.question),
-                    narrowed_base=on_base(base, b.question, prop, states),
+                    narrowed_base=base_in_model(base, b.question, prop, states),
                 )
                 outcomes.append(by_narrowing)
                 if on_outcome:

@@ -28,8 +28,8 @@ This module imports nothing of the model's state, so every kernel module can imp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 
@@ -209,6 +209,20 @@ def budget_kinds(paths: Mapping[str, Path]) -> tuple[BudgetKind, ...]:
         if known != p.budget:
             raise ValueError(f"budget kind {p.budget.name!r} is declared twice, differently")
     return tuple(out.values())
+
+
+def shape_for(
+    kinds: Iterable[BudgetKind], shape: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """``shape`` (Config fields) with the fields each of ``kinds`` needs to start
+    (``BudgetKind.shape``) added; None where a kind's field disagrees with ``shape`` or
+    with another kind's."""
+    out = dict(shape or {})
+    for k in kinds:
+        for field, n in k.shape:
+            if out.setdefault(field, n) != n:
+                return None
+    return out
 
 
 def expand(variant: Variant, path: Path, steps: tuple[Step | Inline, ...]) -> tuple[Step, ...]:
