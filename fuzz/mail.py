@@ -276,14 +276,27 @@ def _wrap(text: str, width: int = WIDTH, indent: str = "", first: str | None = N
     """``text`` wrapped at ``width``: the first line starts with ``first`` (default:
     ``indent``), the others with ``indent``."""
     first = indent if first is None else first
-    return textwrap.wrap(
-        text,
+    return prose(text, width, first, indent) or [first.rstrip()]
+
+
+_OPTION: Final = re.compile(r"(--[a-z][a-z-]*) (?=[^\s-])")
+_KEEP: Final = "\x00"
+
+
+def prose(text: str, width: int = WIDTH, first: str = "", indent: str = "") -> list[str]:
+    """``text`` wrapped at ``width`` without breaking an option from its value or at its
+    hyphens (``--file-pages 0``, ``--narrow-states``): a model named as ``explore``'s options
+    stays one a reader can copy."""
+    kept = _OPTION.sub(lambda m: m.group(1) + _KEEP, text)
+    lines = textwrap.wrap(
+        kept,
         width=width,
         initial_indent=first,
         subsequent_indent=indent,
         break_on_hyphens=False,
         break_long_words=True,
-    ) or [first.rstrip()]
+    )
+    return [line.replace(_KEEP, " ") for line in lines]
 
 
 def shell_lines(cmd: str, width: int = WIDTH, indent: str = "  ") -> list[str]:

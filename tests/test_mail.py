@@ -13,7 +13,7 @@ import pytest
 from tests.schedules import CONCERNS
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.corpus import iter_files, load
-from tlbfuzz.fuzz.mail import WIDTH, c_text, render_mail, shell_lines
+from tlbfuzz.fuzz.mail import WIDTH, c_text, prose, render_mail, shell_lines
 from tlbfuzz.fuzz.reproducer import function_name, render_python
 from tlbfuzz.protocol import VARIANTS, Config, parse
 from tlbfuzz.protocol.world import HW_OPS, IRQ_OPS
@@ -182,3 +182,16 @@ def test_python_reproducer_names_only_non_default_config() -> None:
     text = render_python(e)
     assert "Config()" in text
     assert "Budget" not in text
+
+
+def test_prose_never_parts_an_option_from_its_value_or_at_its_hyphens() -> None:
+    """A narrowed model is named as explore's options; wrapped at any width, every line
+    still holds ``--file-pages 0`` whole (before, the mail broke it after ``--file-pages``)."""
+    model = "cpu0:madvise=1 cpu1:switch=2 (--mms 1 --file-pages 0 --memory-model tso)"
+    text = f"In the narrowed model {model}, linux-current holds no_use_after_free: --narrow-states"
+    for width in range(30, 90):
+        lines = prose(text, width, "", "  ")
+        assert " ".join(" ".join(lines).split()) == text
+        joined = "\n".join(lines)
+        for option in ("--mms 1", "--file-pages 0", "--memory-model tso", "--narrow-states"):
+            assert option in joined, (width, lines)
