@@ -66,8 +66,8 @@ from hypothesis import settings as Settings
 
 from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, TSO_ORDERINGS, Mechanism
 from tests.test_explore import NEEDS, config
-from tlbfuzz.fuzz.changes import asking_kinds, changes_of
-from tlbfuzz.fuzz.narrow import NARROW_STATES
+from tlbfuzz.fuzz.changes import asking_kinds, changes_of, steered_kinds
+from tlbfuzz.fuzz.narrow import NARROW_STATES, how_far, ran_kinds
 from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
 from tlbfuzz.fuzz.runner import Finding, fuzz_variant, run_swarm
@@ -156,16 +156,15 @@ def narrowed_trial(key: str) -> Trial:
     if changes is None or shape.get("cpus", 2) != 2:  # the questions are of 2 CPUs
         return Trial(False, 0.0, 0, 0, 0)
     t0 = time.perf_counter()
-    n = narrow(m.moved, asking_kinds(m.moved, changes), shape, [m.prop], NARROW_STATES["ci"])
+    reach = asking_kinds(m.moved, changes)
+    ran = ran_kinds(m.moved, steered_kinds(m.moved, reach, shape))
+    n = narrow(m.moved, reach, shape, [m.prop], NARROW_STATES["ci"], ran)
     qs = n.questions
     seconds = time.perf_counter() - t0
-    rest = (
-        ", every one whole"
-        if len(n.exhausted) == len(qs)
-        else f", {len(n.exhausted)} whole, the others to depth {n.depth}"
-        + (" (the budget ran out)" if n.cut else "")
+    rest = how_far(len(qs), len(n.exhausted), n.unfinished) + (
+        " (the budget ran out)" if n.cut and len(n.exhausted) < len(qs) else ""
     )
-    reached = f"{len(qs)} models{rest}; {n.states:,} states in {seconds:.1f} s"
+    reached = f"{len(qs)} models: {rest}; {n.states:,} states in {seconds:.1f} s"
     b = n.found.get(m.prop)
     if b is None:
         return Trial(False, seconds, n.states, n.states, 0, reached=reached)

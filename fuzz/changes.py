@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from tlbfuzz.fuzz.mail import prose
+from tlbfuzz.fuzz.narrow import how_far
 from tlbfuzz.fuzz.user import with_methods
 from tlbfuzz.protocol import (
     BASE_OF,
@@ -518,7 +520,7 @@ def add_summaries(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[st
     }
     runs = [s["narrowed"] for s in (a, b) if "narrowed" in s]
     if runs:  # deterministic, so the same on every shard but for its budget: the deeper one
-        out["narrowed"] = max(runs, key=lambda n: (not n["cut"], n["depth"], n["states"]))
+        out["narrowed"] = max(runs, key=lambda n: (not n["cut"], len(n["exhausted"]), n["states"]))
     for name, d in b["decisions"].items():
         mine = out["decisions"].setdefault(name, {"why": d["why"], "reached": 0, "otherwise": 0})
         if name in a["decisions"] and bool(mine.get("sc_blind")) != bool(d.get("sc_blind")):
@@ -583,21 +585,16 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
         return ["  narrowed search: no question (no kind of path asks the change in this shape)"]
     said = (
         f"narrowed search: {len(qs)} models of 2 CPUs, each a path that asks the change on"
-        " one CPU and nothing or one other path on the other, searched breadth-first"
-        f" ({n['states']:,} states): "
+        " one CPU and nothing or one other path on the other, searched breadth-first,"
+        f" the paths the fuzzer ran first ({n['states']:,} states): "
     )
-    rest = len(qs) - len(whole)
-    if not rest:
-        said += "every reachable state of every one"
-    else:
-        said += f"{len(whole)} in every reachable state, " if whole else ""
-        said += f"{'the other' if whole else 'all'} {rest} to {n['depth']} steps"
-        if n["cut"]:
-            said += " (the state budget ran out: --narrow-states)"
+    said += how_far(len(qs), len(whole), n["depths"].values())
+    if len(whole) < len(qs) and n["cut"]:
+        said += " (the state budget ran out: --narrow-states)"
     said += "; " + (
         "broke " + ", ".join(f"{p} in {q}" for p, q in broke.items()) if broke else "no violation"
     )
-    return textwrap.wrap(said, 72, initial_indent="  ", subsequent_indent="    ")
+    return prose(said, 72, "  ", "    ")
 
 
 def bases_of(s: Mapping[str, Any]) -> list[str]:

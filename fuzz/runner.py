@@ -25,7 +25,7 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.narrow import NARROW_STATES, BaseInModel, Narrowed, base_in_model
+from tlbfuzz.fuzz.narrow import NARROW_STATES, BaseInModel, Narrowed, base_in_model, ran_kinds
 from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
@@ -358,7 +358,9 @@ def fuzz_variant(
         states = NARROW_STATES[profile] if narrow_states is None else narrow_states
         if err is None and changes is not None and reach is not None and states > 0:
             if memory_model != "sc" or any(n not in TSO_ONLY for n in changes.decisions):
-                narrowed = narrow(variant, reach, shape, remaining, states)
+                narrowed = narrow(
+                    variant, reach, shape, remaining, states, ran_kinds(variant, steer)
+                )
             for prop, b in (narrowed.found if narrowed is not None else {}).items():
                 by_narrowing = _finding(
                     variant, b.question.config, b.schedule, prop, (examples, steps, t0)

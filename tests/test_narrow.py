@@ -11,7 +11,16 @@ import pytest
 
 from tlbfuzz.fuzz.changes import asking_kinds, changes_of
 from tlbfuzz.fuzz.cli import main
-from tlbfuzz.fuzz.narrow import Question, base_in_model, questions, search, shapes
+from tlbfuzz.fuzz.narrow import (
+    Question,
+    base_in_model,
+    how_far,
+    questions,
+    ran_kinds,
+    search,
+    search_shapes,
+    shapes,
+)
 from tlbfuzz.fuzz.results import schema
 from tlbfuzz.fuzz.user import load_user_variant
 from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
@@ -135,3 +144,34 @@ def test_the_base_in_a_narrowed_model_breaks_holds_to_a_depth_or_holds() -> None
     whole = base_in_model(VARIANTS["linux-current"], q("munmap"), "no_use_after_free", 10**5)
     assert whole.verdict == "holds"
     assert "in every reachable state" in said(whole.lines())
+
+
+SKIP = load_user_variant(ROOT / "examples" / "my_variant.py", "SKIP_SWITCHING_CPUS").variant
+
+
+def test_the_paths_the_fuzzer_ran_are_asked_first_in_every_shape() -> None:
+    """should_flush_tlb() is asked by every flush, migration's and khugepaged's too: the
+    questions of the kinds the fuzzer runs come first, all shapes, then the others; with a
+    budget the first group spends, the others are not searched, and the claim says so."""
+    changes = changes_of(SKIP)
+    assert changes is not None
+    reach = asking_kinds(SKIP, changes)
+    ran = ran_kinds(SKIP)
+    n = search_shapes(SKIP, reach, {}, ["no_use_after_free"], 2_000, ran)
+    inside = [q.asker in ran and (q.partner is None or q.partner in ran) for q in n.questions]
+    first_other = inside.index(False)
+    assert all(inside[:first_other]) and not any(inside[first_other:])
+    assert {q.asker for q in n.questions[first_other:]} >= {"migrate", "collapse"}
+    assert all(d == 0 for d in n.depths[first_other:])
+    assert n.cut
+    said = how_far(len(n.questions), len(n.exhausted), n.unfinished)
+    assert said.endswith(f"{n.depths.count(0)} not searched")
+    assert n.depths[0] > 0
+
+
+def test_how_far_names_each_depth_and_what_was_not_searched() -> None:
+    assert how_far(3, 3, []) == "every reachable state of every one"
+    assert how_far(362, 35, [6] * 75 + [5] * 2 + [0] * 250) == (
+        "35 in every reachable state, 75 to 6 steps, 2 to 5 steps, 250 not searched"
+    )
+    assert how_far(4, 0, [3, 3, 3, 3]) == "4 to 3 steps"
