@@ -22,7 +22,7 @@ The rows (``--rows``):
 
   For these rows, strategy ``narrowed`` is the narrowed search ``tlbfuzz fuzz`` runs on a
   patch the fuzzer held (``fuzz/narrow.py``), alone, at the ``ci`` profile's budget of
-  unique states (``profiles.NARROW_STATES``): one deterministic run per row, its cell the
+  unique states (``narrow.NARROW_STATES``): one deterministic run per row, its cell the
   states spent (``execs`` and ``steps``), the seconds, and the length of what it found, or
   0/1 where the budget ran out or every model held. ``swarm`` and ``hyp-ci`` run without it,
   as the fuzzer alone.
@@ -94,7 +94,7 @@ class Trial(NamedTuple):
     """Moved orderings' rows: what was found first breaks the kernel without the move too
     (5.2's switch window, say): not the moved ordering's race, so not counted as found."""
     reached: str = ""
-    """``narrowed``: how far it searched (models, those searched whole, the depth of the
+    """``narrowed``: how far it searched (models, those searched whole, the depths of the
     others, states, seconds), printed after the row."""
 
 

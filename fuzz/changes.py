@@ -567,9 +567,7 @@ def summary_lines(s: Mapping[str, Any]) -> list[str]:
             said += " say nothing about it"
         else:
             said = f"reached {d['reached']:,} times, answered otherwise {d['otherwise']:,}"
-        out += textwrap.wrap(
-            f"{name}() ({d['why']}): {said}", 72, initial_indent="    ", subsequent_indent="      "
-        )
+        out += prose(f"{name}() ({d['why']}): {said}", 72, "    ", "      ")
     if "narrowed" in s:
         out += narrowed_lines(s["narrowed"])
     return out
@@ -588,7 +586,9 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
         " one CPU and nothing or one other path on the other, searched breadth-first,"
         f" the paths the fuzzer ran first ({n['states']:,} states): "
     )
-    said += how_far(len(qs), len(whole), n["depths"].values())
+    # a campaign resumed from a record of before per-model depths has one ``depth``
+    depths = n.get("depths") or {q: n.get("depth", 0) for q in qs if q not in whole}
+    said += how_far(len(qs), len(whole), depths.values())
     if len(whole) < len(qs) and n["cut"]:
         said += " (the state budget ran out: --narrow-states)"
     said += "; " + (

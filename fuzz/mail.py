@@ -279,15 +279,20 @@ def _wrap(text: str, width: int = WIDTH, indent: str = "", first: str | None = N
     return prose(text, width, first, indent) or [first.rstrip()]
 
 
-_OPTION: Final = re.compile(r"(--[a-z][a-z-]*) (?=[^\s-])")
-_KEEP: Final = "\x00"
+_OPTION: Final = re.compile(r"(--[a-z][a-z0-9-]*) (-?[^\s-]\S*)")
+_KEEP: Final = "\ue000"  # a private-use character: no text of ours has one
 
 
 def prose(text: str, width: int = WIDTH, first: str = "", indent: str = "") -> list[str]:
-    """``text`` wrapped at ``width`` without breaking an option from its value or at its
-    hyphens (``--file-pages 0``, ``--narrow-states``): a model named as ``explore``'s options
-    stays one a reader can copy."""
-    kept = _OPTION.sub(lambda m: m.group(1) + _KEEP, text)
+    """``text`` wrapped at ``width`` without breaking an option from its value, where the two
+    fit on a line, or at its hyphens (``--file-pages 0``, ``--narrow-states``): a model
+    named as ``explore``'s options stays one a reader can copy."""
+    room = width - max(len(first), len(indent))
+
+    def glue(m: re.Match[str]) -> str:
+        return m.group(1) + _KEEP + m.group(2) if len(m.group(0)) <= room else m.group(0)
+
+    kept = text if _KEEP in text else _OPTION.sub(glue, text)
     lines = textwrap.wrap(
         kept,
         width=width,

@@ -18,13 +18,14 @@ ask each changed decision, so the narrowing is mechanical:
 The questions are searched side by side, a level deeper in turn (``Levels``: every question
 to depth 1, then every one to depth 2, none searching a level twice), until each is searched
 whole, every property is broken, or the state budget is spent. The first race found is
-therefore the shortest in any question of its group, and a held says how deep every question
-was searched and which were searched whole (a proof for that model, not for the patch).
+therefore the shortest among the questions searched together (one group, below, in one
+shape), and a held says how deep every question was searched and which were searched whole
+(a proof for that model, not for the patch).
 
 A decision every flush asks (``should_flush_tlb()``) has a dozen askers and some 360
 questions over the three shapes; side by side, 60,000 states took them all to 6 steps in the
-smallest shape and left the other shapes unsearched, while the 35 questions of the kinds the
-fuzzer runs were searched whole in 38,765 states (``examples/my_variant.py``'s
+smallest shape and left the other shapes unsearched, while the 35 questions of that shape
+whose kinds the fuzzer runs were searched whole in 38,765 states (``examples/my_variant.py``'s
 ``SKIP_SWITCHING_CPUS``, the README's narrowed-search paragraph). So the questions come in two
 groups (``search_shapes``' ``ran``): first those whose paths the fuzzer ran (drawn, or
 steered to), in every shape, then the others.
@@ -270,21 +271,26 @@ def search_shapes(
     the fuzzer ran: ``ran_kinds``), in each of ``shapes(run)``, the small ones first; then the
     other questions, in the same shapes (one group of all, where ``ran`` is None). The groups
     make one answer, each question with the depth it reached (0 for a group the budget never
-    reached); a property broken in one group is not asked again."""
+    reached); a property broken in one group is not asked again, and a model asked in one
+    shape is not asked again in another (with ``--mms 1``, khugepaged's ``anon_pages=0`` makes
+    its models of the run's shape those of the file-page shape)."""
     qs: list[Question] = []
     exhausted: list[int] = []
     depths: list[int] = []
     found: dict[str, Broken] = {}
     states = 0
     cut = False
+    models: set[Config] = set()  # a kind's own shape can make a model of two shapes one
     tiers = (None,) if ran is None else (True, False)
     for tier in tiers:
         for shape in shapes(run):
             asked = [
                 q
                 for q in questions(v, reach, shape)
-                if tier is None or tier == (ran is not None and _within(q, ran))
+                if (tier is None or tier == (ran is not None and _within(q, ran)))
+                and q.config not in models
             ]
+            models.update(q.config for q in asked)
             left = [p for p in props if p not in found]
             if not asked or not left:
                 continue

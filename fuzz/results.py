@@ -21,6 +21,7 @@ from xml.etree import ElementTree as ET
 import attrs
 
 from tlbfuzz.fuzz.changes import add_summaries, said_nothing_of, summary_lines
+from tlbfuzz.fuzz.mail import prose
 from tlbfuzz.fuzz.user import replay_command
 
 if TYPE_CHECKING:
@@ -357,7 +358,7 @@ def held_windows_lines(records: Sequence[Record]) -> list[str]:
     for variant, by_counts in groups.items():
         for recs in by_counts.values():
             head = variant if len(by_counts) == 1 else f"{variant} ({_props(recs)})"
-            out += textwrap.wrap(head + ":", 72, subsequent_indent="    ")
+            out += prose(head + ":", 72, "", "    ")
             reached = recs[0].windows
             if reached is not None:
                 out += windows_lines(reached, "steps")
@@ -376,12 +377,7 @@ def held_windows_lines(records: Sequence[Record]) -> list[str]:
                     if recs[0].extra.get("budget_fixed")
                     else f"drawn only when asked, e.g. --budget {never[0]}=1"
                 )
-                out += textwrap.wrap(
-                    f"paths never started ({why}): {', '.join(never)}",
-                    72,
-                    initial_indent="  ",
-                    subsequent_indent="    ",
-                )
+                out += prose(f"paths never started ({why}): {', '.join(never)}", 72, "  ", "    ")
     return out
 
 

@@ -195,3 +195,12 @@ def test_prose_never_parts_an_option_from_its_value_or_at_its_hyphens() -> None:
         joined = "\n".join(lines)
         for option in ("--mms 1", "--file-pages 0", "--memory-model tso", "--narrow-states"):
             assert option in joined, (width, lines)
+
+
+def test_prose_glues_an_option_to_the_next_word_only_where_both_fit_on_a_line() -> None:
+    assert prose("see --narrow-states and then some more text", 18) == [
+        "see",
+        "--narrow-states",
+        "and then some more",
+        "text",
+    ]

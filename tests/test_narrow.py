@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tlbfuzz.fuzz.changes import asking_kinds, changes_of
+from tlbfuzz.fuzz.changes import asking_kinds, changes_of, narrowed_lines
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.narrow import (
     Question,
@@ -175,3 +175,25 @@ def test_how_far_names_each_depth_and_what_was_not_searched() -> None:
         "35 in every reachable state, 75 to 6 steps, 2 to 5 steps, 250 not searched"
     )
     assert how_far(4, 0, [3, 3, 3, 3]) == "4 to 3 steps"
+
+
+def test_a_model_two_shapes_make_alike_is_asked_once_and_every_model_has_a_depth() -> None:
+    """With ``--mms 1`` the run's shape is one mm with a page of each kind, and khugepaged's
+    ``anon_pages=0`` makes its models there those of the file-page shape: each is asked
+    once, and the claim counts every model once, searched whole or to a depth."""
+    changes = changes_of(SKIP)
+    assert changes is not None
+    n = search_shapes(SKIP, asking_kinds(SKIP, changes), {"mms": 1}, ["no_use_after_free"], 500)
+    configs = [q.config for q in n.questions]
+    assert len(configs) == len(set(configs))
+    assert any(q.asker == "collapse" for q in n.questions)
+    d = n.to_dict()
+    assert len(d["depths"]) + len(d["exhausted"]) == len(d["questions"])
+
+
+def test_a_held_record_of_before_per_model_depths_still_reads() -> None:
+    """A campaign resumed from a record with one ``depth`` for every unfinished model."""
+    old = {"questions": ["a", "b", "c"], "depth": 4, "exhausted": ["a"], "states": 9}
+    old |= {"cut": True, "found": {}}
+    said = " ".join(" ".join(narrowed_lines(old)).split())
+    assert "1 in every reachable state, 2 to 4 steps (the state budget ran out" in said
