@@ -23,12 +23,11 @@ shape), and a held says how deep every question was searched and which were sear
 (a proof for that model, not for the patch).
 
 A decision every flush asks (``should_flush_tlb()``) has a dozen askers and some 360
-questions over the three shapes; side by side, 60,000 states took them all to 6 steps in the
-smallest shape and left the other shapes unsearched, while the 35 questions of that shape
-whose kinds the fuzzer runs were searched whole in 38,765 states (``examples/my_variant.py``'s
-``SKIP_SWITCHING_CPUS``, the README's narrowed-search paragraph). So the questions come in two
-groups (``search_shapes``' ``ran``): first those whose paths the fuzzer ran (drawn, or
-steered to), in every shape, then the others.
+questions over the three shapes: side by side, the ``ci`` budget took them only a few steps
+deep in the smallest shape and never reached the others (the README's narrowed-search
+paragraph gives the run). So the questions come in two groups (``search_shapes``' ``ran``):
+first those whose paths the fuzzer ran (drawn, or steered to), in every shape, then the
+others.
 """
 
 from __future__ import annotations
@@ -281,14 +280,13 @@ def search_shapes(
     states = 0
     cut = False
     models: set[Config] = set()  # a kind's own shape can make a model of two shapes one
-    tiers = (None,) if ran is None else (True, False)
-    for tier in tiers:
+    for first in (None,) if ran is None else (True, False):
         for shape in shapes(run):
             asked = [
                 q
                 for q in questions(v, reach, shape)
-                if (tier is None or tier == (ran is not None and _within(q, ran)))
-                and q.config not in models
+                if q.config not in models
+                and (ran is None or first == (q.asker in ran and (q.partner or q.asker) in ran))
             ]
             models.update(q.config for q in asked)
             left = [p for p in props if p not in found]
@@ -307,10 +305,6 @@ def search_shapes(
             found.update({p: b for p, b in n.found.items() if p not in found})
             cut = cut or n.cut
     return Narrowed(tuple(qs), tuple(depths), tuple(exhausted), states, cut, found)
-
-
-def _within(q: Question, ran: Collection[str]) -> bool:
-    return q.asker in ran and (q.partner is None or q.partner in ran)
 
 
 def ran_kinds(v: Variant, steered: Iterable[str] = ()) -> frozenset[str]:
