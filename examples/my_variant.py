@@ -20,7 +20,19 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class SkipSwitchingCpus(Variant):
-    """Today's should_flush_tlb() minus its LOADED_MM_SWITCHING case: is it needed?"""
+    """Today's should_flush_tlb() minus its LOADED_MM_SWITCHING case: is it needed?
+
+    It is: the case is fea4e317f9e7 ("x86/mm: Eliminate window where TLB flushes may be
+    inadvertently skipped", 2025), and this is the kernel before it (6db2526c1d69 onwards).
+    A CPU switching back to an mm reads its tlb_gen in choose_new_asid() before a flush bumps
+    it, the flush skips the CPU while loaded_mm is LOADED_MM_SWITCHING, and the CPU loads the
+    mm's CR3 with no flush. In two mms, with a madvise on the other CPU (19 steps):
+
+        tlbfuzz explore -v examples/my_variant.py:SKIP_SWITCHING_CPUS --mms 2 \
+            --file-pages 0 --budget cpu0:switch=2 --budget cpu1:madvise=1
+
+    ``tests/test_narrow.py`` replays it by hand (``SWITCHING_WINDOW``).
+    """
 
     def should_flush_tlb(self, at: Site, w: World, cpu: int, info: FlushTlbInfo) -> bool:
         c = w.cpus[cpu]

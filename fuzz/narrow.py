@@ -12,8 +12,10 @@ ask each changed decision, so the narrowing is mechanical:
 - on the other CPU nothing, or one *partner*: a kind the fuzzer draws (``fuzz_max``), an
   asker, or a kind that helps one;
 - each with its default count, at least one (a context switch's is two: away and back);
-- in the run's shape (``--mms 1``, ``--memory-model tso``), plus what a kind needs to start
-  (``BudgetKind.shape``: a question whose kind the shape rules out is not asked).
+- in small shapes first (one mm with one page; two mms, for a kind that switches mm), then
+  the run's shape; the run's own fields (``--mms 1``, ``--memory-model tso``) hold in all of
+  them, plus what a kind needs to start (``BudgetKind.shape``: a question whose kind the
+  shape rules out is not asked).
 
 The questions are searched side by side, a level deeper in turn (``Levels``: every question
 to depth 1, then every one to depth 2, none searching a level twice), until each is searched
@@ -66,6 +68,17 @@ anonymous page, then one mm with one file page. In the default model (two mms, a
 kind) the models grow so fast that the ci budget reaches depth 4 or 5, while the mm layer's
 races are found in the small ones (the README's narrowed-search table)."""
 
+TWO_MMS: Final = (
+    {"mms": 2, "anon_pages": 1, "file_pages": 0},
+    {"mms": 2, "anon_pages": 0, "file_pages": 1},
+)
+"""Then the same pages in two mms, for the questions with a kind that switches mm
+(``switching_kinds``) and only for them: in one mm a context switch can only go lazy and
+back, and a race in ``switch_mm_irqs_off()``'s window between two mms is out of reach.
+Without should_flush_tlb()'s ``LOADED_MM_SWITCHING`` case (fea4e317f9e7's fix, reverted:
+``examples/my_variant.py:SKIP_SWITCHING_CPUS``) the race is 18 steps of an mprotect against
+a CPU switching away and back, in the first of these."""
+
 MAX_DEPTH = 60
 """Deeper than any race the corpus holds (20 steps); the state budget ends a search first."""
 
@@ -100,19 +113,43 @@ def _count(kind: str, v: Variant) -> int:
     return next(max(k.default, 1) for k in budget_kinds(v.paths()) if k.name == kind)
 
 
-def shapes(run: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The shapes asked, smallest first: each of ``SMALL`` with the run's own fields over it,
-    then the run's shape; a shape equal to one before it is asked once, and one whose mm
-    maps no page not at all."""
+def shapes(run: Mapping[str, Any] | None = None) -> list[tuple[dict[str, Any], bool]]:
+    """The shapes asked, smallest first, each with whether only questions with a kind that
+    switches mm are asked in it: each of ``SMALL`` with the run's own fields over it, then
+    each of ``TWO_MMS`` (only those), then the run's shape. A shape equal to one before it
+    is asked once (for every question if either was), and one whose mm maps no page not at
+    all."""
     run = dict(run or {})
-    out: list[dict[str, Any]] = []
+    out: list[tuple[dict[str, Any], bool]] = []
     seen: list[Config] = []
-    for shape in (*({**small, **run} for small in SMALL), run):
+    asked = [
+        *(({**small, **run}, False) for small in SMALL),
+        *(({**two, **run}, True) for two in TWO_MMS),
+        (run, False),
+    ]
+    for shape, switching in asked:
         model = attrs.evolve(Config(), **{k: v for k, v in shape.items() if k in SHAPE_FIELDS})
-        if model not in seen and model.anon_pages + model.file_pages:
-            seen.append(model)
-            out.append(shape)
+        if not model.anon_pages + model.file_pages:
+            continue
+        if model in seen:
+            i = seen.index(model)
+            out[i] = (out[i][0], out[i][1] and switching)
+            continue
+        seen.append(model)
+        out.append((shape, switching))
     return out
+
+
+def switching_kinds(v: Variant) -> frozenset[str]:
+    """The kinds with a path that switches to a task of another mm: its ``next`` argument
+    has a value in a model of two mms that it has not in one (``NEXT_MM``)."""
+    one, two = Config(mms=1), Config(mms=2)
+    return frozenset(
+        p.budget.name
+        for p in v.paths().values()
+        if "next" in p.args.names
+        and len(p.args.values(two, 0, (0,))) > len(p.args.values(one, 0, (0,)))
+    )
 
 
 def questions(
@@ -267,7 +304,8 @@ def search_shapes(
 ) -> Narrowed:
     """``search`` over groups of questions in turn, on the properties still held, with what
     is left of ``max_states``: first the questions whose kinds are all in ``ran`` (the kinds
-    the fuzzer ran: ``ran_kinds``), in each of ``shapes(run)``, the small ones first; then the
+    the fuzzer ran: ``ran_kinds``), in each of ``shapes(run)``, the small ones first (in the
+    two-mm ones only the questions with a kind that switches mm); then the
     other questions, in the same shapes (one group of all, where ``ran`` is None). The groups
     make one answer, each question with the depth it reached (0 for a group the budget never
     reached); a property broken in one group is not asked again, and a model asked in one
@@ -280,13 +318,15 @@ def search_shapes(
     states = 0
     cut = False
     models: set[Config] = set()  # a kind's own shape can make a model of two shapes one
+    switches = switching_kinds(v)
     for first in (None,) if ran is None else (True, False):
-        for shape in shapes(run):
+        for shape, switching in shapes(run):
             asked = [
                 q
                 for q in questions(v, reach, shape)
                 if q.config not in models
                 and (ran is None or first == (q.asker in ran and (q.partner or q.asker) in ran))
+                and (not switching or bool({q.asker, q.partner} & switches))
             ]
             models.update(q.config for q in asked)
             left = [p for p in props if p not in found]

@@ -20,11 +20,12 @@ from tlbfuzz.fuzz.narrow import (
     search,
     search_shapes,
     shapes,
+    switching_kinds,
 )
 from tlbfuzz.fuzz.results import schema
 from tlbfuzz.fuzz.user import load_user_variant
-from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World
-from tlbfuzz.protocol.search import Levels, bfs
+from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World, parse
+from tlbfuzz.protocol.search import Levels, bfs, replayed
 
 ROOT = Path(__file__).resolve().parent.parent
 LAZY_REF = f"{ROOT / 'examples' / 'lazy_no_smp_mb.py'}:VARIANT"
@@ -110,16 +111,26 @@ def test_fuzz_finds_the_barrier_race_the_swarm_misses_by_the_narrowed_search(
 
 
 def test_the_small_shapes_come_first_and_a_run_s_own_fields_stay() -> None:
-    """One mm with one anonymous page, then one with one file page, then the run's shape;
-    a field the run sets is kept in every shape, a shape asked already is not again, and
-    one that maps no page not at all."""
+    """One mm with one anonymous page, then one with one file page, then the same pages in
+    two mms (only for the questions with a kind that switches mm: True), then the run's
+    shape; a field the run sets is kept in every shape, a shape asked already is not again
+    (for every question, if either asked every one), and one that maps no page not at all."""
     assert shapes({}) == [
-        {"mms": 1, "anon_pages": 1, "file_pages": 0},
-        {"mms": 1, "anon_pages": 0, "file_pages": 1},
-        {},
+        ({"mms": 1, "anon_pages": 1, "file_pages": 0}, False),
+        ({"mms": 1, "anon_pages": 0, "file_pages": 1}, False),
+        ({"mms": 2, "anon_pages": 1, "file_pages": 0}, True),
+        ({"mms": 2, "anon_pages": 0, "file_pages": 1}, True),
+        ({}, False),
     ]
     tso = {"memory_model": "tso", "mms": 1, "file_pages": 0}
-    assert shapes(tso) == [{"mms": 1, "anon_pages": 1, "file_pages": 0, "memory_model": "tso"}]
+    assert shapes(tso) == [
+        ({"mms": 1, "anon_pages": 1, "file_pages": 0, "memory_model": "tso"}, False)
+    ]
+    # the run's own shape is the first two-mm one: every question is asked there
+    assert shapes({"file_pages": 0}) == [
+        ({"mms": 1, "anon_pages": 1, "file_pages": 0}, False),
+        ({"mms": 2, "anon_pages": 1, "file_pages": 0}, False),
+    ]
 
 
 def test_the_base_in_a_narrowed_model_breaks_holds_to_a_depth_or_holds() -> None:
@@ -197,3 +208,74 @@ def test_a_held_record_of_before_per_model_depths_still_reads() -> None:
     old |= {"cut": True, "found": {}}
     said = " ".join(" ".join(narrowed_lines(old)).split())
     assert "1 in every reachable state, 2 to 4 steps (the state budget ran out" in said
+
+
+SWITCHING_WINDOW = (
+    "cpu0 tlb_fill va=0x1000",
+    "cpu0 switch_mm_irqs_off__loaded_mm_switching next=B",
+    "cpu0 switch_mm_irqs_off__cpumask_set_cpu",
+    "cpu0 switch_mm_irqs_off__choose_new_asid",
+    "cpu0 switch_mm_irqs_off__load_new_mm_cr3",
+    "cpu0 finish_task_switch",
+    "cpu0 switch_mm_irqs_off__loaded_mm_switching next=A",
+    "cpu0 switch_mm_irqs_off__cpumask_set_cpu",
+    "cpu0 switch_mm_irqs_off__choose_new_asid",
+    "cpu1 madvise_dontneed va=0x1000",
+    "cpu1 zap_pte_range",
+    "cpu1 tlb_finish_mmu__mm_tlb_flush_nested",
+    "cpu1 flush_tlb_mm_range__inc_mm_tlb_gen",
+    "cpu1 native_flush_tlb_multi__send_ipis",
+    "cpu0 switch_mm_irqs_off__load_new_mm_cr3",
+    "cpu0 finish_task_switch",
+    "cpu1 flush_tlb_mm_range__flush_tlb_func_local",
+    "cpu1 tlb_finish_mmu",
+    "cpu0 user_read va=0x1000",
+)
+"""fea4e317f9e7's window ("x86/mm: Eliminate window where TLB flushes may be inadvertently
+skipped", 2025): CPU0 switches to mm B and back to A, and reads A's tlb_gen in
+choose_new_asid() before CPU1's madvise bumps it; CPU1's should_flush_tlb() then sees
+``loaded_mm == LOADED_MM_SWITCHING``, not A, and sends CPU0 no IPI; CPU0 loads A's CR3
+without a flush and reads the page CPU1 freed."""
+
+
+def _two_mms(partner: str, asker: str) -> Config:
+    per_cpu = ((0, Budget.only(**{partner: 2})), (1, Budget.only(**{asker: 1})))
+    return Config(cpus=2, budget=Budget.only(), cpu_budget=per_cpu, reuse=False, file_pages=0)
+
+
+def test_without_the_switching_case_a_cpu_that_chose_its_asid_first_reads_a_freed_page() -> None:
+    """The hand-written race of SKIP_SWITCHING_CPUS (fea4e317f9e7 reverted) breaks
+    no_use_after_free at its last step; linux-current IPIs the switching CPU, whose IRQs are
+    off until finish_task_switch(), so CPU1 cannot free the page first (step 18 refused)."""
+    schedule = [parse(s) for s in SWITCHING_WINDOW]
+    config = _two_mms("switch", "madvise")
+    skip = replayed(World.initial(SKIP, config), schedule, ["no_use_after_free"])
+    assert skip.violation is not None
+    assert skip.step == len(SWITCHING_WINDOW)
+    current = replayed(World.initial(VARIANTS["linux-current"], config), schedule, [])
+    assert current.violation is None
+    assert current.step == 18  # cpu1 tlb_finish_mmu: still waiting for cpu0's flush
+
+
+def test_only_questions_with_a_switch_of_mm_are_asked_in_two_mms() -> None:
+    """A context switch is the kind that switches mm (its ``next``), and the two-mm shapes
+    ask only the questions with one; the others there would be the one-mm models again,
+    larger."""
+    assert switching_kinds(SKIP) == {"switch"}
+    changes = changes_of(SKIP)
+    assert changes is not None
+    n = search_shapes(SKIP, asking_kinds(SKIP, changes), {}, ["no_use_after_free"], 500)
+    # two mms with one anonymous page: no kind's own shape makes it (khugepaged's has none)
+    two = [q for q in n.questions if (q.config.mms, q.config.file_pages) == (2, 0)]
+    assert {q.asker for q in two} >= {"madvise", "munmap", "mprotect"}
+    assert all("switch" in (q.asker, q.partner) for q in two)
+
+
+@pytest.mark.slow
+def test_the_narrowed_search_finds_the_switching_window_in_two_mms() -> None:
+    """The model a reviewer of SKIP_SWITCHING_CPUS would write, searched as the narrowed
+    search searches it: the shortest use-after-free is 19 steps, as the hand-written one."""
+    q = Question("madvise", "switch", _two_mms("switch", "madvise"))
+    n = search(SKIP, [q], ["no_use_after_free"], 60_000)
+    assert n.found["no_use_after_free"].question == q
+    assert len(n.found["no_use_after_free"].schedule) == len(SWITCHING_WINDOW)
