@@ -25,7 +25,14 @@ from tlbfuzz.fuzz.changes import (
     toward_kinds,
 )
 from tlbfuzz.fuzz.machine import PropertyViolated, configs, machine_for
-from tlbfuzz.fuzz.narrow import NARROW_STATES, BaseInModel, Narrowed, base_in_model, ran_kinds
+from tlbfuzz.fuzz.narrow import (
+    NARROW_STATES,
+    BaseInModel,
+    Narrowed,
+    Question,
+    base_in_model,
+    ran_kinds,
+)
 from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import ENGINES, PROFILES, Engine
 from tlbfuzz.fuzz.swarm import WALKS_PER_PLAN, Lanes, Plan, plans
@@ -361,15 +368,24 @@ def fuzz_variant(
                 narrowed = narrow(
                     variant, reach, shape, remaining, states, ran_kinds(variant, steer)
                 )
-            for prop, b in (narrowed.found if narrowed is not None else {}).items():
+            found = narrowed.found if narrowed is not None else {}
+            in_model: dict[Question, list[str]] = {}
+            for prop, b in found.items():
+                in_model.setdefault(b.question, []).append(prop)
+            base = VARIANTS[changes.bases[0]]
+            on_base = {
+                (q, prop): answer
+                for q, ps in in_model.items()
+                for prop, answer in base_in_model(base, q, ps, states).items()
+            }
+            for prop, b in found.items():
                 by_narrowing = _finding(
                     variant, b.question.config, b.schedule, prop, (examples, steps, t0)
                 )
-                base = VARIANTS[changes.bases[0]]
                 by_narrowing = attrs.evolve(
                     by_narrowing,
                     narrowed=str(b.question),
-                    narrowed_base=base_in_model(base, b.question, prop, states),
+                    narrowed_base=on_base[b.question, prop],
                 )
                 outcomes.append(by_narrowing)
                 if on_outcome:

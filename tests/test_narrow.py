@@ -146,13 +146,14 @@ def test_the_base_in_a_narrowed_model_breaks_holds_to_a_depth_or_holds() -> None
         config = Config(cpus=2, budget=Budget.only(), cpu_budget=((1, one[kind]),), reuse=False)
         return Question(kind, None, config)
 
-    posted = base_in_model(VARIANTS["rfc-async-posted"], q("madvise"), "no_use_after_free", 10**5)
+    uaf = "no_use_after_free"
+    posted = base_in_model(VARIANTS["rfc-async-posted"], q("madvise"), [uaf], 10**5)[uaf]
     assert (posted.verdict, posted.length) == ("breaks", 9)
     assert "breaks no_use_after_free too, in 9 steps" in said(posted.lines())
-    cut = base_in_model(VARIANTS["linux-current"], q("madvise"), "no_use_after_free", 500)
+    cut = base_in_model(VARIANTS["linux-current"], q("madvise"), [uaf], 500)[uaf]
     assert (cut.verdict, cut.states) == ("cut", 500)
     assert f"of up to {cut.depth} steps" in said(cut.lines())
-    whole = base_in_model(VARIANTS["linux-current"], q("munmap"), "no_use_after_free", 10**5)
+    whole = base_in_model(VARIANTS["linux-current"], q("munmap"), [uaf], 10**5)[uaf]
     assert whole.verdict == "holds"
     assert "in every reachable state" in said(whole.lines())
 
@@ -279,3 +280,20 @@ def test_the_narrowed_search_finds_the_switching_window_in_two_mms() -> None:
     n = search(SKIP, [q], ["no_use_after_free"], 60_000)
     assert n.found["no_use_after_free"].question == q
     assert len(n.found["no_use_after_free"].schedule) == len(SWITCHING_WINDOW)
+
+
+def test_one_search_of_the_base_answers_every_property_the_patch_broke_in_a_model() -> None:
+    """A patch often breaks two properties in one model (a write after mprotect returned
+    breaks two): the base is searched once for both, each with its own answer, as a search
+    per property would give it."""
+    one = ((1, Budget.only(madvise=1)),)
+    config = Config(cpus=2, budget=Budget.only(), cpu_budget=one, reuse=False, mms=1, file_pages=0)
+    q = Question("madvise", None, config)
+    posted = VARIANTS["rfc-async-posted"]
+    props = ["no_use_after_free", "no_deadlock"]
+    both = base_in_model(posted, q, props, 10**5)
+    alone = {p: base_in_model(posted, q, [p], 10**5)[p] for p in props}
+    assert (both["no_use_after_free"].verdict, both["no_use_after_free"].length) == ("breaks", 9)
+    assert both["no_deadlock"] == alone["no_deadlock"]
+    assert both["no_deadlock"].verdict == "holds"
+    assert both["no_use_after_free"].length == alone["no_use_after_free"].length
