@@ -24,8 +24,8 @@ therefore the shortest among the questions searched together (one group, below, 
 shape), and a held says how deep every question was searched and which were searched whole
 (a proof for that model, not for the patch).
 
-A decision every flush asks (``should_flush_tlb()``) has a dozen askers and some 360
-questions over the three shapes: side by side, the ``ci`` budget took them only a few steps
+A decision every flush asks (``should_flush_tlb()``) has a dozen askers and some 380
+questions over the five shapes: side by side, the ``ci`` budget took them only a few steps
 deep in the smallest shape and never reached the others (the README's narrowed-search
 paragraph gives the run). So the questions come in two groups (``search_shapes``' ``ran``):
 first those whose paths the fuzzer ran (drawn, or steered to), in every shape, then the
@@ -42,7 +42,7 @@ import attrs
 from tlbfuzz.fuzz.mail import prose
 from tlbfuzz.protocol import Budget, Config, World, budget_kinds
 from tlbfuzz.protocol.paths import shape_for
-from tlbfuzz.protocol.search import Collapse, Levels, bfs
+from tlbfuzz.protocol.search import Collapse, Levels
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -131,9 +131,10 @@ def shapes(run: Mapping[str, Any] | None = None) -> list[tuple[dict[str, Any], b
         model = attrs.evolve(Config(), **{k: v for k, v in shape.items() if k in SHAPE_FIELDS})
         if not model.anon_pages + model.file_pages:
             continue
-        if model in seen:
+        if model in seen:  # asked once, for every question if either asks every one
             i = seen.index(model)
-            out[i] = (out[i][0], out[i][1] and switching)
+            if out[i][1] and not switching:
+                out[i] = (shape, False)
             continue
         seen.append(model)
         out.append((shape, switching))
@@ -142,7 +143,9 @@ def shapes(run: Mapping[str, Any] | None = None) -> list[tuple[dict[str, Any], b
 
 def switching_kinds(v: Variant) -> frozenset[str]:
     """The kinds with a path that switches to a task of another mm: its ``next`` argument
-    has a value in a model of two mms that it has not in one (``NEXT_MM``)."""
+    (the task ``context_switch()`` goes to, ``Locals.next_task``) has a value in a model of
+    two mms that it has not in one (``NEXT_MM``). A path of your own that switches mm takes
+    its task as ``next`` too, or its models are asked in one mm only."""
     one, two = Config(mms=1), Config(mms=2)
     return frozenset(
         p.budget.name
@@ -411,20 +414,27 @@ def base_in_model(
     most ``max_states`` unique states (``tlbfuzz.fuzz.changes.whose`` replays one schedule on
     the base; this searches the whole model the patch broke). The patch often breaks two
     properties in one model (a write after mprotect returned breaks two), and the base's
-    search is as long as the patch's: one search answers them all."""
-    shortest: dict[str, int] = {}
+    search is as long as the patch's: one search answers them all, each as a search of that
+    property alone would (a broken one with the states and depth where it broke)."""
+    at: dict[str, tuple[int, int]] = {}  # per property broken: its length, states seen then
 
     def keep(schedule: list[Action], violation: Violation) -> bool:
-        shortest.setdefault(violation.prop, len(schedule))
-        return len(shortest) < len(props)
+        at.setdefault(violation.prop, (len(schedule), levels.states))
+        return len(at) < len(props)
 
-    start = World.initial(base, question.config)
-    r = bfs(start, props, MAX_DEPTH, max_states, key=Collapse(True), on_violation=keep)
+    levels = Levels(World.initial(base, question.config), props, None, Collapse(True), keep)
+    r = None
+    while r is None and levels.depth < MAX_DEPTH:
+        r = levels.next_level(max_states)
+    r = r or levels.result()
     out: dict[str, BaseInModel] = {}
     for prop in props:
-        if prop in shortest:
-            verdict, length = "breaks", shortest[prop]
+        if prop in at:  # as a search of this property alone stops: at its first violation
+            length, states = at[prop]
+            out[prop] = BaseInModel(
+                base.name, str(question), prop, "breaks", states, length, length
+            )
         else:
-            verdict, length = ("holds" if r.exhausted else "cut"), 0
-        out[prop] = BaseInModel(base.name, str(question), prop, verdict, r.states, r.depth, length)
+            verdict = "holds" if r.exhausted else "cut"
+            out[prop] = BaseInModel(base.name, str(question), prop, verdict, r.states, r.depth)
     return out

@@ -372,20 +372,19 @@ def fuzz_variant(
             in_model: dict[Question, list[str]] = {}
             for prop, b in found.items():
                 in_model.setdefault(b.question, []).append(prop)
-            base = VARIANTS[changes.bases[0]]
-            on_base = {
-                (q, prop): answer
-                for q, ps in in_model.items()
-                for prop, answer in base_in_model(base, q, ps, states).items()
-            }
+            on_base: dict[Question, dict[str, BaseInModel]] = {}
             for prop, b in found.items():
                 by_narrowing = _finding(
                     variant, b.question.config, b.schedule, prop, (examples, steps, t0)
                 )
+                if b.question not in on_base:  # one search of the base per model
+                    base = VARIANTS[changes.bases[0]]
+                    ps = in_model[b.question]
+                    on_base[b.question] = base_in_model(base, b.question, ps, states)
                 by_narrowing = attrs.evolve(
                     by_narrowing,
                     narrowed=str(b.question),
-                    narrowed_base=on_base[b.question, prop],
+                    narrowed_base=on_base[b.question][prop],
                 )
                 outcomes.append(by_narrowing)
                 if on_outcome:
