@@ -589,6 +589,11 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     # a campaign resumed from a record of before per-model depths has one ``depth``
     depths = n.get("depths") or {q: n.get("depth", 0) for q in qs if q not in whole}
     said += how_far(len(qs), len(whole), depths.values())
+    two: list[str] = n.get("two_mms", [])
+    never = [q for q in two if depths.get(q) == 0]
+    if never:  # where the switch_mm_irqs_off() windows between two mms are
+        among = f"all {len(two)}" if len(never) == len(two) else f"{len(never)} of the {len(two)}"
+        said += f", among them {among} with a context switch between two mms"
     if len(whole) < len(qs) and n["cut"]:
         said += " (the state budget ran out: --narrow-states)"
     said += "; " + (

@@ -218,6 +218,9 @@ class Narrowed:
     """Some question was neither searched whole nor done with every property: the state
     budget (or ``MAX_DEPTH``) ended the search."""
     found: dict[str, Broken] = attrs.field(factory=dict)
+    two_mms: tuple[int, ...] = ()
+    """The questions (indexes) asked in two mms because they have a context switch
+    (``TWO_MMS``): a held names them when the budget never reached them."""
 
     @property
     def unfinished(self) -> tuple[int, ...]:
@@ -236,6 +239,7 @@ class Narrowed:
             "states": self.states,
             "cut": self.cut,
             "found": {p: str(b.question) for p, b in self.found.items()},
+            "two_mms": [str(self.questions[i]) for i in self.two_mms],
         }
 
 
@@ -317,6 +321,7 @@ def search_shapes(
     qs: list[Question] = []
     exhausted: list[int] = []
     depths: list[int] = []
+    two_mms: list[int] = []
     found: dict[str, Broken] = {}
     states = 0
     cut = False
@@ -332,6 +337,8 @@ def search_shapes(
                 and (not switching or bool({q.asker, q.partner} & switches))
             ]
             models.update(q.config for q in asked)
+            if switching:
+                two_mms += range(len(qs), len(qs) + len(asked))
             left = [p for p in props if p not in found]
             if not asked or not left:
                 continue
@@ -347,7 +354,7 @@ def search_shapes(
             states += n.states
             found.update({p: b for p, b in n.found.items() if p not in found})
             cut = cut or n.cut
-    return Narrowed(tuple(qs), tuple(depths), tuple(exhausted), states, cut, found)
+    return Narrowed(tuple(qs), tuple(depths), tuple(exhausted), states, cut, found, tuple(two_mms))
 
 
 def ran_kinds(v: Variant, steered: Iterable[str] = ()) -> frozenset[str]:

@@ -319,3 +319,26 @@ def test_one_search_of_the_base_answers_each_property_as_a_search_of_it_alone() 
         p: alone[p] for p in (uaf, "no_deadlock")
     }
     assert base_in_model(posted, q, [uaf, stale], 10**5) == {p: alone[p] for p in (uaf, stale)}
+
+
+def test_a_held_names_the_two_mm_models_of_a_switch_the_budget_never_reached() -> None:
+    """The switch_mm_irqs_off() windows between two mms (fea4e317f9e7's among them) are in
+    the two-mm models of a context switch; a held whose budget never reached them says so,
+    all of them or how many, and the record lists them."""
+    changes = changes_of(SKIP)
+    assert changes is not None
+    n = search_shapes(SKIP, asking_kinds(SKIP, changes), {}, ["no_use_after_free"], 500)
+    d = n.to_dict()
+    two = d["two_mms"]
+    assert two
+    assert all("switch=" in q for q in two)
+    assert all(n.questions[i].config.mms == 2 for i in n.two_mms)
+    narrowed = schema()["$defs"]["record"]["properties"]["changes"]["properties"]["narrowed"]
+    jsonschema.validate(d, narrowed)
+    said = " ".join(" ".join(narrowed_lines(d)).split())
+    assert f"among them all {len(two)} with a context switch between two mms" in said
+    some = {**d, "depths": {**d["depths"], two[0]: 5}}
+    said = " ".join(" ".join(narrowed_lines(some)).split())
+    assert f"among them {len(two) - 1} of the {len(two)} with a context switch" in said
+    reached = {**d, "depths": {**d["depths"], **dict.fromkeys(two, 5)}}
+    assert "context switch" not in " ".join(" ".join(narrowed_lines(reached)).split())
