@@ -76,8 +76,8 @@ TWO_MMS: Final = (
 (``switching_kinds``) and only for them: in one mm a context switch can only go lazy and
 back, and a race in ``switch_mm_irqs_off()``'s window between two mms is out of reach.
 Without should_flush_tlb()'s ``LOADED_MM_SWITCHING`` case (fea4e317f9e7's fix, reverted:
-``examples/my_variant.py:SKIP_SWITCHING_CPUS``) the race is 18 steps of an mprotect against
-a CPU switching away and back, in the first of these."""
+``examples/my_variant.py:SKIP_SWITCHING_CPUS``) the race, a flush against a CPU switching
+away and back, is in the first of these (``tests/test_narrow.py``)."""
 
 MAX_DEPTH = 60
 """Deeper than any race the corpus holds (20 steps); the state budget ends a search first."""
@@ -337,11 +337,11 @@ def search_shapes(
                 and (not switching or bool({q.asker, q.partner} & switches))
             ]
             models.update(q.config for q in asked)
-            if switching:
-                two_mms += range(len(qs), len(qs) + len(asked))
             left = [p for p in props if p not in found]
             if not asked or not left:
                 continue
+            if switching:  # the questions are in qs from here on, searched or not
+                two_mms += range(len(qs), len(qs) + len(asked))
             if states >= max_states:
                 qs += asked
                 depths += [0] * len(asked)

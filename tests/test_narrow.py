@@ -342,3 +342,18 @@ def test_a_held_names_the_two_mm_models_of_a_switch_the_budget_never_reached() -
     assert f"among them {len(two) - 1} of the {len(two)} with a context switch" in said
     reached = {**d, "depths": {**d["depths"], **dict.fromkeys(two, 5)}}
     assert "context switch" not in " ".join(" ".join(narrowed_lines(reached)).split())
+
+
+def test_a_property_broken_in_a_small_shape_leaves_no_two_mm_model_unlisted_or_misnamed() -> None:
+    """Once every property is broken (here before_99baac21's 8-step stale access, in the
+    smallest shape), the shapes after it are not asked: their two-mm models are neither
+    questions nor listed as two-mm ones, and the record says so consistently."""
+    v = load_user_variant(ROOT / "examples" / "before_99baac21.py", "VARIANT").variant
+    changes = changes_of(v)
+    assert changes is not None
+    prop = "no_stale_access_after_return"
+    n = search_shapes(v, asking_kinds(v, changes), {}, [prop], 60_000, ran_kinds(v))
+    assert prop in n.found
+    assert all(i < len(n.questions) for i in n.two_mms)
+    assert all(q.config.mms == 1 for q in n.questions)
+    assert n.to_dict()["two_mms"] == []
