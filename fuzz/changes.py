@@ -354,9 +354,7 @@ def _pair_config(cpus: int, a: BudgetKind, b: BudgetKind) -> Config | None:
     shape = shape_for((a, b))
     if shape is None:
         return None
-    return attrs.evolve(
-        Config(cpus=cpus, budget=Budget.only(**{a.name: 1, b.name: 1}), reuse=False), **shape
-    )
+    return attrs.evolve(_config(cpus, Budget.only(**{a.name: 1, b.name: 1}), a), **shape)
 
 
 def _explored(probe: Variant, tally: Tally, config: Config) -> set[str]:

@@ -369,9 +369,6 @@ def fuzz_variant(
                     variant, reach, shape, remaining, states, ran_kinds(variant, steer)
                 )
             found = narrowed.found if narrowed is not None else {}
-            in_model: dict[Question, list[str]] = {}
-            for prop, b in found.items():
-                in_model.setdefault(b.question, []).append(prop)
             on_base: dict[Question, dict[str, BaseInModel]] = {}
             for prop, b in found.items():
                 by_narrowing = _finding(
@@ -379,7 +376,7 @@ def fuzz_variant(
                 )
                 if b.question not in on_base:  # one search of the base per model
                     base = VARIANTS[changes.bases[0]]
-                    ps = in_model[b.question]
+                    ps = [p for p, x in found.items() if x.question == b.question]
                     on_base[b.question] = base_in_model(base, b.question, ps, states)
                 by_narrowing = attrs.evolve(
                     by_narrowing,
