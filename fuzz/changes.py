@@ -73,6 +73,8 @@ NOT_SWITCHES: Final = frozenset({"name", "summary", "kernel_ref"})
 PROBE_WALKS: Final = 16
 PROBE_STEPS: Final = 60
 PROBE_STATES: Final = 1000
+DIFFER_WALKS: Final = 8
+"""Walks per narrowed model that look for the change answered otherwise (``differs_in``)."""
 
 
 @attrs.frozen
@@ -327,6 +329,13 @@ def _config(cpus: int, budget: Budget, kind: BudgetKind) -> Config:
 def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[str]:
     """The decisions reached in a few deterministic walks of ``config``; with ``gate`` (a
     kind), only while a path of that kind is running on some CPU."""
+    return {name for name, (reached, _) in _walked(probe, tally, config, gate).items() if reached}
+
+
+def _walked(
+    probe: Variant, tally: Tally, config: Config, gate: str = "", walks: int = PROBE_WALKS
+) -> dict[str, list[int]]:
+    """``_walks``' counts: per changed decision, [times reached, times answered otherwise]."""
     w0 = World.initial(probe, config)
     paths = w0.kernel.paths
     current = [w0]
@@ -336,7 +345,7 @@ def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[
         )
     tally.take()
     try:
-        for walk in range(PROBE_WALKS):
+        for walk in range(walks):
             w = current[0] = w0.copy()
             for i in range(PROBE_STEPS):
                 acts = w.enabled_actions()
@@ -345,7 +354,28 @@ def _walks(probe: Variant, tally: Tally, config: Config, gate: str = "") -> set[
                 w.apply(acts[(i * 7919 + walk * 104729 + i * i * walk) % len(acts)])
     finally:
         tally.gate = None
-    return {name for name, (reached, _) in tally.take().items() if reached}
+    return tally.take()
+
+
+def differs_in(v: Variant, changes: Changes, walks: int = DIFFER_WALKS) -> Callable[[Config], bool]:
+    """Whether, in a model, ``walks`` of the probe's deterministic walks see one of ``v``'s
+    changed decisions answered otherwise than its base answers it: evidence that the change
+    makes a difference there (``tlbfuzz.fuzz.narrow.search_shapes`` asks those models
+    first). Not a proof either way: a model where no walk saw it may still differ deeper.
+    Without ``LOADED_MM_SWITCHING`` in ``should_flush_tlb()``
+    (``examples/my_variant.py:SKIP_SWITCHING_CPUS``), every flush asks the decision, but it
+    is answered otherwise only against a CPU switching between two mms."""
+    probe, tally = instrument(v, changes)
+    memo: dict[Config, bool] = {}
+
+    def differs(config: Config) -> bool:
+        d = memo.get(config)
+        if d is None:
+            counts = _walked(probe, tally, config, walks=walks)
+            d = memo[config] = any(otherwise for _, otherwise in counts.values())
+        return d
+
+    return differs
 
 
 def _pair_config(cpus: int, a: BudgetKind, b: BudgetKind) -> Config | None:
@@ -579,10 +609,19 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     broke: dict[str, str] = n.get("found", {})
     if not qs:
         return ["  narrowed search: no question (no kind of path asks the change in this shape)"]
+    differed: list[str] | None = n.get("differed")  # None: a record of before the walks
+    first = (
+        "the paths the fuzzer ran first"
+        if differed is None
+        else f"first the {len(differed)} where a walk saw the change answered otherwise,"
+        " then the paths the fuzzer ran"
+        if differed
+        else "the paths the fuzzer ran first (no walk saw the change answered otherwise)"
+    )
     said = (
         f"narrowed search: {len(qs)} models of 2 CPUs, each a path that asks the change on"
-        " one CPU and nothing or one other path on the other, searched breadth-first,"
-        f" the paths the fuzzer ran first ({n['states']:,} states): "
+        f" one CPU and nothing or one other path on the other, searched breadth-first, {first}"
+        f" ({n['states']:,} states): "
     )
     # a campaign resumed from a record of before per-model depths has one ``depth``
     depths = n.get("depths") or {q: n.get("depth", 0) for q in qs if q not in whole}
@@ -592,6 +631,11 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     if never:  # where the switch_mm_irqs_off() windows between two mms are
         among = f"all {len(two)}" if len(never) == len(two) else f"{len(never)} of the {len(two)}"
         said += f", among them {among} with a context switch between two mms"
+    if differed and len(differed) < len(qs):
+        done = [q for q in differed if q in whole]
+        said += f"; of the {len(differed)} where the change was answered otherwise, " + how_far(
+            len(differed), len(done), [depths.get(q, 0) for q in differed if q not in whole]
+        )
     if len(whole) < len(qs) and n["cut"]:
         said += " (the state budget ran out: --narrow-states)"
     said += "; " + (

@@ -27,9 +27,14 @@ shape), and a held says how deep every question was searched and which were sear
 A decision every flush asks (``should_flush_tlb()``) has a dozen askers and some 380
 questions over the five shapes: side by side, the ``ci`` budget took them only a few steps
 deep in the smallest shape and never reached the others (the README's narrowed-search
-paragraph gives the run). So the questions come in two groups (``search_shapes``' ``ran``):
-first those whose paths the fuzzer ran (drawn, or steered to), in every shape, then the
-others.
+paragraph gives the run). So the questions come in groups (``search_shapes``): first those
+in whose model a few deterministic walks see the change answered otherwise than the base
+answers it (``tlbfuzz.fuzz.changes.differs_in``), then the others; in each, those whose
+paths the fuzzer ran (drawn, or steered to) before the rest; each group in every shape.
+A race of the patch's own answers some changed decision otherwise on its way (else the base
+runs the same schedule), and without ``LOADED_MM_SWITCHING`` in ``should_flush_tlb()`` that
+happens only against a CPU switching between two mms: the one-mm models, where it never
+does, used to take the whole ``ci`` budget first.
 """
 
 from __future__ import annotations
@@ -221,6 +226,9 @@ class Narrowed:
     two_mms: tuple[int, ...] = ()
     """The questions (indexes) asked in two mms because they have a context switch
     (``TWO_MMS``): a held names them when the budget never reached them."""
+    differed: tuple[int, ...] = ()
+    """The questions (indexes) in whose model a walk saw the change answered otherwise
+    (``tlbfuzz.fuzz.changes.differs_in``), asked first; empty where nobody looked."""
 
     @property
     def unfinished(self) -> tuple[int, ...]:
@@ -240,6 +248,7 @@ class Narrowed:
             "cut": self.cut,
             "found": {p: str(b.question) for p, b in self.found.items()},
             "two_mms": [str(self.questions[i]) for i in self.two_mms],
+            "differed": [str(self.questions[i]) for i in self.differed],
         }
 
 
@@ -308,33 +317,44 @@ def search_shapes(
     props: Sequence[str],
     max_states: int,
     ran: Collection[str] | None = None,
+    differs: Callable[[Config], bool] | None = None,
 ) -> Narrowed:
     """``search`` over groups of questions in turn, on the properties still held, with what
-    is left of ``max_states``: first the questions whose kinds are all in ``ran`` (the kinds
-    the fuzzer ran: ``ran_kinds``), in each of ``shapes(run)``, the small ones first (in the
-    two-mm ones only the questions with a kind that switches mm); then the
-    other questions, in the same shapes (one group of all, where ``ran`` is None). The groups
-    make one answer, each question with the depth it reached (0 for a group the budget never
-    reached); a property broken in one group is not asked again, and a model asked in one
-    shape is not asked again in another (with ``--mms 1``, khugepaged's ``anon_pages=0`` makes
-    its models of the run's shape those of the file-page shape)."""
+    is left of ``max_states``. With ``differs`` (``tlbfuzz.fuzz.changes.differs_in``), the
+    questions in whose model a walk saw the change answered otherwise come first; then,
+    of each of those two groups, the questions whose kinds are all in ``ran`` (the kinds the
+    fuzzer ran: ``ran_kinds``) before the others (one group of all, where ``ran`` is None).
+    Each group is asked in each of ``shapes(run)``, the small ones first (in the two-mm ones
+    only the questions with a kind that switches mm). The groups make one answer, each
+    question with the depth it reached (0 for a group the budget never reached); a property
+    broken in one group is not asked again, and a model asked in one shape is not asked
+    again in another (with ``--mms 1``, khugepaged's ``anon_pages=0`` makes its models of
+    the run's shape those of the file-page shape)."""
     qs: list[Question] = []
     exhausted: list[int] = []
     depths: list[int] = []
     two_mms: list[int] = []
+    differed: list[int] = []
     found: dict[str, Broken] = {}
     states = 0
     cut = False
     models: set[Config] = set()  # a kind's own shape can make a model of two shapes one
     switches = switching_kinds(v)
-    for first in (None,) if ran is None else (True, False):
+
+    def group(q: Question) -> tuple[bool, bool]:
+        """(no walk saw the change answered otherwise, a kind the fuzzer never ran)."""
+        other = differs is not None and not differs(q.config)
+        never_ran = ran is not None and not (q.asker in ran and (q.partner or q.asker) in ran)
+        return other, never_ran
+
+    for g in ((False, False), (False, True), (True, False), (True, True)):
         for shape, switching in shapes(run):
             asked = [
                 q
                 for q in questions(v, reach, shape)
                 if q.config not in models
-                and (ran is None or first == (q.asker in ran and (q.partner or q.asker) in ran))
                 and (not switching or bool({q.asker, q.partner} & switches))
+                and group(q) == g
             ]
             models.update(q.config for q in asked)
             left = [p for p in props if p not in found]
@@ -342,6 +362,8 @@ def search_shapes(
                 continue
             if switching:  # the questions are in qs from here on, searched or not
                 two_mms += range(len(qs), len(qs) + len(asked))
+            if differs is not None and not g[0]:
+                differed += range(len(qs), len(qs) + len(asked))
             if states >= max_states:
                 qs += asked
                 depths += [0] * len(asked)
@@ -354,7 +376,16 @@ def search_shapes(
             states += n.states
             found.update({p: b for p, b in n.found.items() if p not in found})
             cut = cut or n.cut
-    return Narrowed(tuple(qs), tuple(depths), tuple(exhausted), states, cut, found, tuple(two_mms))
+    return Narrowed(
+        tuple(qs),
+        tuple(depths),
+        tuple(exhausted),
+        states,
+        cut,
+        found,
+        tuple(two_mms),
+        tuple(differed),
+    )
 
 
 def ran_kinds(v: Variant, steered: Iterable[str] = ()) -> frozenset[str]:

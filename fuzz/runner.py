@@ -19,6 +19,7 @@ from tlbfuzz.fuzz.changes import (
     Reach,
     asking_kinds,
     changes_of,
+    differs_in,
     instrument,
     steered_kinds,
     summary,
@@ -366,7 +367,13 @@ def fuzz_variant(
         if err is None and changes is not None and reach is not None and states > 0:
             if memory_model != "sc" or any(n not in TSO_ONLY for n in changes.decisions):
                 narrowed = narrow(
-                    variant, reach, shape, remaining, states, ran_kinds(variant, steer)
+                    variant,
+                    reach,
+                    shape,
+                    remaining,
+                    states,
+                    ran_kinds(variant, steer),
+                    differs_in(variant, changes),
                 )
             found = narrowed.found if narrowed is not None else {}
             on_base: dict[Question, dict[str, BaseInModel]] = {}

@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import jsonschema
 import pytest
 
-from tlbfuzz.fuzz.changes import asking_kinds, changes_of, narrowed_lines
+from tlbfuzz.fuzz.changes import (
+    asking_kinds,
+    changes_of,
+    differs_in,
+    instrument,
+    narrowed_lines,
+)
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.narrow import (
     Question,
@@ -357,3 +364,77 @@ def test_a_property_broken_in_a_small_shape_leaves_no_two_mm_model_unlisted_or_m
     assert all(i < len(n.questions) for i in n.two_mms)
     assert all(q.config.mms == 1 for q in n.questions)
     assert n.to_dict()["two_mms"] == []
+
+
+def _one_mm(partner: str, asker: str) -> Config:
+    return attrs.evolve(_two_mms(partner, asker), mms=1)
+
+
+def test_should_flush_tlb_is_answered_otherwise_only_against_a_switch_between_two_mms() -> None:
+    """SKIP_SWITCHING_CPUS answers should_flush_tlb() otherwise only for a CPU in
+    LOADED_MM_SWITCHING, which a switch sets only on its way to another mm: in one mm no
+    reachable step of a switch against an mprotect answers it otherwise (every transition
+    of the model taken, breadth-first), and the walks agree; in two mms the walks see it, and
+    the hand-written race takes such a step."""
+    changes = changes_of(SKIP)
+    assert changes is not None
+    probe, tally = instrument(SKIP, changes)
+    tally.take()
+    whole = bfs(World.initial(probe, _one_mm("switch", "mprotect")), (), 60, 10**5)
+    assert whole.exhausted
+    counts = tally.take()["should_flush_tlb"]
+    assert counts[0] > 0 and counts[1] == 0
+    differs = differs_in(SKIP, changes)
+    assert not differs(_one_mm("switch", "mprotect"))
+    assert differs(_two_mms("switch", "madvise"))
+    assert differs(_two_mms("switch", "mprotect"))
+    schedule = [parse(s) for s in SWITCHING_WINDOW]
+    replayed(World.initial(probe, _two_mms("switch", "madvise")), schedule, [])
+    assert tally.take()["should_flush_tlb"][1] > 0
+
+
+def test_the_models_where_a_walk_saw_the_change_answered_otherwise_are_searched_first() -> None:
+    """With ``differs`` the models where the change made a difference in a walk come first,
+    in every shape, before the paths the fuzzer ran: SKIP's are two-mm models of a switch
+    against a flush, so the one-mm models, where it never differs, wait; the record lists
+    them, and its schema takes the list."""
+    changes = changes_of(SKIP)
+    assert changes is not None
+    reach = asking_kinds(SKIP, changes)
+    differs = differs_in(SKIP, changes)
+    n = search_shapes(SKIP, reach, {}, ["no_use_after_free"], 2_000, ran_kinds(SKIP), differs)
+    k = len(n.differed)
+    assert n.differed == tuple(range(k)) and 0 < k < len(n.questions)
+    assert all(differs(q.config) for q in n.questions[:k])
+    assert not any(differs(q.config) for q in n.questions[k:])
+    assert all(q.config.mms == 2 and "switch" in (q.asker, q.partner) for q in n.questions[:k])
+    assert n.depths[0] > 0 and all(d == 0 for d in n.depths[k:])
+    d = n.to_dict()
+    assert d["differed"] == [str(q) for q in n.questions[:k]]
+    narrowed = schema()["$defs"]["record"]["properties"]["changes"]["properties"]["narrowed"]
+    jsonschema.validate(d, narrowed)
+
+
+def test_a_held_says_where_the_change_was_answered_otherwise_and_how_far_those_went() -> None:
+    """The held's narrowed line names the models a walk saw the change answered otherwise
+    in, and how far they were searched apart from the others; a record where no walk saw it
+    says so, and a record of before the walks reads as it did."""
+    rec = {
+        "questions": ["a", "b", "c", "d"],
+        "depths": {"a": 15, "b": 14, "d": 0},
+        "exhausted": ["c"],
+        "states": 60_000,
+        "cut": True,
+        "found": {},
+        "differed": ["a", "b"],
+    }
+    said = " ".join(" ".join(narrowed_lines(rec)).split())
+    assert "first the 2 where a walk saw the change answered otherwise, then the paths" in said
+    of_them = "; of the 2 where the change was answered otherwise, 1 to 15 steps, 1 to 14 steps"
+    assert of_them in said
+    none = " ".join(" ".join(narrowed_lines({**rec, "differed": []})).split())
+    assert "(no walk saw the change answered otherwise)" in none
+    before = {k: x for k, x in rec.items() if k != "differed"}
+    old = " ".join(" ".join(narrowed_lines(before)).split())
+    assert "the paths the fuzzer ran first (60,000 states)" in old
+    assert "answered otherwise" not in old
