@@ -610,14 +610,16 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     if not qs:
         return ["  narrowed search: no question (no kind of path asks the change in this shape)"]
     differed: list[str] | None = n.get("differed")  # None: a record of before the walks
-    first = (
-        "the paths the fuzzer ran first"
-        if differed is None
-        else f"first the {len(differed)} where a walk saw the change answered otherwise,"
-        " then the paths the fuzzer ran"
-        if differed
-        else "the paths the fuzzer ran first (no walk saw the change answered otherwise)"
-    )
+    first = "the paths the fuzzer ran first"
+    if differed == []:
+        first += ", in none of which a walk saw the change answered otherwise"
+    elif differed is not None and len(differed) == len(qs):
+        first += ", in each of which a walk saw the change answered otherwise"
+    elif differed:
+        first = (
+            f"first the {len(differed)} where a walk saw the change answered otherwise,"
+            " then the others, the paths the fuzzer ran first in each"
+        )
     said = (
         f"narrowed search: {len(qs)} models of 2 CPUs, each a path that asks the change on"
         f" one CPU and nothing or one other path on the other, searched breadth-first, {first}"

@@ -429,11 +429,14 @@ def test_a_held_says_where_the_change_was_answered_otherwise_and_how_far_those_w
         "differed": ["a", "b"],
     }
     said = " ".join(" ".join(narrowed_lines(rec)).split())
-    assert "first the 2 where a walk saw the change answered otherwise, then the paths" in said
+    assert "first the 2 where a walk saw the change answered otherwise, then the others" in said
     of_them = "; of the 2 where the change was answered otherwise, 1 to 15 steps, 1 to 14 steps"
     assert of_them in said
     none = " ".join(" ".join(narrowed_lines({**rec, "differed": []})).split())
-    assert "(no walk saw the change answered otherwise)" in none
+    assert "ran first, in none of which a walk saw the change answered otherwise (60,000" in none
+    every = " ".join(" ".join(narrowed_lines({**rec, "differed": rec["questions"]})).split())
+    assert "ran first, in each of which a walk saw the change answered otherwise (60" in every
+    assert "of the 4 where" not in every
     before = {k: x for k, x in rec.items() if k != "differed"}
     old = " ".join(" ".join(narrowed_lines(before)).split())
     assert "the paths the fuzzer ran first (60,000 states)" in old
