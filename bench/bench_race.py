@@ -66,7 +66,7 @@ from hypothesis import settings as Settings
 
 from tests.schedules import MECHANISMS, RACE_VARIANTS, RACES, TSO_ORDERINGS, Mechanism
 from tests.test_explore import NEEDS, config
-from tlbfuzz.fuzz.changes import asking_kinds, changes_of, differs_in, steered_kinds
+from tlbfuzz.fuzz.changes import Otherwise, asking_kinds, changes_of, steered_kinds
 from tlbfuzz.fuzz.narrow import NARROW_STATES, how_far, ran_kinds
 from tlbfuzz.fuzz.narrow import search_shapes as narrow
 from tlbfuzz.fuzz.profiles import NO_SHRINK, PROFILES, Engine
@@ -158,8 +158,8 @@ def narrowed_trial(key: str) -> Trial:
     t0 = time.perf_counter()
     reach = asking_kinds(m.moved, changes)
     ran = ran_kinds(m.moved, steered_kinds(m.moved, reach, shape))
-    differs = differs_in(m.moved, changes)
-    n = narrow(m.moved, reach, shape, [m.prop], NARROW_STATES["ci"], ran, differs)
+    otherwise = Otherwise.of(m.moved, changes)
+    n = narrow(m.moved, reach, shape, [m.prop], NARROW_STATES["ci"], ran, otherwise)
     qs = n.questions
     seconds = time.perf_counter() - t0
     rest = how_far(len(qs), len(n.exhausted), n.unfinished) + (

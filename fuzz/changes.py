@@ -74,7 +74,7 @@ PROBE_WALKS: Final = 16
 PROBE_STEPS: Final = 60
 PROBE_STATES: Final = 1000
 DIFFER_WALKS: Final = 8
-"""Walks per narrowed model that look for the change answered otherwise (``differs_in``)."""
+"""Walks per narrowed model that look for the change answered otherwise (``Otherwise``)."""
 
 
 @attrs.frozen
@@ -357,25 +357,40 @@ def _walked(
     return tally.take()
 
 
-def differs_in(v: Variant, changes: Changes, walks: int = DIFFER_WALKS) -> Callable[[Config], bool]:
-    """Whether, in a model, ``walks`` of the probe's deterministic walks see one of ``v``'s
-    changed decisions answered otherwise than its base answers it: evidence that the change
-    makes a difference there (``tlbfuzz.fuzz.narrow.search_shapes`` asks those models
-    first). Not a proof either way: a model where no walk saw it may still differ deeper.
-    Without ``LOADED_MM_SWITCHING`` in ``should_flush_tlb()``
-    (``examples/my_variant.py:SKIP_SWITCHING_CPUS``), every flush asks the decision, but it
-    is answered otherwise only against a CPU switching between two mms."""
-    probe, tally = instrument(v, changes)
-    memo: dict[Config, bool] = {}
+@attrs.define
+class Otherwise:
+    """``v`` instrumented (``instrument``) to count, in ``tally``, each ask of a changed
+    decision it answers otherwise than its base would: it runs as ``v`` runs. The narrowed
+    search (``tlbfuzz.fuzz.narrow``) asks it two things of a model. Before searching it, do
+    a few deterministic walks see the change answered otherwise (``differs``: evidence that
+    the change makes a difference there, not a proof either way)? While searching it, did any
+    step (``count``)? A model searched whole where none did is the base's model: every step
+    from every reachable state runs as the base runs it. Without ``LOADED_MM_SWITCHING`` in
+    ``should_flush_tlb()`` (``examples/my_variant.py:SKIP_SWITCHING_CPUS``) every flush asks
+    the decision, but it is answered otherwise only against a CPU switching between two mms."""
 
-    def differs(config: Config) -> bool:
-        d = memo.get(config)
+    variant: Variant
+    tally: Tally
+    walks: int = DIFFER_WALKS
+    _memo: dict[Config, bool] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, v: Variant, changes: Changes, walks: int = DIFFER_WALKS) -> Otherwise:
+        probe, tally = instrument(v, changes)
+        return cls(probe, tally, walks)
+
+    def count(self) -> int:
+        """Asks answered otherwise since the last walks."""
+        return sum(otherwise for _, otherwise in self.tally.counts.values())
+
+    def differs(self, config: Config) -> bool:
+        """Whether ``walks`` of the probe's deterministic walks of ``config`` see one of the
+        changed decisions answered otherwise."""
+        d = self._memo.get(config)
         if d is None:
-            counts = _walked(probe, tally, config, walks=walks)
-            d = memo[config] = any(otherwise for _, otherwise in counts.values())
+            counts = _walked(self.variant, self.tally, config, walks=self.walks)
+            d = self._memo[config] = any(otherwise for _, otherwise in counts.values())
         return d
-
-    return differs
 
 
 def _pair_config(cpus: int, a: BudgetKind, b: BudgetKind) -> Config | None:
@@ -633,6 +648,19 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     if never:  # where the switch_mm_irqs_off() windows between two mms are
         among = f"all {len(two)}" if len(never) == len(two) else f"{len(never)} of the {len(two)}"
         said += f", among them {among} with a context switch between two mms"
+    quiet = set(n.get("quiet") or ())  # searched with no step answered otherwise
+    searched = [q for q in qs if q in whole or depths.get(q, 0)]
+    same = [q for q in whole if q in quiet]
+    if searched and all(q in quiet for q in searched):
+        said += "; no step of any model searched answered the change otherwise"
+        if whole:
+            said += f" (in the {len(whole)} searched whole the patch is its base)"
+    elif same:
+        of = "every one" if len(same) == len(whole) else f"{len(same)} of the {len(whole)}"
+        said += (
+            f"; in {of} searched whole no step answered the change otherwise: there the patch"
+            " is its base"
+        )
     if differed and len(differed) < len(qs):
         done = [q for q in differed if q in whole]
         said += f"; of the {len(differed)} where the change was answered otherwise, " + how_far(

@@ -29,7 +29,7 @@ questions over the five shapes: side by side, the ``ci`` budget took them only a
 deep in the smallest shape and never reached the others (the README's narrowed-search
 paragraph gives the run). So the questions come in groups (``search_shapes``): first those
 in whose model a few deterministic walks see the change answered otherwise than the base
-answers it (``tlbfuzz.fuzz.changes.differs_in``), then the others; in each, those whose
+answers it (``tlbfuzz.fuzz.changes.Otherwise``), then the others; in each, those whose
 paths the fuzzer ran (drawn, or steered to) before the rest; each group in every shape.
 A race of the patch's own answers some changed decision otherwise on its way (else the base
 runs the same schedule), and without ``LOADED_MM_SWITCHING`` in ``should_flush_tlb()`` that
@@ -52,8 +52,9 @@ from tlbfuzz.protocol.search import Collapse, Levels
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-    from tlbfuzz.fuzz.changes import Reach
+    from tlbfuzz.fuzz.changes import Otherwise, Reach
     from tlbfuzz.protocol import Action, Variant, Violation
+    from tlbfuzz.protocol.search import SearchResult
 
 NARROW_STATES: Final[dict[str, int]] = {"dev": 30_000, "ci": 60_000, "nightly": 300_000}
 """Per profile, the unique states the narrowed search may spend on a patch the
@@ -226,9 +227,13 @@ class Narrowed:
     two_mms: tuple[int, ...] = ()
     """The questions (indexes) asked in two mms because they have a context switch
     (``TWO_MMS``): a held names them when the budget never reached them."""
-    differed: tuple[int, ...] = ()
+    differed: tuple[int, ...] | None = None
     """The questions (indexes) in whose model a walk saw the change answered otherwise
-    (``tlbfuzz.fuzz.changes.differs_in``), asked first; empty where nobody looked."""
+    (``tlbfuzz.fuzz.changes.Otherwise.differs``), asked first; None where nobody looked."""
+    quiet: tuple[int, ...] | None = None
+    """The questions (indexes) searched (to their depth, or whole) in which no step answered
+    the change otherwise (``Otherwise.count``); one searched whole is the base's model.
+    None where nobody counted."""
 
     @property
     def unfinished(self) -> tuple[int, ...]:
@@ -248,7 +253,10 @@ class Narrowed:
             "cut": self.cut,
             "found": {p: str(b.question) for p, b in self.found.items()},
             "two_mms": [str(self.questions[i]) for i in self.two_mms],
-            "differed": [str(self.questions[i]) for i in self.differed],
+        } | {
+            name: [str(self.questions[i]) for i in got]
+            for name, got in (("differed", self.differed), ("quiet", self.quiet))
+            if got is not None
         }
 
 
@@ -258,13 +266,18 @@ def search(
     props: Sequence[str],
     max_states: int,
     max_depth: int = MAX_DEPTH,
+    otherwise: Otherwise | None = None,
 ) -> Narrowed:
     """Every question of ``qs`` searched a level deeper in turn (``Levels``: one breadth-first
     search per question, none of them searching a level twice), until every question is
     exhausted or ``props`` are all broken, ``max_depth`` is reached, or ``max_states`` unique
     states (summed over the questions) are spent. Per property, the first question to break
-    it at the least depth, and its shortest schedule. Deterministic."""
+    it at the least depth, and its shortest schedule. Deterministic. With ``otherwise``
+    (``v`` instrumented), the models run its variant, and the questions where no step
+    answered the change otherwise are ``quiet``."""
     left = list(props)
+    runs = v if otherwise is None else otherwise.variant
+    answered = [0] * len(qs)
     found: dict[str, Broken] = {}
 
     def on(i: int) -> Callable[[list[Action], Violation], bool]:
@@ -276,18 +289,37 @@ def search(
         return keep
 
     searches = [
-        Levels(World.initial(v, q.config), left, key=Collapse(symmetric=True), on_violation=on(i))
+        Levels(
+            World.initial(runs, q.config), left, key=Collapse(symmetric=True), on_violation=on(i)
+        )
         for i, q in enumerate(qs)
     ]
+
+    def level(i: int, budget: int) -> SearchResult | None:
+        if otherwise is None:
+            return searches[i].next_level(budget)
+        before = otherwise.count()
+        try:
+            return searches[i].next_level(budget)
+        finally:
+            answered[i] += otherwise.count() - before
+
+    def done(cut: bool) -> Narrowed:
+        n = _narrowed(qs, searches, exhausted, cut, found)
+        if otherwise is None:
+            return n
+        quiet = tuple(i for i, s in enumerate(searches) if s.depth and not answered[i])
+        return attrs.evolve(n, quiet=quiet)
+
     live = list(range(len(qs)))
     exhausted: list[int] = []
     depth = 0
     while live and depth < max_depth:
         for i in list(live):
             others = sum(s.states for j, s in enumerate(searches) if j != i)
-            r = searches[i].next_level(max(max_states - others, 1))
+            r = level(i, max(max_states - others, 1))
             if r is not None and not r.complete:  # the budget ran out inside this level
-                return _narrowed(qs, searches, exhausted, True, found)
+                return done(True)
             if r is not None:
                 live.remove(i)
                 exhausted.append(i)
@@ -295,7 +327,7 @@ def search(
         if not left:
             break
         depth += 1
-    return _narrowed(qs, searches, exhausted, bool(live) and bool(left), found)
+    return done(bool(live) and bool(left))
 
 
 def _narrowed(
@@ -317,11 +349,12 @@ def search_shapes(
     props: Sequence[str],
     max_states: int,
     ran: Collection[str] | None = None,
-    differs: Callable[[Config], bool] | None = None,
+    otherwise: Otherwise | None = None,
 ) -> Narrowed:
     """``search`` over groups of questions in turn, on the properties still held, with what
-    is left of ``max_states``. With ``differs`` (``tlbfuzz.fuzz.changes.differs_in``), the
-    questions in whose model a walk saw the change answered otherwise come first; then,
+    is left of ``max_states``. With ``otherwise`` (``tlbfuzz.fuzz.changes.Otherwise``: ``v``
+    instrumented), the questions in whose model a walk saw the change answered otherwise
+    come first, and each model's search counts the steps that did (``search``); then,
     of each of those two groups, the questions whose kinds are all in ``ran`` (the kinds the
     fuzzer ran: ``ran_kinds``) before the others (one group of all, where ``ran`` is None).
     Each group is asked in each of ``shapes(run)``, the small ones first (in the two-mm ones
@@ -335,6 +368,7 @@ def search_shapes(
     depths: list[int] = []
     two_mms: list[int] = []
     differed: list[int] = []
+    quiet: list[int] = []
     found: dict[str, Broken] = {}
     states = 0
     cut = False
@@ -343,7 +377,7 @@ def search_shapes(
 
     def group(q: Question) -> tuple[bool, bool]:
         """(no walk saw the change answered otherwise, a kind the fuzzer never ran)."""
-        other = differs is not None and not differs(q.config)
+        other = otherwise is not None and not otherwise.differs(q.config)
         never_ran = ran is not None and not (q.asker in ran and (q.partner or q.asker) in ran)
         return other, never_ran
 
@@ -362,15 +396,16 @@ def search_shapes(
                 continue
             if switching:  # the questions are in qs from here on, searched or not
                 two_mms += range(len(qs), len(qs) + len(asked))
-            if differs is not None and not g[0]:
+            if otherwise is not None and not g[0]:
                 differed += range(len(qs), len(qs) + len(asked))
             if states >= max_states:
                 qs += asked
                 depths += [0] * len(asked)
                 cut = True
                 continue
-            n = search(v, asked, left, max_states - states)
+            n = search(v, asked, left, max_states - states, otherwise=otherwise)
             exhausted += [len(qs) + i for i in n.exhausted]
+            quiet += [len(qs) + i for i in n.quiet or ()]
             qs += asked
             depths += n.depths
             states += n.states
@@ -384,7 +419,8 @@ def search_shapes(
         cut,
         found,
         tuple(two_mms),
-        tuple(differed),
+        None if otherwise is None else tuple(differed),
+        None if otherwise is None else tuple(quiet),
     )
 
 

@@ -16,10 +16,10 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from tlbfuzz.fuzz.changes import (
+    Otherwise,
     Reach,
     asking_kinds,
     changes_of,
-    differs_in,
     instrument,
     steered_kinds,
     summary,
@@ -373,7 +373,7 @@ def fuzz_variant(
                     remaining,
                     states,
                     ran_kinds(variant, steer),
-                    differs_in(variant, changes),
+                    Otherwise.of(variant, changes),
                 )
             found = narrowed.found if narrowed is not None else {}
             on_base: dict[Question, dict[str, BaseInModel]] = {}

@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 
 from tlbfuzz.fuzz.changes import (
+    Otherwise,
     asking_kinds,
     changes_of,
-    differs_in,
     instrument,
     narrowed_lines,
 )
@@ -384,7 +384,7 @@ def test_should_flush_tlb_is_answered_otherwise_only_against_a_switch_between_tw
     assert whole.exhausted
     counts = tally.take()["should_flush_tlb"]
     assert counts[0] > 0 and counts[1] == 0
-    differs = differs_in(SKIP, changes)
+    differs = Otherwise.of(SKIP, changes).differs
     assert not differs(_one_mm("switch", "mprotect"))
     assert differs(_two_mms("switch", "madvise"))
     assert differs(_two_mms("switch", "mprotect"))
@@ -401,8 +401,10 @@ def test_the_models_where_a_walk_saw_the_change_answered_otherwise_are_searched_
     changes = changes_of(SKIP)
     assert changes is not None
     reach = asking_kinds(SKIP, changes)
-    differs = differs_in(SKIP, changes)
-    n = search_shapes(SKIP, reach, {}, ["no_use_after_free"], 2_000, ran_kinds(SKIP), differs)
+    otherwise = Otherwise.of(SKIP, changes)
+    differs = otherwise.differs
+    n = search_shapes(SKIP, reach, {}, ["no_use_after_free"], 2_000, ran_kinds(SKIP), otherwise)
+    assert n.differed is not None
     k = len(n.differed)
     assert n.differed == tuple(range(k)) and 0 < k < len(n.questions)
     assert all(differs(q.config) for q in n.questions[:k])
@@ -441,3 +443,28 @@ def test_a_held_says_where_the_change_was_answered_otherwise_and_how_far_those_w
     old = " ".join(" ".join(narrowed_lines(before)).split())
     assert "the paths the fuzzer ran first (60,000 states)" in old
     assert "answered otherwise" not in old
+
+
+def test_a_model_searched_whole_where_no_step_answered_the_change_otherwise_is_the_bases() -> None:
+    """Searched with SKIP instrumented, the one-mm model of a switch against an mprotect is
+    searched whole and no step answers should_flush_tlb() otherwise: it is quiet, and the
+    held says the patch is its base there. In two mms the same pair answers it otherwise
+    within 3,000 states and is not quiet. Without the instrumented copy nobody counted."""
+    changes = changes_of(SKIP)
+    assert changes is not None
+    otherwise = Otherwise.of(SKIP, changes)
+    one = Question("mprotect", "switch", _one_mm("switch", "mprotect"))
+    two = Question("mprotect", "switch", _two_mms("switch", "mprotect"))
+    props = ["no_write_after_write_protect"]
+    n = search(SKIP, [one, two], props, 3_000, otherwise=otherwise)
+    assert n.quiet == (0,) and n.exhausted == ()
+    n = search(SKIP, [one], props, 10**5, otherwise=otherwise)
+    assert n.exhausted == (0,) and n.quiet == (0,)
+    said = " ".join(" ".join(narrowed_lines(n.to_dict())).split())
+    assert "no step of any model searched answered the change otherwise (in the 1 searched" in said
+    rec: dict[str, object] = {"questions": ["a", "b", "c"], "depths": {"c": 9}}
+    rec |= {"exhausted": ["a", "b"], "states": 9, "cut": True, "found": {}, "quiet": ["a"]}
+    said = " ".join(" ".join(narrowed_lines(rec)).split())
+    assert "; in 1 of the 2 searched whole no step answered the change otherwise: there" in said
+    assert search(SKIP, [one], props, 10**5).quiet is None
+    assert "quiet" not in search(SKIP, [one], props, 10**5).to_dict()
