@@ -654,7 +654,7 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     if searched and all(q in quiet for q in searched):
         said += "; no step of any model searched answered the change otherwise"
         if whole:
-            said += f" (in the {len(whole)} searched whole the patch is its base)"
+            said += f": in the {len(whole)} searched whole the patch is its base"
     elif same:
         of = "every one" if len(same) == len(whole) else f"{len(same)} of the {len(whole)}"
         said += (

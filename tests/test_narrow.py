@@ -461,7 +461,7 @@ def test_a_model_searched_whole_where_no_step_answered_the_change_otherwise_is_t
     n = search(SKIP, [one], props, 10**5, otherwise=otherwise)
     assert n.exhausted == (0,) and n.quiet == (0,)
     said = " ".join(" ".join(narrowed_lines(n.to_dict())).split())
-    assert "no step of any model searched answered the change otherwise (in the 1 searched" in said
+    assert "no step of any model searched answered the change otherwise: in the 1 searched" in said
     rec: dict[str, object] = {"questions": ["a", "b", "c"], "depths": {"c": 9}}
     rec |= {"exhausted": ["a", "b"], "states": 9, "cut": True, "found": {}, "quiet": ["a"]}
     said = " ".join(" ".join(narrowed_lines(rec)).split())
