@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from tlbfuzz.protocol import Action
+    from tlbfuzz.protocol.paths import Guard
 
 NOT_SWITCHES: Final = frozenset({"name", "summary", "kernel_ref"})
 """Fields of a variant that describe it and decide nothing."""
@@ -224,24 +225,60 @@ def _wrap(name: str, mine: Callable[..., Any], base: Variant, tally: Tally) -> A
     return asked
 
 
+Hook = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], int] | None]
+"""What counts when a path's step runs: decisions reached, decisions answered otherwise, and
+decisions answered otherwise once the CPU gets to step ``at`` after it (``_counting``)."""
+
+
 def _counting(
-    run: Callable[[World, int], None], hooks: Mapping[tuple[str, int], Any], tally: Tally
+    run: Callable[[World, int], None], hooks: Mapping[tuple[str, int], Hook], tally: Tally
 ) -> Any:
-    """``run`` that first counts what ``hooks`` ((path, index) -> (reached, otherwise)
-    names) says for the step the CPU runs: one function per step name, since the kernel
-    checks that a name means one step function in every path, keyed by the index since a
-    name may come twice in one path (a forced flush, then the gather's own)."""
+    """``run`` that counts what ``hooks`` ((path, index) -> ``Hook``) says for the step the
+    CPU runs: one function per step name, since the kernel checks that a name means one step
+    function in every path, keyed by the index since a name may come twice in one path (a
+    forced flush, then the gather's own). A path's first step that differs from the base's
+    is answered otherwise when the CPU gets to it, whether it then runs it, waits at its
+    guard or skips it: so the count is taken after the step before it runs, skipping what
+    ``World._run_step`` skips, not when the differing step runs (a patch whose differing
+    step is skipped, no IPI sent, would never count)."""
 
     def counted(w: World, cpu: int) -> None:
         c = w.cpus[cpu]
-        hook = hooks.get((c.path, c.pc))
-        if hook is not None:
-            reached, otherwise = hook
-            tally.hit(reached, False)
-            tally.hit(otherwise, True)
+        path, pc = c.path, c.pc
+        hook = hooks.get((path, pc))
+        if hook is None:
+            run(w, cpu)
+            return
+        reached, otherwise, ahead = hook
+        tally.hit(reached, False)
+        tally.hit(otherwise, True)
         run(w, cpu)
+        if ahead is not None:  # where the CPU goes next, as _run_step decides it
+            names, at = ahead
+            steps = w.kernel.steps[path]
+            nxt = pc + 1
+            while nxt < at and (skip := steps[nxt].skip) is not None and skip(w, cpu):
+                nxt += 1
+            if nxt >= at:
+                tally.hit(names, True)
 
     return counted
+
+
+def _waiting(guard: Guard, keys: Mapping[tuple[str, int], tuple[str, ...]], tally: Tally) -> Guard:
+    """A path's first step's ``guard`` that counts its path's differing decisions answered
+    otherwise each time it is asked while the CPU is at that step (``keys``: (path, 0) ->
+    names): a path that differs from its very first step may wait there where the base's
+    runs, and that wait is the difference."""
+
+    def asked(w: World, cpu: int) -> bool:
+        c = w.cpus.peek(cpu)
+        names = keys.get((c.path, c.pc))
+        if names:
+            tally.hit(names, True)
+        return guard(w, cpu)
+
+    return asked
 
 
 def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
@@ -264,22 +301,42 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
     new = with_methods(v, wrappers)
     base = VARIANTS[changes.bases[0]]
     built = {p.name: _shape(cls, new, base, p, changes, tally) for p in v.paths().values()}
-    hooks: dict[str, dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    hooks: dict[str, dict[tuple[str, int], Hook]] = {}
+    waits: dict[str, dict[tuple[str, int], tuple[str, ...]]] = {}
+
+    def add(path: str, steps: tuple[Step, ...], i: int, **what: Any) -> None:
+        hook = hooks.setdefault(steps[i].name, {})
+        r, o, a = hook.get((path, i), ((), (), None))
+        hook[path, i] = (what.get("reached", r), what.get("otherwise", o), what.get("ahead", a))
+
     for path, (steps, reached, otherwise, at) in built.items():
         if reached:
-            hooks.setdefault(steps[0].name, {})[path, 0] = (reached, ())
-        if otherwise:
-            hook = hooks.setdefault(steps[at].name, {})
-            r, _ = hook.get((path, at), ((), ()))
-            hook[path, at] = (r, otherwise)
+            add(path, steps, 0, reached=reached)
+        if otherwise and at == 0:
+            add(path, steps, 0, otherwise=otherwise)
+            if steps[0].guard is not None:
+                waits.setdefault(steps[0].name, {})[path, 0] = otherwise
+        elif otherwise:  # after each step the CPU can get to ``at`` from: at-1, and before
+            j = at - 1  # it while the steps between can be skipped
+            add(path, steps, j, ahead=(otherwise, at))
+            while j > 0 and steps[j].skip is not None:
+                j -= 1
+                add(path, steps, j, ahead=(otherwise, at))
     runs: dict[str, Any] = {}
+    guards: dict[str, Any] = {}
     for path, (steps, *_) in built.items():
-        steps_of[path] = tuple(
-            attrs.evolve(st, run=runs.setdefault(st.name, _counting(st.run, hooks[st.name], tally)))
-            if st.name in hooks
-            else st
-            for st in steps
-        )
+        out = []
+        for step in steps:
+            st = step
+            if st.name in hooks:
+                st = attrs.evolve(
+                    st, run=runs.setdefault(st.name, _counting(st.run, hooks[st.name], tally))
+                )
+            if st.name in waits and st.guard is not None:
+                wrapped = guards.setdefault(st.name, _waiting(st.guard, waits[st.name], tally))
+                st = attrs.evolve(st, guard=wrapped)
+            out.append(st)
+        steps_of[path] = tuple(out)
     return new, tally
 
 
@@ -627,9 +684,9 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     differed: list[str] | None = n.get("differed")  # None: a record of before the walks
     first = "the paths the fuzzer ran first"
     if differed == []:
-        first += ", in none of which a walk saw the change answered otherwise"
+        first += f"; in none of the {len(qs)} did a walk see the change answered otherwise"
     elif differed is not None and len(differed) == len(qs):
-        first += ", in each of which a walk saw the change answered otherwise"
+        first += f"; in each of the {len(qs)} a walk saw the change answered otherwise"
     elif differed:
         first = (
             f"first the {len(differed)} where a walk saw the change answered otherwise,"
@@ -654,16 +711,19 @@ def narrowed_lines(n: Mapping[str, Any]) -> list[str]:
     if searched and all(q in quiet for q in searched):
         said += "; no step of any model searched answered the change otherwise"
         if whole:
-            said += f": in the {len(whole)} searched whole the patch is its base"
+            said += (
+                f": the {len(whole)} searched whole are the base's models and say nothing of"
+                " the patch"
+            )
     elif same:
         of = "every one" if len(same) == len(whole) else f"{len(same)} of the {len(whole)}"
         said += (
-            f"; in {of} searched whole no step answered the change otherwise: there the patch"
-            " is its base"
+            f"; in {of} searched whole no step answered the change otherwise: those are the"
+            " base's models and say nothing of the patch"
         )
     if differed and len(differed) < len(qs):
         done = [q for q in differed if q in whole]
-        said += f"; of the {len(differed)} where the change was answered otherwise, " + how_far(
+        said += f"; of the {len(differed)} where a walk saw it, " + how_far(
             len(differed), len(done), [depths.get(q, 0) for q in differed if q not in whole]
         )
     if len(whole) < len(qs) and n["cut"]:

@@ -383,6 +383,9 @@ def search_shapes(
 
     for g in ((False, False), (False, True), (True, False), (True, True)):
         for shape, switching in shapes(run):
+            left = [p for p in props if p not in found]
+            if not left:  # every property broken: no walks for models never asked
+                break
             asked = [
                 q
                 for q in questions(v, reach, shape)
@@ -391,8 +394,7 @@ def search_shapes(
                 and group(q) == g
             ]
             models.update(q.config for q in asked)
-            left = [p for p in props if p not in found]
-            if not asked or not left:
+            if not asked:
                 continue
             if switching:  # the questions are in qs from here on, searched or not
                 two_mms += range(len(qs), len(qs) + len(asked))

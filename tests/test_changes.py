@@ -305,17 +305,31 @@ def _migrate_once(v: Variant) -> tuple[World, str]:
         w.apply(a)
 
 
-def test_a_moved_step_counts_reached_as_its_path_starts_and_otherwise_as_it_runs() -> None:
+def test_a_moved_step_counts_reached_as_its_path_starts_and_otherwise_as_the_cpu_gets_to_it() -> (
+    None
+):
     """A decision that shapes steps is asked once, when the model is built; it is reached
-    when a path it shaped starts, and answered otherwise when the step it moved (migration's
-    copy, now before the flush) runs."""
+    when a path it shaped starts, and answered otherwise when the CPU gets to the step it
+    moved (migration's copy, now before the flush): as the step before it ends, where
+    ``World._run_step`` decides what runs next, not when the copy runs (a differing step
+    that is skipped never runs, and must count too)."""
     ch = changes_of(COPY_FIRST)
     assert ch is not None
     v, tally = instrument(COPY_FIRST, ch)
-    w, copy = _migrate_once(v)
-    assert tally.take() == {"migrate_flush_before_copy": [1, 0]}
-    w.apply(parse(f"cpu0 {copy}"))
-    assert tally.take() == {"migrate_flush_before_copy": [0, 1]}
+    w = World.initial(v, Config(cpus=1, budget=Budget.only(migrate=1)))
+    w.apply(parse("cpu0 try_to_migrate_one mm=A va=0x1000"))
+    steps = {st.name for st in w.kernel.steps["migrate"]}
+    counts = [tally.take()["migrate_flush_before_copy"]]
+    while True:
+        (a,) = [a for a in w.enabled_actions() if a.cpu == 0 and a.op in steps and not a.args]
+        if a.op == "migrate_folio_move__copy":
+            break
+        w.apply(a)
+        counts.append(tally.take()["migrate_flush_before_copy"])
+    assert counts[0][0] == 1 and sum(n[0] for n in counts) == 1
+    assert counts[-1][1] == 1 and sum(n[1] for n in counts) == 1  # the step before the copy
+    w.apply(a)
+    assert tally.take() == {"migrate_flush_before_copy": [0, 0]}
 
 
 @attrs.frozen

@@ -31,8 +31,18 @@ from tlbfuzz.fuzz.narrow import (
 )
 from tlbfuzz.fuzz.results import schema
 from tlbfuzz.fuzz.user import load_user_variant
-from tlbfuzz.protocol import DEFAULT_PROPERTIES, VARIANTS, Budget, Config, World, parse
+from tlbfuzz.protocol import (
+    DEFAULT_PROPERTIES,
+    VARIANTS,
+    Budget,
+    Config,
+    Step,
+    Variant,
+    World,
+    parse,
+)
 from tlbfuzz.protocol.search import Levels, bfs, replayed
+from tlbfuzz.protocol.variants import FLUSH_STEPS_CONCURRENT
 
 ROOT = Path(__file__).resolve().parent.parent
 LAZY_REF = f"{ROOT / 'examples' / 'lazy_no_smp_mb.py'}:VARIANT"
@@ -432,12 +442,12 @@ def test_a_held_says_where_the_change_was_answered_otherwise_and_how_far_those_w
     }
     said = " ".join(" ".join(narrowed_lines(rec)).split())
     assert "first the 2 where a walk saw the change answered otherwise, then the others" in said
-    of_them = "; of the 2 where the change was answered otherwise, 1 to 15 steps, 1 to 14 steps"
+    of_them = "; of the 2 where a walk saw it, 1 to 15 steps, 1 to 14 steps"
     assert of_them in said
     none = " ".join(" ".join(narrowed_lines({**rec, "differed": []})).split())
-    assert "ran first, in none of which a walk saw the change answered otherwise (60,000" in none
+    assert "ran first; in none of the 4 did a walk see the change answered otherwise (60" in none
     every = " ".join(" ".join(narrowed_lines({**rec, "differed": rec["questions"]})).split())
-    assert "ran first, in each of which a walk saw the change answered otherwise (60" in every
+    assert "ran first; in each of the 4 a walk saw the change answered otherwise (60" in every
     assert "of the 4 where" not in every
     before = {k: x for k, x in rec.items() if k != "differed"}
     old = " ".join(" ".join(narrowed_lines(before)).split())
@@ -447,9 +457,10 @@ def test_a_held_says_where_the_change_was_answered_otherwise_and_how_far_those_w
 
 def test_a_model_searched_whole_where_no_step_answered_the_change_otherwise_is_the_bases() -> None:
     """Searched with SKIP instrumented, the one-mm model of a switch against an mprotect is
-    searched whole and no step answers should_flush_tlb() otherwise: it is quiet, and the
-    held says the patch is its base there. In two mms the same pair answers it otherwise
-    within 3,000 states and is not quiet. Without the instrumented copy nobody counted."""
+    searched whole and no step answers should_flush_tlb() otherwise: it is quiet, it has
+    exactly the base's states, and the held says those models say nothing of the patch. In
+    two mms the same pair, searched to depth 6, answers it otherwise and is not quiet.
+    Without the instrumented copy nobody counted."""
     changes = changes_of(SKIP)
     assert changes is not None
     otherwise = Otherwise.of(SKIP, changes)
@@ -457,14 +468,57 @@ def test_a_model_searched_whole_where_no_step_answered_the_change_otherwise_is_t
     two = Question("mprotect", "switch", _two_mms("switch", "mprotect"))
     props = ["no_write_after_write_protect"]
     n = search(SKIP, [one, two], props, 3_000, otherwise=otherwise)
-    assert n.quiet == (0,) and n.exhausted == ()
+    assert n.depths[1] >= 6 and n.quiet == (0,) and n.exhausted == ()
     n = search(SKIP, [one], props, 10**5, otherwise=otherwise)
     assert n.exhausted == (0,) and n.quiet == (0,)
+    assert n.states == search(VARIANTS["linux-current"], [one], props, 10**5).states
     said = " ".join(" ".join(narrowed_lines(n.to_dict())).split())
-    assert "no step of any model searched answered the change otherwise: in the 1 searched" in said
+    assert "no step of any model searched answered the change otherwise: the 1 searched" in said
+    assert "whole are the base's models and say nothing of the patch" in said
     rec: dict[str, object] = {"questions": ["a", "b", "c"], "depths": {"c": 9}}
     rec |= {"exhausted": ["a", "b"], "states": 9, "cut": True, "found": {}, "quiet": ["a"]}
     said = " ".join(" ".join(narrowed_lines(rec)).split())
-    assert "; in 1 of the 2 searched whole no step answered the change otherwise: there" in said
+    assert "; in 1 of the 2 searched whole no step answered the change otherwise: those" in said
     assert search(SKIP, [one], props, 10**5).quiet is None
     assert "quiet" not in search(SKIP, [one], props, 10**5).to_dict()
+
+
+def _always(w: World, cpu: int) -> bool:
+    return True
+
+
+NO_IPI_STEPS = tuple(
+    attrs.evolve(st, skip=_always) if i == 1 else st for i, st in enumerate(FLUSH_STEPS_CONCURRENT)
+)
+"""linux-current's flush with its IPI step always skipped: the first step that differs from
+the base's is one the CPU never runs."""
+
+
+@attrs.frozen
+class _NoIpi(Variant):
+    def flush_steps(self, path: str) -> tuple[Step, ...]:
+        return NO_IPI_STEPS
+
+
+def test_a_patch_whose_differing_step_is_skipped_answers_otherwise_when_the_cpu_gets_there() -> (
+    None
+):
+    """A flush whose IPI step is always skipped differs from the base at a step it never
+    runs. It is answered otherwise when the CPU gets past that step, so the walks see it
+    and the model, where it breaks no_use_after_free in 8 steps while the base holds, is not
+    quiet. (Counted only when the differing step ran, it was quiet, searched whole, and its
+    held said the patch was its base there; a review found it.)"""
+    v = _NoIpi(**{**attrs.asdict(VARIANTS["linux-current"], recurse=False), "name": "no-ipi"})
+    changes = changes_of(v)
+    assert changes is not None
+    otherwise = Otherwise.of(v, changes)
+    config = Config(
+        cpus=2, budget=Budget.only(), cpu_budget=((1, Budget.only(madvise=1)),), reuse=False
+    )
+    q = Question("madvise", None, attrs.evolve(config, mms=1, file_pages=0))
+    assert otherwise.differs(q.config)
+    n = search(v, [q], ["no_use_after_free"], 10**5, otherwise=otherwise)
+    assert len(n.found["no_use_after_free"].schedule) == 8
+    assert n.quiet == ()
+    base = search(VARIANTS["linux-current"], [q], ["no_use_after_free"], 10**5)
+    assert base.exhausted == (0,) and not base.found
