@@ -645,3 +645,39 @@ def test_the_switch_window_found_on_an_rfc_variant_is_traced_back_to_where_it_be
         "(the variant it changes) too, at step 10, and on rfc-async-posted and linux-concurrent."
     ]
     assert whose(VARIANTS["linux-5.2"], World.initial(v, c.config).config, schedule, c.prop) == ()
+
+
+def _ptl_never_free(w: World, cpu: int) -> bool:
+    return False
+
+
+@attrs.frozen
+class ReclaimNeverTakesThePtl(Variant):
+    """Reclaim's first step waits for a PTE lock it never gets: a path that differs from the
+    base at its very first step, and only in its guard, so that step never runs."""
+
+    def path_steps(self, path: KernelPath) -> tuple[Step, ...]:
+        steps = super().path_steps(path)
+        if path.name != "reclaim":
+            return steps
+        return (attrs.evolve(steps[0], guard=_ptl_never_free), *steps[1:])
+
+
+def test_a_first_step_that_waits_where_the_base_runs_answers_otherwise_though_it_never_runs() -> (
+    None
+):
+    """The patch's reclaim waits at its first step, where the base's takes it: that wait is
+    the difference, counted each time the guard is asked while the CPU is there, though the
+    step never runs (counted only when a differing step ran, this patch never answered
+    otherwise, and a narrowed model of it searched whole would have been the base's)."""
+    v = _current(ReclaimNeverTakesThePtl, "reclaim-waits")
+    ch = changes_of(v)
+    assert ch is not None and "path_steps" in ch.decisions
+    probe, tally = instrument(v, ch)
+    w = World.initial(probe, Config(cpus=1, budget=Budget.only(reclaim=1)))
+    start = next(a for a in w.enabled_actions() if a.op == "try_to_unmap_one" and a.args)
+    w.apply(start)
+    assert w.cpus.peek(0).path == "reclaim" and w.cpus.peek(0).pc == 0  # waiting there
+    _, otherwise = tally.take()["path_steps"]
+    assert otherwise > 0
+    assert not any(a.cpu == 0 and a.op == "try_to_unmap_one" for a in w.enabled_actions())
