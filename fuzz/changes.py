@@ -173,11 +173,12 @@ class Tally:
 
     A decision asked while the model runs is reached when asked. One asked while a path's
     steps are built (``path_steps()``, ``flush_steps()``, an ``Inline`` run such as
-    migration's copy and flush) is reached each time a path it shaped starts, and answered
-    otherwise each time the first step that differs from the base's runs in that path. A
-    path of the variant's own (``extra_paths``, or one that replaces a built-in of its name)
-    counts for ``paths()`` the same way. ``gate``, if set, must be true for an ask to count
-    (the probe's)."""
+    migration's copy and flush) is reached each time the first step of a path it shaped
+    runs, and answered otherwise each time a CPU gets to the first step that differs from
+    the base's in that path (``_arriving``; where that is the first step and it waits, each
+    ask of its guard counts both, ``_waiting``). A path of the variant's own
+    (``extra_paths``, or one that replaces a built-in of its name) counts for ``paths()``
+    the same way. ``gate``, if set, must be true for an ask to count (the probe's)."""
 
     counts: dict[str, list[int]]
     gate: Callable[[], bool] | None = None
@@ -225,57 +226,54 @@ def _wrap(name: str, mine: Callable[..., Any], base: Variant, tally: Tally) -> A
     return asked
 
 
-Hook = tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], int] | None]
-"""What counts when a path's step runs: decisions reached, decisions answered otherwise, and
-decisions answered otherwise once the CPU gets to step ``at`` after it (``_counting``)."""
-
-
 def _counting(
-    run: Callable[[World, int], None], hooks: Mapping[tuple[str, int], Hook], tally: Tally
+    run: Callable[[World, int], None],
+    hooks: Mapping[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]],
+    tally: Tally,
 ) -> Any:
-    """``run`` that counts what ``hooks`` ((path, index) -> ``Hook``) says for the step the
-    CPU runs: one function per step name, since the kernel checks that a name means one step
-    function in every path, keyed by the index since a name may come twice in one path (a
-    forced flush, then the gather's own). A path's first step that differs from the base's
-    is answered otherwise when the CPU gets to it, whether it then runs it, waits at its
-    guard or skips it: so the count is taken after the step before it runs, skipping what
-    ``World._run_step`` skips, not when the differing step runs (a patch whose differing
-    step is skipped, no IPI sent, would never count)."""
+    """``run`` that first counts what ``hooks`` ((path, index) -> (reached, otherwise)
+    names) says for the step the CPU runs: one function per step name, since the kernel
+    checks that a name means one step function in every path, keyed by the index since a
+    name may come twice in one path (a forced flush, then the gather's own)."""
 
     def counted(w: World, cpu: int) -> None:
         c = w.cpus[cpu]
-        path, pc = c.path, c.pc
-        hook = hooks.get((path, pc))
-        if hook is None:
-            run(w, cpu)
-            return
-        reached, otherwise, ahead = hook
-        tally.hit(reached, False)
-        tally.hit(otherwise, True)
+        hook = hooks.get((c.path, c.pc))
+        if hook is not None:
+            reached, otherwise = hook
+            tally.hit(reached, False)
+            tally.hit(otherwise, True)
         run(w, cpu)
-        if ahead is not None:  # where the CPU goes next, as _run_step decides it
-            names, at = ahead
-            steps = w.kernel.steps[path]
-            nxt = pc + 1
-            while nxt < at and (skip := steps[nxt].skip) is not None and skip(w, cpu):
-                nxt += 1
-            if nxt >= at:
-                tally.hit(names, True)
 
     return counted
 
 
-def _waiting(guard: Guard, keys: Mapping[tuple[str, int], tuple[str, ...]], tally: Tally) -> Guard:
-    """A path's first step's ``guard`` that counts its path's differing decisions answered
-    otherwise each time it is asked while the CPU is at that step (``keys``: (path, 0) ->
-    names): a path that differs from its very first step may wait there where the base's
-    runs, and that wait is the difference."""
+def _arriving(skip: Guard | None, names: tuple[str, ...], tally: Tally) -> Guard:
+    """The ``skip`` of a path's first step that differs from the base's: ``World._run_step``
+    asks it exactly when the CPU gets to that step (the step before it has run, the steps
+    between were skipped), so it counts ``names`` answered otherwise there, whether the CPU
+    then runs the step, waits at its guard or skips it, and answers as the step's own skip
+    (none: never skipped). Counted when the step ran, a patch whose differing step is
+    skipped (no IPI sent) never answered otherwise."""
+
+    def arrived(w: World, cpu: int) -> bool:
+        tally.hit(names, True)
+        return skip is not None and skip(w, cpu)
+
+    return arrived
+
+
+def _waiting(
+    guard: Guard, reached: tuple[str, ...], otherwise: tuple[str, ...], tally: Tally
+) -> Guard:
+    """The ``guard`` of a path's first step, where the path differs from the base's from its
+    very first step: the CPU may wait there where the base's runs, and that wait is the
+    difference. Each ask while it waits counts ``reached`` and ``otherwise`` (asks, as a
+    decision's are: the step's run counts them once more)."""
 
     def asked(w: World, cpu: int) -> bool:
-        c = w.cpus.peek(cpu)
-        names = keys.get((c.path, c.pc))
-        if names:
-            tally.hit(names, True)
+        tally.hit(reached, False)
+        tally.hit(otherwise, True)
         return guard(w, cpu)
 
     return asked
@@ -301,40 +299,26 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
     new = with_methods(v, wrappers)
     base = VARIANTS[changes.bases[0]]
     built = {p.name: _shape(cls, new, base, p, changes, tally) for p in v.paths().values()}
-    hooks: dict[str, dict[tuple[str, int], Hook]] = {}
-    waits: dict[str, dict[tuple[str, int], tuple[str, ...]]] = {}
-
-    def add(path: str, steps: tuple[Step, ...], i: int, **what: Any) -> None:
-        hook = hooks.setdefault(steps[i].name, {})
-        r, o, a = hook.get((path, i), ((), (), None))
-        hook[path, i] = (what.get("reached", r), what.get("otherwise", o), what.get("ahead", a))
-
+    hooks: dict[str, dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     for path, (steps, reached, otherwise, at) in built.items():
         if reached:
-            add(path, steps, 0, reached=reached)
+            hooks.setdefault(steps[0].name, {})[path, 0] = (reached, ())
         if otherwise and at == 0:
-            add(path, steps, 0, otherwise=otherwise)
-            if steps[0].guard is not None:
-                waits.setdefault(steps[0].name, {})[path, 0] = otherwise
-        elif otherwise:  # after each step the CPU can get to ``at`` from: at-1, and before
-            j = at - 1  # it while the steps between can be skipped
-            add(path, steps, j, ahead=(otherwise, at))
-            while j > 0 and steps[j].skip is not None:
-                j -= 1
-                add(path, steps, j, ahead=(otherwise, at))
+            r, _ = hooks.setdefault(steps[0].name, {}).get((path, 0), ((), ()))
+            hooks[steps[0].name][path, 0] = (r, otherwise)
     runs: dict[str, Any] = {}
-    guards: dict[str, Any] = {}
-    for path, (steps, *_) in built.items():
+    for path, (steps, reached, otherwise, at) in built.items():
         out = []
-        for step in steps:
+        for i, step in enumerate(steps):
             st = step
             if st.name in hooks:
                 st = attrs.evolve(
                     st, run=runs.setdefault(st.name, _counting(st.run, hooks[st.name], tally))
                 )
-            if st.name in waits and st.guard is not None:
-                wrapped = guards.setdefault(st.name, _waiting(st.guard, waits[st.name], tally))
-                st = attrs.evolve(st, guard=wrapped)
+            if otherwise and i == at and at > 0:  # this step's own: not shared by name
+                st = attrs.evolve(st, skip=_arriving(st.skip, otherwise, tally))
+            if otherwise and i == at == 0 and st.guard is not None:
+                st = attrs.evolve(st, guard=_waiting(st.guard, reached, otherwise, tally))
             out.append(st)
         steps_of[path] = tuple(out)
     return new, tally
@@ -344,8 +328,9 @@ def _shape(
     cls: type[Variant], v: Variant, base: Variant, path: Path, changes: Changes, tally: Tally
 ) -> tuple[tuple[Step, ...], tuple[str, ...], tuple[str, ...], int]:
     """``path``'s steps in ``v``, with what counts when it runs: the decisions asked while
-    building them (reached when the path starts), those of them that answered otherwise
-    (when the first step that differs from the base's runs), and that step's index."""
+    building them (reached when the path's first step runs), those of them that answered
+    otherwise (when a CPU gets to the first step that differs from the base's), and that
+    step's index."""
     tally.shaping = []
     try:
         steps = cls.path_steps(v, path)

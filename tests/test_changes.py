@@ -136,6 +136,36 @@ def test_equally_near_bases_each_measure_the_switch_they_set_otherwise() -> None
     }
 
 
+def _ptl_never_free(w: World, cpu: int) -> bool:
+    return False
+
+
+@attrs.frozen
+class ReclaimNeverTakesThePtl(Variant):
+    """Reclaim's first step waits for a PTE lock it never gets: a path that differs from the
+    base at its very first step, and only in its guard, so that step never runs."""
+
+    def path_steps(self, path: KernelPath) -> tuple[Step, ...]:
+        steps = super().path_steps(path)
+        if path.name != "reclaim":
+            return steps
+        return (attrs.evolve(steps[0], guard=_ptl_never_free), *steps[1:])
+
+
+def _always(w: World, cpu: int) -> bool:
+    return True
+
+
+@attrs.frozen
+class NoIpi(Variant):
+    """linux-current's flush with its IPI step always skipped: the first step that differs
+    from the base's is one the CPU never runs."""
+
+    def flush_steps(self, path: str) -> tuple[Step, ...]:
+        steps = super().flush_steps(path)
+        return tuple(attrs.evolve(st, skip=_always) if i == 1 else st for i, st in enumerate(steps))
+
+
 @pytest.mark.parametrize(
     "variant",
     [
@@ -144,12 +174,16 @@ def test_equally_near_bases_each_measure_the_switch_they_set_otherwise() -> None
             VARIANTS["linux-current"], name="current-5.2-switch", clear_cpumask_on_switch=True
         ),
         COPY_FIRST,
+        _current(ReclaimNeverTakesThePtl, "reclaim-waits"),
+        _current(NoIpi, "no-ipi"),
     ],
     ids=lambda v: v.name,
 )
 def test_an_instrumented_variant_walks_exactly_as_the_variant(variant: Variant) -> None:
     """Counting changes nothing: the same choices give the same states, step by step, also
-    where the change reorders steps that several paths share (the flush's)."""
+    where the change reorders steps that several paths share (the flush's), where the first
+    step that differs waits at its guard (the counting one), and where it is skipped (the
+    counting skip)."""
     ch = changes_of(variant)
     assert ch is not None
     counted, tally = instrument(variant, ch)
@@ -647,22 +681,6 @@ def test_the_switch_window_found_on_an_rfc_variant_is_traced_back_to_where_it_be
     assert whose(VARIANTS["linux-5.2"], World.initial(v, c.config).config, schedule, c.prop) == ()
 
 
-def _ptl_never_free(w: World, cpu: int) -> bool:
-    return False
-
-
-@attrs.frozen
-class ReclaimNeverTakesThePtl(Variant):
-    """Reclaim's first step waits for a PTE lock it never gets: a path that differs from the
-    base at its very first step, and only in its guard, so that step never runs."""
-
-    def path_steps(self, path: KernelPath) -> tuple[Step, ...]:
-        steps = super().path_steps(path)
-        if path.name != "reclaim":
-            return steps
-        return (attrs.evolve(steps[0], guard=_ptl_never_free), *steps[1:])
-
-
 def test_a_first_step_that_waits_where_the_base_runs_answers_otherwise_though_it_never_runs() -> (
     None
 ):
@@ -678,6 +696,6 @@ def test_a_first_step_that_waits_where_the_base_runs_answers_otherwise_though_it
     start = next(a for a in w.enabled_actions() if a.op == "try_to_unmap_one" and a.args)
     w.apply(start)
     assert w.cpus.peek(0).path == "reclaim" and w.cpus.peek(0).pc == 0  # waiting there
-    _, otherwise = tally.take()["path_steps"]
-    assert otherwise > 0
+    reached, otherwise = tally.take()["path_steps"]
+    assert reached > 0 and otherwise > 0
     assert not any(a.cpu == 0 and a.op == "try_to_unmap_one" for a in w.enabled_actions())

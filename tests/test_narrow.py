@@ -506,8 +506,8 @@ def test_a_patch_whose_differing_step_is_skipped_answers_otherwise_when_the_cpu_
     """A flush whose IPI step is always skipped differs from the base at a step it never
     runs. It is answered otherwise when the CPU gets past that step, so the walks see it
     and the model, where it breaks no_use_after_free in 8 steps while the base holds, is not
-    quiet. (Counted only when the differing step ran, it was quiet, searched whole, and its
-    held said the patch was its base there; a review found it.)"""
+    quiet. (Counted only when the differing step ran, no walk saw it and the model was
+    quiet though the patch broke no_use_after_free there; a review found it.)"""
     v = _NoIpi(**{**attrs.asdict(VARIANTS["linux-current"], recurse=False), "name": "no-ipi"})
     changes = changes_of(v)
     assert changes is not None
