@@ -373,7 +373,7 @@ def fuzz_variant(
                     remaining,
                     states,
                     ran_kinds(variant, steer),
-                    Otherwise.of(variant, changes),
+                    Otherwise(searched, tally),  # the search's own instrumented copy
                 )
             found = narrowed.found if narrowed is not None else {}
             on_base: dict[Question, dict[str, BaseInModel]] = {}
