@@ -76,8 +76,8 @@ def bfs(
 
 class Levels:
     """A breadth-first search run one level at a time: ``bfs`` runs one to a depth, and
-    ``tlbfuzz.fuzz.narrow`` runs several side by side, each a level deeper in turn, without
-    searching a level twice. The arguments are ``bfs``'s."""
+    ``tlbfuzz.fuzz.narrow`` runs several side by side, the smallest level due first (its
+    ``frontier``), without searching a level twice. The arguments are ``bfs``'s."""
 
     def __init__(
         self,
