@@ -40,7 +40,7 @@ import inspect
 import itertools
 import textwrap
 from functools import cache
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
@@ -61,13 +61,15 @@ from tlbfuzz.protocol import (
 )
 from tlbfuzz.protocol.paths import budget_kinds, shape_for
 from tlbfuzz.protocol.search import Replayed, bfs, replayed
-from tlbfuzz.protocol.world import HW_OPS
+from tlbfuzz.protocol.world import HW_OPS, Kernel
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from tlbfuzz.protocol import Action
     from tlbfuzz.protocol.paths import Guard
+    from tlbfuzz.protocol.state import Locals
+    from tlbfuzz.protocol.world import Start
 
 NOT_SWITCHES: Final = frozenset({"name", "summary", "kernel_ref"})
 """Fields of a variant that describe it and decide nothing."""
@@ -178,7 +180,9 @@ class Tally:
     the base's in that path (``_arriving``; where that is the first step and it waits, each
     ask of its guard counts both, ``_waiting``). A path of the variant's own
     (``extra_paths``, or one that replaces a built-in of its name) counts for ``paths()``
-    the same way. ``gate``, if set, must be true for an ask to count (the probe's)."""
+    the same way; a built-in path ``paths()`` leaves out counts where the base's CPU could
+    start it (``_leaving_out``). ``gate``, if set, must be true for an ask to count (the
+    probe's)."""
 
     counts: dict[str, list[int]]
     gate: Callable[[], bool] | None = None
@@ -296,8 +300,12 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
         return steps if steps is not None else cls.path_steps(self, path)
 
     wrappers["path_steps"] = path_steps
-    new = with_methods(v, wrappers)
     base = VARIANTS[changes.bases[0]]
+    dropped = left_out(v, base) if "paths" in changes.decisions else frozenset()
+    if dropped:
+        mine = cast("Callable[..., bool]", wrappers.get("may_start", cls.may_start))
+        wrappers["may_start"] = _leaving_out(mine, base, dropped, tally)
+    new = with_methods(v, wrappers)
     built = {p.name: _shape(cls, new, base, p, changes, tally) for p in v.paths().values()}
     hooks: dict[str, dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     for path, (steps, reached, otherwise, at) in built.items():
@@ -322,6 +330,83 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
             out.append(st)
         steps_of[path] = tuple(out)
     return new, tally
+
+
+def left_out(v: Variant, base: Variant) -> frozenset[str]:
+    """The base's paths that ``v``'s ``paths()`` leaves out, of a budget kind ``v`` keeps
+    another path of (one of a kind ``v`` has no path of is in no model of ``v``: its budget
+    cannot be given)."""
+    mine = v.paths()
+    kinds = {p.budget.name for p in mine.values()}
+    return frozenset(
+        name for name, p in base.paths().items() if name not in mine and p.budget.name in kinds
+    )
+
+
+_Plan = list[dict[tuple[str, "Locals"], list["Start"]]]
+"""Per CPU: (path, locals) of the start that asks for the kind's left-out paths -> the base's
+starts of them."""
+
+
+def _plan(mine: Kernel, theirs: Kernel, dropped: frozenset[str]) -> _Plan:
+    """Per CPU, for each kind with a left-out path: the first of ``mine``'s starts of that
+    kind (``World._starts`` asks ``may_start`` of it once each time it works out the CPU's
+    starts, whenever the kind's budget slot is open), preferring one a kernel thread may
+    start too, and the base's starts of the left-out paths of the kind."""
+    out: _Plan = []
+    for cpu, starts in enumerate(mine.starts):
+        kinds: dict[str, list[Start]] = {}
+        for s in theirs.starts[cpu]:
+            if s.path.name in dropped:
+                kinds.setdefault(s.path.budget.name, []).append(s)
+        asks: dict[tuple[str, Locals], list[Start]] = {}
+        for kind, theirs_of_kind in kinds.items():
+            of_kind = [s for s in starts if s.path.budget.name == kind]
+            ask = next((s for s in of_kind if not s.path.from_user), of_kind[0])
+            asks[ask.path.name, ask.locals] = theirs_of_kind
+        out.append(asks)
+    return out
+
+
+def _leaving_out(
+    mine: Callable[..., bool], base: Variant, dropped: frozenset[str], tally: Tally
+) -> Any:
+    """``may_start`` that also counts ``paths()`` where the variant leaves out ``dropped``
+    (``left_out``): reached each time a CPU's starts are worked out with a budget of their
+    kind left, and answered otherwise when the base's CPU could start one of them there (its
+    budget slot and start guard allowing, on this world). Such a patch runs only schedules
+    the base may run; a model where the base could start a left-out path is still not the
+    base's model. Its answers are ``mine``'s."""
+    plans: dict[Kernel, tuple[_Plan, dict[str, int], Kernel]] = {}
+
+    def may_start(self: Variant, w: World, cpu: int, path: Path, lv: Locals) -> bool:
+        k = w.kernel
+        known = plans.get(k)
+        if known is None:
+            kb = Kernel.of(base, w.config)
+            slots = {kind.name: i for i, kind in enumerate(k.kinds)}
+            known = plans[k] = (_plan(k, kb, dropped), slots, kb)
+        plan, slot, kb = known
+        theirs = plan[cpu].get((path.name, lv))
+        if theirs is not None:
+            c = w.cpus.peek(cpu)  # read only: a copy-on-write world keeps its parent's record
+            could = any(
+                c.budget[slot[s.path.budget.name]] > 0
+                and (c.user_mode or not s.path.from_user)
+                and (
+                    kb.may_start(w, cpu, s.path, s.locals)
+                    if kb.may_start is not None
+                    else s.guard is None or s.guard(w, cpu, s.locals)
+                )
+                for s in theirs
+            )
+            tally.hit(("paths",), False)
+            if could:
+                tally.hit(("paths",), True)
+        return mine(self, w, cpu, path, lv)
+
+    may_start.__name__ = "may_start"
+    return may_start
 
 
 def _shape(

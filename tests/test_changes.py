@@ -24,6 +24,7 @@ from tests.test_mm import _config as _mechanism_config
 from tests.test_mm import _key as _mechanism_key
 from tlbfuzz.fuzz import runner
 from tlbfuzz.fuzz.changes import (
+    Otherwise,
     asking_kinds,
     changes_of,
     instrument,
@@ -37,6 +38,7 @@ from tlbfuzz.fuzz.changes import (
 from tlbfuzz.fuzz.check import assert_holds
 from tlbfuzz.fuzz.cli import main
 from tlbfuzz.fuzz.machine import Focus, focus, machine_for
+from tlbfuzz.fuzz.narrow import Question, search
 from tlbfuzz.fuzz.results import Record, judge_changes, merge, schema, unexercised
 from tlbfuzz.fuzz.runner import Finding, Held, fuzz_variant
 from tlbfuzz.fuzz.user import load_user_variant
@@ -53,8 +55,11 @@ from tlbfuzz.protocol import (
 )
 from tlbfuzz.protocol import Path as KernelPath
 from tlbfuzz.protocol.paths import VA
+from tlbfuzz.protocol.search import bfs
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from tests.schedules import Concern, Mechanism
     from tlbfuzz.protocol import Site
     from tlbfuzz.protocol.state import FlushTlbInfo, Locals
@@ -166,9 +171,19 @@ class NoIpi(Variant):
         return tuple(attrs.evolve(st, skip=_always) if i == 1 else st for i, st in enumerate(steps))
 
 
+@attrs.frozen
+class NoLazyTlb(Variant):
+    """linux-current that never enters lazy TLB mode: its ``paths()`` leaves
+    enter_lazy_tlb out, and keeps the switch kind's other paths."""
+
+    def paths(self) -> Mapping[str, KernelPath]:
+        return {k: p for k, p in super().paths().items() if k != "enter_lazy_tlb"}
+
+
 @pytest.mark.parametrize(
     "variant",
     [
+        _current(NoLazyTlb, "no-lazy"),
         attrs.evolve(VARIANTS["linux-5.2"], name="5.2-concurrent", concurrent_flush=True),
         attrs.evolve(
             VARIANTS["linux-current"], name="current-5.2-switch", clear_cpumask_on_switch=True
@@ -182,8 +197,8 @@ class NoIpi(Variant):
 def test_an_instrumented_variant_walks_exactly_as_the_variant(variant: Variant) -> None:
     """Counting changes nothing: the same choices give the same states, step by step, also
     where the change reorders steps that several paths share (the flush's), where the first
-    step that differs waits at its guard (the counting one), and where it is skipped (the
-    counting skip)."""
+    step that differs waits at its guard (the counting one), where it is skipped (the
+    counting skip), and where the patch leaves a path out (the counting start guard)."""
     ch = changes_of(variant)
     assert ch is not None
     counted, tally = instrument(variant, ch)
@@ -699,3 +714,32 @@ def test_a_first_step_that_waits_where_the_base_runs_answers_otherwise_though_it
     reached, otherwise = tally.take()["path_steps"]
     assert reached > 0 and otherwise > 0
     assert not any(a.cpu == 0 and a.op == "try_to_unmap_one" for a in w.enabled_actions())
+
+
+def test_a_patch_that_leaves_a_path_out_answers_otherwise_where_the_base_could_start_it() -> None:
+    """Without enter_lazy_tlb, CPU0's switch budget in one mm starts nothing (a switch to
+    another mm's task needs two mms, leaving lazy mode needs it entered), so the patch's
+    model has the states of the madvise alone. The base's CPU0 could enter lazy mode there:
+    every state counts ``paths()`` answered otherwise, and the model is not the base's.
+    Without a switch budget nothing counts. (Before, ``paths()`` was NEVER REACHED in both,
+    and a narrowed model of it searched whole was called the base's.)"""
+    v = _current(NoLazyTlb, "no-lazy")
+    ch = changes_of(v)
+    assert ch is not None and ch.decisions["paths"][0] == "overridden"
+    counted, tally = instrument(v, ch)
+
+    def model(**cpu0: int) -> Config:
+        per_cpu = ((0, Budget.only(**cpu0)), (1, Budget.only(madvise=1)))
+        return Config(budget=Budget.only(), cpu_budget=per_cpu, reuse=False, mms=1, file_pages=0)
+
+    with_switch = bfs(World.initial(counted, model(switch=2)), (), 40)
+    reached, otherwise = tally.take()["paths"]
+    assert with_switch.exhausted and reached > 0 and otherwise == reached
+    alone = bfs(World.initial(counted, model()), (), 40)
+    assert tally.take()["paths"] == [0, 0]
+    assert with_switch.states == alone.states
+    base = bfs(World.initial(VARIANTS["linux-current"], model(switch=2)), (), 40)
+    assert base.states > with_switch.states
+    q = Question("madvise", "switch", model(switch=2))
+    n = search(v, [q], ["no_use_after_free"], 10**5, otherwise=Otherwise.of(v, ch))
+    assert n.exhausted == (0,) and n.quiet == ()
