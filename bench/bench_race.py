@@ -22,7 +22,8 @@ The rows (``--rows``):
 
   For these rows, strategy ``narrowed`` is the narrowed search ``tlbfuzz fuzz`` runs on a
   patch the fuzzer held (``fuzz/narrow.py``), alone, at the ``ci`` profile's budget of
-  unique states (``narrow.NARROW_STATES``): one deterministic run per row, its cell the
+  unique states (``narrow.NARROW_STATES``; ``--narrow-states N`` for another, nightly's
+  300,000 say): one deterministic run per row, its cell the
   states spent (``execs`` and ``steps``), the seconds, and the length of what it found, or
   0/1 where the budget ran out or every model held. ``swarm`` and ``hyp-ci`` run without it,
   as the fuzzer alone.
@@ -146,10 +147,11 @@ def mm_trial(key: str, strategy: str, seed: int, budget: int) -> Trial:
     return Trial(False, 0.0, o.examples, o.steps, 0)
 
 
-def narrowed_trial(key: str) -> Trial:
+def narrowed_trial(key: str, states: int = NARROW_STATES["ci"]) -> Trial:
     """A mechanism's moved variant given the narrowed search alone, as ``fuzz`` gives it
-    after the fuzzer holds: the probe's questions in the mechanism's shape, at the ``ci``
-    budget. Only a race of the moved ordering counts (``the_moved_race``)."""
+    after the fuzzer holds: the probe's questions in the mechanism's shape, at ``states``
+    (the ``ci`` budget; ``--narrow-states``). Only a race of the moved ordering counts
+    (``the_moved_race``)."""
     m = next(m for ms in MOVED.values() for m in ms if m.key == key)
     shape: dict[str, Any] = dict(m.shape)
     changes = changes_of(m.moved)
@@ -159,7 +161,7 @@ def narrowed_trial(key: str) -> Trial:
     reach = asking_kinds(m.moved, changes)
     ran = ran_kinds(m.moved, steered_kinds(m.moved, reach, shape))
     otherwise = Otherwise.of(m.moved, changes)
-    n = narrow(m.moved, reach, shape, [m.prop], NARROW_STATES["ci"], ran, otherwise)
+    n = narrow(m.moved, reach, shape, [m.prop], states, ran, otherwise)
     qs = n.questions
     seconds = time.perf_counter() - t0
     rest = how_far(len(qs), len(n.exhausted), n.unfinished) + (
@@ -236,6 +238,12 @@ def main() -> None:
     ap.add_argument("--rows", choices=("review", *MOVED), default="review")
     ap.add_argument("--only", help="substring of VARIANT:PROPERTY (mm, tso: ORDERING:PROPERTY)")
     ap.add_argument("--strategies", default=",".join((*RANDOM, "bfs")))
+    ap.add_argument(
+        "--narrow-states",
+        type=int,
+        default=NARROW_STATES["ci"],
+        help="the narrowed strategy's budget of unique states (default: the ci profile's)",
+    )
     args = ap.parse_args()
     strategies = args.strategies.split(",")
     if args.rows in MOVED and set(strategies) - {"swarm", "hyp-ci", "narrowed"}:
@@ -254,7 +262,7 @@ def main() -> None:
 
     def jobs(pool: ProcessPoolExecutor, r: Row, s: str) -> list[Future[Trial]]:
         if r.moved and s == "narrowed":
-            return [pool.submit(narrowed_trial, r.label)]
+            return [pool.submit(narrowed_trial, r.label, args.narrow_states)]
         if r.moved:
             return [pool.submit(mm_trial, r.label, s, i, args.steps) for i in range(args.seeds)]
         if s == "bfs":  # no BFS budgets for some rows (tests/test_explore.py: NEEDS)

@@ -275,8 +275,9 @@ def search(
 ) -> Narrowed:
     """Every question of ``qs`` searched breadth-first (``Levels``: a level at a time, none
     twice), the smallest level due first (the fewest states waiting; on a tie, the first
-    question), until every question is exhausted or ``props`` are all broken, ``max_depth`` is
-    reached, or ``max_states`` unique states (summed over the questions) are spent. Per
+    question), until every question is exhausted or searched to ``max_depth`` (a question
+    that reaches it is retired, the others go on), ``props`` are all broken, or
+    ``max_states`` unique states (summed over the questions) are spent. Per
     property, the first question to break it, and its shortest schedule there (not always
     the shortest of all the questions: the module's docstring says why). Deterministic.
     With ``otherwise`` (``v`` instrumented), the models run its variant, and the questions
