@@ -335,11 +335,16 @@ def instrument(v: Variant, changes: Changes) -> tuple[Variant, Tally]:
 def left_out(v: Variant, base: Variant) -> frozenset[str]:
     """The base's paths that ``v``'s ``paths()`` leaves out, of a budget kind ``v`` keeps
     another path of (one of a kind ``v`` has no path of is in no model of ``v``: its budget
-    cannot be given)."""
+    cannot be given). One that ``moves`` pages only where a kept path of its kind moves
+    too: only then has ``v``'s world the spare address its starts name (``Kernel.vas``),
+    so one without is not counted."""
     mine = v.paths()
     kinds = {p.budget.name for p in mine.values()}
+    moving = {p.budget.name for p in mine.values() if p.moves}
     return frozenset(
-        name for name, p in base.paths().items() if name not in mine and p.budget.name in kinds
+        name
+        for name, p in base.paths().items()
+        if name not in mine and p.budget.name in kinds and (not p.moves or p.budget.name in moving)
     )
 
 
@@ -357,7 +362,9 @@ def _plan(mine: Kernel, theirs: Kernel, dropped: frozenset[str]) -> _Plan:
     for cpu, starts in enumerate(mine.starts):
         kinds: dict[str, list[Start]] = {}
         for s in theirs.starts[cpu]:
-            if s.path.name in dropped:
+            if s.path.name in dropped and all(
+                value in mine.vas for name, value in s.action.args if name == "va"
+            ):  # an address only the base's world has (its spare one) is none of this world's
                 kinds.setdefault(s.path.budget.name, []).append(s)
         asks: dict[tuple[str, Locals], list[Start]] = {}
         for kind, theirs_of_kind in kinds.items():
