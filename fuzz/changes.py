@@ -357,7 +357,9 @@ def _plan(mine: Kernel, theirs: Kernel, dropped: frozenset[str]) -> _Plan:
     """Per CPU, for each kind with a left-out path: the first of ``mine``'s starts of that
     kind (``World._starts`` asks ``may_start`` of it once each time it works out the CPU's
     starts, whenever the kind's budget slot is open), preferring one a kernel thread may
-    start too, and the base's starts of the left-out paths of the kind."""
+    start too, and the base's starts of the left-out paths of the kind. Where the variant
+    has no start of the kind on a CPU (its paths' arguments take no value there), nothing
+    asks, and the left-out paths are not counted on that CPU; no built-in kind is so."""
     out: _Plan = []
     for cpu, starts in enumerate(mine.starts):
         kinds: dict[str, list[Start]] = {}
@@ -369,6 +371,8 @@ def _plan(mine: Kernel, theirs: Kernel, dropped: frozenset[str]) -> _Plan:
         asks: dict[tuple[str, Locals], list[Start]] = {}
         for kind, theirs_of_kind in kinds.items():
             of_kind = [s for s in starts if s.path.budget.name == kind]
+            if not of_kind:  # none of the variant's paths of the kind starts here: no ask
+                continue
             ask = next((s for s in of_kind if not s.path.from_user), of_kind[0])
             asks[ask.path.name, ask.locals] = theirs_of_kind
         out.append(asks)
