@@ -357,7 +357,8 @@ def _plan(mine: Kernel, theirs: Kernel, dropped: frozenset[str]) -> _Plan:
     """Per CPU, for each kind with a left-out path: the first of ``mine``'s starts of that
     kind (``World._starts`` asks ``may_start`` of it once each time it works out the CPU's
     starts, whenever the kind's budget slot is open), preferring one a kernel thread may
-    start too, and the base's starts of the left-out paths of the kind. Where the variant
+    start too, and the base's starts of the left-out paths of the kind (asked only with
+    the kind's budget left, so the budget needs no check). Where the variant
     has no start of the kind on a CPU (its paths' arguments take no value there), nothing
     asks, and the left-out paths are not counted on that CPU; no built-in kind is so."""
     out: _Plan = []
@@ -384,26 +385,24 @@ def _leaving_out(
 ) -> Any:
     """``may_start`` that also counts ``paths()`` where the variant leaves out ``dropped``
     (``left_out``): reached each time a CPU's starts are worked out with a budget of their
-    kind left, and answered otherwise when the base's CPU could start one of them there (its
-    budget slot and start guard allowing, on this world). Such a patch runs only schedules
-    the base may run; a model where the base could start a left-out path is still not the
-    base's model. Its answers are ``mine``'s."""
-    plans: dict[Kernel, tuple[_Plan, dict[str, int], Kernel]] = {}
+    kind left, and answered otherwise when the base's CPU could start one of them there (a
+    user task where it needs one, and its start guard allowing, on this world). Such a
+    patch runs only schedules the base may run; a model where the base could start a
+    left-out path is still not the base's model. Its answers are ``mine``'s."""
+    plans: dict[Kernel, tuple[_Plan, Kernel]] = {}
 
     def may_start(self: Variant, w: World, cpu: int, path: Path, lv: Locals) -> bool:
         k = w.kernel
         known = plans.get(k)
         if known is None:
             kb = Kernel.of(base, w.config)
-            slots = {kind.name: i for i, kind in enumerate(k.kinds)}
-            known = plans[k] = (_plan(k, kb, dropped), slots, kb)
-        plan, slot, kb = known
+            known = plans[k] = (_plan(k, kb, dropped), kb)
+        plan, kb = known
         theirs = plan[cpu].get((path.name, lv))
-        if theirs is not None:
-            c = w.cpus.peek(cpu)  # read only: a copy-on-write world keeps its parent's record
+        if theirs is not None:  # asked with the kind's budget left (World._starts' gate)
+            user = w.cpus.peek(cpu).user_mode  # peek: a copy-on-write world keeps its parent's
             could = any(
-                c.budget[slot[s.path.budget.name]] > 0
-                and (c.user_mode or not s.path.from_user)
+                (user or not s.path.from_user)
                 and (
                     kb.may_start(w, cpu, s.path, s.locals)
                     if kb.may_start is not None

@@ -25,9 +25,10 @@ one costs fewer states than a shallow level of a fast one. A race found is there
 shortest in its model, not always among the questions searched together, and a held says
 how deep every question was searched and which were searched whole (a proof for that model,
 not for the patch). Without ``LOADED_MM_SWITCHING`` (``examples/my_variant.py``) the race is
-19 steps deep in the two-mm model of a madvise against a switch, 37,695 states; the mprotect
-model beside it grows faster, and a level at a time in turn the two spent ``ci``'s 60,000
-states at depths 15 and 14. The smallest level first reaches the madvise model's 19th.
+19 steps deep in the two-mm model of a madvise against a switch, and the mprotect model
+beside it grows faster: a level at a time in turn, the ``ci`` budget ran out some levels
+short of it, and the smallest level first reaches it (the README's narrowed-search
+paragraph gives both runs; ``tests/test_narrow.py`` finds it at the ``ci`` budget).
 
 A decision every flush asks (``should_flush_tlb()``) has a dozen askers and some 380
 questions over the five shapes: side by side, the ``ci`` budget took them only a few steps

@@ -322,10 +322,10 @@ def test_the_narrowed_search_asks_the_two_mm_model_and_finds_the_switching_windo
 def test_at_the_ci_budget_the_narrowed_search_finds_the_switching_window() -> None:
     """What ``fuzz --profile ci`` runs once the fuzzer holds on SKIP_SWITCHING_CPUS: the
     two-mm models of a switch first (a walk sees the change answered otherwise only there),
-    60,000 states. The race is 19 steps deep in the madvise model (37,695 states); the
-    mprotect model beside it grows faster, and with the two searched a level at a time in
-    turn the budget ran out at depths 15 and 14. The smallest level first reaches it, in a
-    model the walks put first, and linux-current refuses a step of what it finds."""
+    60,000 states. The race is 19 steps deep in the madvise model, and the mprotect model
+    beside it grows faster: searched a level at a time in turn, the two spent the budget
+    short of it. The smallest level first reaches it, in a model the walks put first, and
+    linux-current refuses a step of what it finds."""
     changes = changes_of(SKIP)
     assert changes is not None
     n = search_shapes(
